@@ -1,0 +1,42 @@
+"""Shared fixtures. Tests never touch the network: torch's hub cache points at a fresh folder per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_hub_cache(tmp_path_factory):
+    """Point TORCH_HOME at an empty folder so no test can see (or fill) the user's weight cache."""
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch_home"))
+    yield
+    if old is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = old
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make any socket connection fail at once, as on a machine with no network."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return refuse
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from tl_lab.backbones import load_backbone
+
+    return load_backbone("efficientnet_lite0")

@@ -1,0 +1,163 @@
+"""The backbone registry: real embedded weights, torchvision architectures at random init, offline behaviour."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from tl_lab.backbones import (
+    BackboneSpec,
+    WeightsUnavailableError,
+    get_spec,
+    hub_checkpoint_dir,
+    list_backbones,
+    load_backbone,
+    register_backbone,
+)
+
+TORCHVISION = ["resnet18", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
+               "convnext_tiny", "vgg11_bn", "vit_b_16"]
+
+
+def test_registry_lists_embedded_default_first_and_every_required_network():
+    names = list_backbones()
+    assert names[0] == "efficientnet_lite0"
+    assert set(TORCHVISION) <= set(names)
+
+
+def test_unknown_backbone_error_lists_the_choices():
+    with pytest.raises(ValueError, match=r"unknown backbone 'resnet19'; choose one of: efficientnet_lite0, .*resnet18"):
+        load_backbone("resnet19")
+
+
+def test_duplicate_registration_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        register_backbone(get_spec("resnet18"))
+
+
+def test_spec_refuses_a_head_that_is_not_last():
+    spec = get_spec("resnet18")
+    with pytest.raises(ValueError, match="must be the last stage"):
+        BackboneSpec(**{**spec.__dict__, "name": "x", "stages": ("head", "stem")})
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_architecture_builds_offline_with_named_stages(name, no_network):
+    bb = load_backbone(name, pretrained=False, num_classes=7)
+    assert bb.stages[-1] == bb.head == "head"
+    for stage in bb.stages:  # every stage is a real module path
+        assert isinstance(bb.model.get_submodule(stage), torch.nn.Module)
+    size = 224 if bb.spec.fixed_input_size else 64
+    bb.model.eval()
+    with torch.no_grad():
+        out = bb.model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 7)
+    shapes = bb.stage_shapes(size)
+    assert list(shapes) == list(bb.stages)
+    assert shapes["head"] == (7,)
+    assert bb.meta["weights"] == "random init"
+    assert bb.meta["total_parameters"] == sum(p.numel() for p in bb.model.parameters())
+
+
+def test_lite0_stage_shapes_and_parameter_counts(lite0):
+    shapes = lite0.stage_shapes(64)
+    assert shapes["stem"] == (32, 32, 32)
+    assert shapes["stage7"] == (320, 2, 2)
+    assert shapes["conv_head"] == (1280, 2, 2)
+    assert shapes["head"] == (1000,)
+    # counts by hand: stem conv 3*32*9 + BN 2*32 ; head 1280*1000 + 1000
+    assert lite0.meta["parameters"]["stem"] == 3 * 32 * 9 + 2 * 32
+    assert lite0.meta["parameters"]["head"] == 1280 * 1000 + 1000
+    assert lite0.meta["total_parameters"] == 4_652_008
+    assert lite0.meta["embedded"] and "Apache" in lite0.meta["license"]
+    assert len(lite0.meta["categories"]) == 1000
+
+
+def test_lite0_recognises_the_sample_photos(lite0):
+    from tl_lab.samples import sample_photos
+
+    lite0.model.eval()
+    right = {}
+    for photo in sample_photos():
+        with torch.no_grad():
+            top1 = lite0.model(lite0.transform(photo.image())[None]).argmax(1).item()
+        right[photo.name] = top1 in photo.imagenet_classes
+        if photo.name == "cat":
+            assert 281 <= top1 <= 285, f"cat photo classified as {lite0.meta['categories'][top1]}"
+    assert sum(right.values()) >= 2, right
+
+
+def test_new_head_keeps_every_other_weight_pretrained(lite0):
+    fresh = load_backbone("efficientnet_lite0", num_classes=5)
+    before, after = lite0.model.state_dict(), fresh.model.state_dict()
+    changed = [k for k in before if before[k].shape != after[k].shape or not torch.equal(before[k], after[k])]
+    assert changed == ["head.classifier.1.weight", "head.classifier.1.bias"]
+    assert fresh.meta["categories"] is None and fresh.meta["num_classes"] == 5
+
+
+def test_num_classes_must_be_sensible():
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
+        load_backbone("efficientnet_lite0", pretrained=False, num_classes=1)
+
+
+def test_lite0_batchnorm_uses_pytorch_momentum_and_tracks_batches():
+    bb = load_backbone("efficientnet_lite0", pretrained=False)
+    bns = [m for m in bb.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == pytest.approx(0.1) for m in bns)
+    bn = bb.model.stem[1]
+    bn.reset_running_stats()
+    bb.model.train()
+    with torch.no_grad():
+        x = torch.randn(8, 3, 32, 32) * 3 + 5
+        batch_mean = bb.model.stem[0](x).mean(dim=(0, 2, 3))
+        bb.model.stem(x)
+    # one step of an exponential moving average with momentum 0.1 from 0
+    assert torch.allclose(bn.running_mean, 0.1 * batch_mean, atol=1e-4)
+
+
+def test_input_size_checks_name_the_fix():
+    vit = load_backbone("vit_b_16", pretrained=False)
+    with pytest.raises(ValueError, match="image_size=224"):
+        vit.check_input_size(64)
+    lite = load_backbone("efficientnet_lite0", pretrained=False)
+    with pytest.raises(ValueError, match="image_size=64"):
+        lite.check_input_size(16)
+    lite.check_input_size(64)
+    vit.model.eval()
+    with pytest.raises(ValueError, match="image_size=224"), torch.no_grad():
+        vit.model(torch.zeros(1, 3, 64, 64))
+
+
+def test_offline_pretrained_download_gives_one_clear_error(monkeypatch):
+    def fail(url, dst, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+    with pytest.raises(WeightsUnavailableError) as info:
+        load_backbone("resnet18")
+    message = str(info.value)
+    assert "resnet18-f37072fd.pth" in message
+    assert str(hub_checkpoint_dir()) in message
+    assert "efficientnet_lite0" in message and "pretrained=False" in message
+
+
+def test_cached_weights_load_without_network(no_network):
+    reference = load_backbone("resnet18", pretrained=False)
+    import torchvision
+
+    net = torchvision.models.resnet18()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    path = hub_checkpoint_dir() / "resnet18-f37072fd.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    try:
+        bb = load_backbone("resnet18")  # pretrained=True, served from the cache
+        assert torch.equal(bb.model.stem[0].weight, net.conv1.weight)
+        assert not torch.equal(bb.model.stem[0].weight, reference.model.stem[0].weight)
+        assert bb.meta["pretrained"] is True
+    finally:
+        path.unlink()
