@@ -179,22 +179,26 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def load_backbone(
-    name: str = OFFLINE_ALTERNATIVE, *, pretrained: bool = True, num_classes: int | None = None
+    name: str = OFFLINE_ALTERNATIVE, *, pretrained: bool = True, num_classes: int | None = None, seed: int = 0
 ) -> Backbone:
     """Build a registered network, with its pretrained weights unless ``pretrained=False`` (random init).
 
     ``num_classes`` replaces the last linear layer of the head with a fresh one; everything else keeps its weights.
+    New weights (the new head, or everything when ``pretrained=False``) are initialised from ``seed``, so the same
+    call gives the same network and runs built on it are reproducible.
     Pretrained torchvision weights come from torch's hub cache, downloading once when online; with no network and
     no cached file this raises :class:`WeightsUnavailableError` naming the file and where to put it.
     """
     spec = get_spec(name)
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    model = spec.build(pretrained)
-    if model.stage_names != spec.stages:
-        raise RuntimeError(f"{name}: built stages {model.stage_names} differ from the registered {spec.stages}")
-    if num_classes is not None:
-        replace_last_linear(model.get_submodule(spec.head), num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = spec.build(pretrained)
+        if model.stage_names != spec.stages:
+            raise RuntimeError(f"{name}: built stages {model.stage_names} differ from the registered {spec.stages}")
+        if num_classes is not None:
+            replace_last_linear(model.get_submodule(spec.head), num_classes)
     backbone = Backbone(
         name=name,
         model=model,

@@ -1,0 +1,227 @@
+"""The training loop: quality bars on embedded data, cache equivalence, determinism, resume, stop and faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tl_lab.backbones import load_backbone
+from tl_lab.checkpoints import CheckpointMismatchError, apply_model_state, load_checkpoint
+from tl_lab.data import DatasetSplits, load_dataset
+from tl_lab.events import BatchEnd, EpochEnd, FitEnd, FitStart, StopToken, Stopped
+from tl_lab.freeze import FreezePlan
+from tl_lab.train import fit, lr_factor
+
+
+@pytest.fixture(scope="module")
+def digits10():
+    return load_dataset("digits", shots=10, seed=0, image_size=64)
+
+
+def _fit(data, tmp_path, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("run_dir", tmp_path / "run")
+    return fit("efficientnet_lite0", data, **kw)
+
+
+def test_frozen_head_on_digits_meets_the_bar(digits10, tmp_path):
+    run = _fit(digits10, tmp_path, plan=FreezePlan.frozen_head())
+    assert run.best["test_acc"] >= 0.80
+    assert run.cache.startswith("memory") and "conv_head" in run.cache
+    assert len(run.history) == 100 and not run.stopped_early
+    assert run.trainable_parameters == 1280 * 10 + 10
+    # files: best + last checkpoints and run.json with everything needed to rerun it
+    saved = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert saved["config"]["data"]["name"] == "digits" and saved["config"]["data"]["shots"] == 10
+    assert saved["config"]["plan"] == {"trainable_from": "head", "bn": "frozen", "lr_mult": {}}
+    assert {"torch", "torchvision", "python"} <= set(saved["config"]["versions"])
+
+
+def test_events_arrive_in_order_with_metrics(digits10, tmp_path):
+    events = []
+    run = _fit(digits10, tmp_path, epochs=3, batch_size=25, callbacks=[events.append])
+    kinds = [type(e) for e in events]
+    assert kinds[0] is FitStart and kinds[-1] is FitEnd
+    assert kinds.count(BatchEnd) == 3 * 4 and kinds.count(EpochEnd) == 3
+    ends = [e for e in events if isinstance(e, EpochEnd)]
+    assert [e.metrics["val_acc"] for e in ends] == [h["val_acc"] for h in run.history]
+    assert events[-1].run is run
+
+
+def test_same_call_twice_gives_the_same_history(digits10, tmp_path):
+    a = _fit(digits10, tmp_path / "a", epochs=5, plan=FreezePlan(trainable_from="stage7"))
+    b = _fit(digits10, tmp_path / "b", epochs=5, plan=FreezePlan(trainable_from="stage7"))
+    strip = lambda h: [{k: v for k, v in e.items() if k not in ("seconds", "images_per_s")} for e in h]  # noqa: E731
+    assert strip(a.history) == strip(b.history)
+
+
+@pytest.mark.slow
+def test_cached_and_uncached_runs_reach_the_same_accuracy(digits10, tmp_path):
+    cached = _fit(digits10, tmp_path / "c", epochs=8)
+    naive = _fit(digits10, tmp_path / "n", epochs=8, cache=False)
+    assert naive.cache == "off: cache=False"
+    assert abs(cached.best["test_acc"] - naive.best["test_acc"]) <= 0.01
+    assert cached.history[-1]["train_loss"] == pytest.approx(naive.history[-1]["train_loss"], rel=1e-3, abs=1e-4)
+
+
+def test_resume_continues_to_the_same_result(digits10, tmp_path):
+    plan = FreezePlan(trainable_from="stage7")
+    full = _fit(digits10, tmp_path / "full", epochs=6, plan=plan)
+    stop = StopToken()
+
+    def stop_after_third_epoch(event):
+        if isinstance(event, EpochEnd) and event.epoch == 2:
+            stop.stop("test stop")
+
+    first = _fit(digits10, tmp_path / "resumed", epochs=6, plan=plan, stop=stop, callbacks=[stop_after_third_epoch])
+    assert first.stopped_early and len(first.history) == 3
+    # a stop right after an epoch's end is seen on the next batch; the partial epoch is redone on resume
+    resumed = fit("efficientnet_lite0", digits10, epochs=6, plan=plan, progress=False, resume=tmp_path / "resumed" / "run")
+    assert len(resumed.history) == 6
+    assert [h["val_loss"] for h in resumed.history] == pytest.approx([h["val_loss"] for h in full.history], rel=1e-5)
+    assert resumed.best["test_acc"] == pytest.approx(full.best["test_acc"])
+
+
+def test_resume_refuses_different_settings(digits10, tmp_path):
+    _fit(digits10, tmp_path, epochs=1)
+    with pytest.raises(ValueError, match=r"these differ: lr \(was 0.003, now 0.01\)"):
+        fit("efficientnet_lite0", digits10, epochs=1, lr=0.01, progress=False, resume=tmp_path / "run")
+
+
+def test_stop_mid_epoch_returns_and_keeps_a_checkpoint(digits10, tmp_path):
+    stop = StopToken()
+    seen = []
+
+    def click_stop(event):
+        seen.append(event)
+        if isinstance(event, BatchEnd) and event.batch == 2:
+            stop.stop("Stop button")
+
+    run = _fit(digits10, tmp_path, plan=FreezePlan(trainable_from="stage6"), stop=stop, callbacks=[click_stop])
+    assert run.stopped_early and run.stop_reason == "Stop button"
+    assert sum(isinstance(e, BatchEnd) for e in seen) == 3  # took effect after the batch it was requested in
+    assert any(isinstance(e, Stopped) for e in seen)
+    assert run.history == [] and run.best["partial"]
+    assert run.checkpoint.exists()
+
+
+def test_threading_event_works_as_stop_token(digits10, tmp_path):
+    stop = threading.Event()
+    stop.set()
+    run = _fit(digits10, tmp_path, epochs=2, stop=stop)
+    assert run.stopped_early and run.history == []
+
+
+def test_keyboard_interrupt_ends_the_run_cleanly(digits10, tmp_path):
+    def ctrl_c(event):
+        if isinstance(event, BatchEnd) and event.epoch == 1 and event.batch == 1:
+            raise KeyboardInterrupt
+
+    run = _fit(digits10, tmp_path, epochs=4, callbacks=[ctrl_c])
+    assert run.stopped_early and "KeyboardInterrupt" in run.stop_reason
+    assert len(run.history) == 1 and run.checkpoint.exists()
+
+
+def test_non_finite_loss_stops_with_advice_and_keeps_best(digits10, tmp_path):
+    run = _fit(digits10, tmp_path, epochs=5, lr=1e12, optimizer="sgd", schedule="constant",
+               plan=FreezePlan(trainable_from="stage7"))
+    assert run.stopped_early
+    assert "the loss became" in run.stop_reason and "lower the learning rate" in run.stop_reason
+    assert "epoch" in run.stop_reason and "batch" in run.stop_reason
+
+
+def test_out_of_memory_retries_the_epoch_with_half_the_batch(digits10, tmp_path):
+    bb = load_backbone("efficientnet_lite0", num_classes=10)
+    original = bb.model.forward_range
+
+    def small_batches_only(x, *, start=None, end=None):
+        if torch.is_grad_enabled() and x.shape[0] > 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(x, start=start, end=end)
+
+    bb.model.forward_range = small_batches_only
+    run = fit(bb, digits10, epochs=2, batch_size=32, progress=False, run_dir=tmp_path)
+    assert run.config["batch_size"] == 8
+    assert any("retried it with batch size 16" in n for n in run.notes)
+    assert any("retried it with batch size 8" in n for n in run.notes)
+    assert len(run.history) == 2 and run.best["test_acc"] > 0.3
+
+
+def test_bad_inputs_get_clear_errors(digits10, tmp_path):
+    one_class = _subset(digits10, digits10.train.labels == 3)
+    with pytest.raises(ValueError, match="only one class"):
+        _fit(one_class, tmp_path)
+    empty = _subset(digits10, digits10.train.labels < 0)
+    with pytest.raises(ValueError, match="training split is empty"):
+        _fit(empty, tmp_path)
+    with pytest.raises(ValueError, match=r"unknown stage 'layer4' .* valid stages: stem"):
+        _fit(digits10, tmp_path, plan=FreezePlan(trainable_from="layer4"))
+    with pytest.raises(ValueError, match="head has 1000 outputs .* num_classes=10"):
+        fit(load_backbone("efficientnet_lite0"), digits10, progress=False, run_dir=tmp_path)
+    vit = load_backbone("vit_b_16", pretrained=False, num_classes=10)
+    with pytest.raises(ValueError, match="image_size=224"):
+        fit(vit, digits10, progress=False, run_dir=tmp_path)
+
+
+def test_batch_size_larger_than_the_data_is_clamped_with_a_note(digits10, tmp_path):
+    run = _fit(digits10, tmp_path, epochs=2, batch_size=1000)
+    assert run.config["batch_size"] == len(digits10.train)
+    assert "larger than the 100 training images" in run.notes[0]
+
+
+def test_checkpoint_holds_trainable_weights_and_buffers_only(digits10, tmp_path):
+    run = _fit(digits10, tmp_path, epochs=2, plan=FreezePlan(trainable_from="conv_head"))
+    keys = set(load_file(run.checkpoint))
+    model_keys = {k[len("model."):] for k in keys if k.startswith("model.")}
+    assert "conv_head.0.weight" in model_keys and "head.classifier.1.weight" in model_keys
+    assert "stage3.0._expand_conv.weight" not in model_keys  # frozen pretrained weight: not stored
+    assert "stage3.0._bn0.running_mean" in model_keys  # buffers always are
+    # loading restores the same predictions in a fresh backbone
+    fresh = load_backbone("efficientnet_lite0", num_classes=10, seed=123)
+    state, info = load_checkpoint(run.checkpoint)
+    apply_model_state(fresh.model, state)
+    x = digits10.test.images[:8]
+    with torch.no_grad():
+        assert torch.allclose(fresh.model.eval()(fresh.normalize(x)), run.model.eval()(run.backbone.normalize(x)),
+                              atol=1e-5)
+    wrong = load_backbone("efficientnet_lite0", num_classes=5)
+    with pytest.raises(CheckpointMismatchError, match=r"shape mismatch: .*head.classifier.1.weight \(10, 1280\) vs \(5, 1280\)"):
+        apply_model_state(wrong.model, state)
+
+
+def test_augmentation_turns_the_cache_off_and_says_why(digits10, tmp_path):
+    run = _fit(digits10, tmp_path, epochs=1, augment=True, plan=FreezePlan(trainable_from="conv_head"))
+    assert run.cache == "off: random augmentation changes the inputs every epoch"
+
+
+def test_one_cycle_schedule_shape():
+    assert lr_factor("onecycle", 0.0) == pytest.approx(1 / 25)
+    assert lr_factor("onecycle", 0.25) == pytest.approx(1.0)
+    assert lr_factor("onecycle", 0.999) < 0.01
+    assert lr_factor("step", 0.5, epoch=14, step_size=7, gamma=0.1) == pytest.approx(0.01)
+
+
+@pytest.mark.slow
+def test_default_fine_tune_on_digits_meets_the_bar(digits10, tmp_path):
+    run = _fit(digits10, tmp_path, plan=FreezePlan.fine_tune())
+    assert run.best["test_acc"] >= 0.88
+
+
+@pytest.mark.slow
+def test_batchnorm_in_train_mode_on_a_frozen_body_collapses(digits10, tmp_path):
+    """The PyTorch tutorial's fixed-feature recipe with the model left in train mode vs BN kept frozen."""
+    recipe = dict(optimizer="sgd", lr=1e-3, momentum=0.9, schedule="step", step_size=7, gamma=0.1, epochs=10,
+                  batch_size=4, weight_decay=0.0, cache=False)
+    frozen_bn = _fit(digits10, tmp_path / "frozen", plan=FreezePlan("head", bn="frozen"), **recipe)
+    train_bn = _fit(digits10, tmp_path / "train", plan=FreezePlan("head", bn="train"), **recipe)
+    assert frozen_bn.best["test_acc"] - train_bn.best["test_acc"] >= 0.15
+
+
+def _subset(data: DatasetSplits, mask: torch.Tensor) -> DatasetSplits:
+    from dataclasses import replace
+
+    return replace(data, train=data.train.subset(torch.nonzero(mask).flatten()))
