@@ -1,0 +1,62 @@
+"""The tl-lab command line and the benchmark's memory probe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tl_lab.bench import PeakMemory, bench_throughput
+from tl_lab.cli import build_parser, copy_lessons, lessons_source, main
+
+
+def test_lab_dry_run_opens_the_lessons(capsys):
+    assert main(["lab", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "jupyter lab" in out.replace("-m jupyter lab", "jupyter lab")
+    assert str(lessons_source()) in out
+
+
+def test_lessons_copy_never_overwrites_an_edited_copy(tmp_path):
+    src = lessons_source()
+    names = sorted(p.name for p in src.glob("*.ipynb"))
+    copied = copy_lessons(tmp_path)
+    assert sorted(p.name for p in copied) == names
+    if names:
+        edited = tmp_path / names[0]
+        edited.write_text("my edits")
+        assert copy_lessons(tmp_path) == []
+        assert edited.read_text() == "my edits"
+
+
+def test_doctor_json(capsys):
+    code = main(["doctor", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert "checks" in report
+    assert code in (0, 1)
+
+
+def test_unknown_command_is_refused():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["fly"])
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory() as quiet:
+        pass
+    with PeakMemory() as busy:
+        block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
+        block.sum()
+        del block
+    assert busy.peak_mb - quiet.peak_mb > 150
+
+
+def test_throughput_rows_are_measured(tmp_path):
+    import torch
+
+    rows = bench_throughput(["mobilenet_v3_small"], batch=4, size=64, iters=1, device=torch.device("cpu"))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["forward_img_s"] > 0 and row["train_img_s"] > 0 and row["peak_rss_mb"] > 0
+    assert row["weights"] == "random init"
