@@ -161,3 +161,43 @@ def test_cached_weights_load_without_network(no_network):
         assert bb.meta["pretrained"] is True
     finally:
         path.unlink()
+
+
+def _pooled_probe(bb, data):
+    """Logistic regression on the pooled conv_head features (the classic fixed-feature-extractor probe)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    bb.model.eval()
+    last = bb.body_stages[-1]
+
+    def feats(split):
+        with torch.no_grad():
+            return torch.cat([bb.pooled(bb.model.forward_range(bb.normalize(split.images[i:i + 128]), end=last))
+                              for i in range(0, len(split), 128)]).numpy()
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
+    clf.fit(feats(data.train), data.train.labels.numpy())
+    return clf.score(feats(data.test), data.test.labels.numpy())
+
+
+@pytest.mark.slow
+def test_embedded_weights_are_real_linear_probe(lite0):
+    """Real ImageNet features transfer; the same architecture at random init does not, on natural-image-like data.
+
+    Measured (10 shots, standardised pooled conv_head features, logistic regression C=0.1): digits 64 px pretrained
+    0.80, random init 0.90 (!), raw pixels 0.87; clipart 128 px pretrained 0.68, random init 0.27, raw pixels 0.30.
+    Random convolutional features separate digits well (Saxe et al. 2011, "On random weights and unsupervised
+    feature learning"), so the random-init bar is asserted on clipart, where ImageNet features carry the signal.
+    """
+    from tl_lab.data import load_dataset
+
+    digits = load_dataset("digits", shots=10, seed=0, image_size=64)
+    assert _pooled_probe(lite0, digits) >= 0.78
+    clipart = load_dataset("clipart", shots=10, seed=0, image_size=128)
+    random_init = load_backbone("efficientnet_lite0", pretrained=False)
+    pretrained_acc, random_acc = _pooled_probe(lite0, clipart), _pooled_probe(random_init, clipart)
+    assert pretrained_acc >= 0.6
+    assert random_acc < 0.35
+    assert pretrained_acc - random_acc >= 0.3
