@@ -428,7 +428,7 @@ register_backbone(
         "vit_b_16",
         staged_vit,
         _stage_names(("embed", *(f"block{i}" for i in range(1, 13)), "norm")),
-        gradcam_layer="block12",
+        gradcam_layer="block11",  # the head reads only the class token: block12's patch tokens get no gradient
         paper="Dosovitskiy et al. 2021, An Image is Worth 16x16 Words (arXiv:2010.11929)",
         description="86.6 M parameters; a transformer on 16x16 patches; 224 px inputs only.",
         min_input_size=224,
