@@ -22,7 +22,7 @@ import platform
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -149,18 +149,19 @@ def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, dev
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
                 x = x.contiguous(memory_format=torch.channels_last)
-            ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp else _null()
+            def ctx() -> Any:  # a fresh context each time: it is entered once for forward, once per training step
+                return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
             record = {"backbone": name, "device": str(device), "batch": batch, "image_size": px, "amp": amp,
                       "channels_last": channels_last, "weights": "pretrained" if spec.embedded else "random init"}
             with _measure(record):
                 model.eval()
-                with torch.no_grad(), ctx:
+                with torch.no_grad(), ctx():
                     record["forward_img_s"] = round(_rate(lambda: model(x), batch, iters, device), 1)
                 model.train()
                 opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
                 def step() -> None:
-                    with ctx:
+                    with ctx():
                         loss = torch.nn.functional.cross_entropy(model(x).float(), y)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -171,11 +172,6 @@ def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, dev
         del model, bb
         gc.collect()
     return rows
-
-
-@contextmanager
-def _null() -> Iterator[None]:
-    yield
 
 
 def _rate(fn: Callable[[], Any], batch: int, iters: int, device: torch.device) -> float:
