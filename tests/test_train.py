@@ -179,7 +179,8 @@ def test_checkpoint_holds_trainable_weights_and_buffers_only(digits10, tmp_path)
     model_keys = {k[len("model."):] for k in keys if k.startswith("model.")}
     assert "conv_head.0.weight" in model_keys and "head.classifier.1.weight" in model_keys
     assert "stage3.0._expand_conv.weight" not in model_keys  # frozen pretrained weight: not stored
-    assert "stage3.0._bn0.running_mean" in model_keys  # buffers always are
+    assert "stage3.0._bn0.running_mean" not in model_keys  # frozen BN statistics are the pretrained ones
+    assert "conv_head.1.running_mean" in model_keys  # a trainable stage's statistics are stored
     # loading restores the same predictions in a fresh backbone
     fresh = load_backbone("efficientnet_lite0", num_classes=10, seed=123)
     state, info = load_checkpoint(run.checkpoint)

@@ -27,10 +27,17 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint's tensors do not fit the model they are loaded into."""
 
 
-def model_state_to_save(model: nn.Module, *, full: bool) -> dict[str, torch.Tensor]:
-    """Trainable parameters + all buffers (or everything when ``full``), detached, contiguous, on the CPU."""
+def model_state_to_save(
+    model: nn.Module, *, full: bool, buffer_prefixes: tuple[str, ...] | None = None
+) -> dict[str, torch.Tensor]:
+    """Trainable parameters + buffers (or everything when ``full``), detached, contiguous, on the CPU.
+
+    ``buffer_prefixes`` limits the buffers to those under these module paths (the stages whose BatchNorm
+    statistics can change); None keeps every buffer.
+    """
     keep = {name for name, p in model.named_parameters() if full or p.requires_grad}
-    keep |= {name for name, _ in model.named_buffers()}
+    keep |= {name for name, _ in model.named_buffers()
+             if full or buffer_prefixes is None or name.startswith(buffer_prefixes)}
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in keep}
 
 
@@ -39,12 +46,13 @@ def save_checkpoint(
     model: nn.Module,
     *,
     full: bool,
+    buffer_prefixes: tuple[str, ...] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``path`` (``.safetensors``) atomically: model tensors, optimizer state, RNG, JSON ``extra``."""
     path = Path(path)
-    tensors = {_MODEL + k: v for k, v in model_state_to_save(model, full=full).items()}
+    tensors = {_MODEL + k: v for k, v in model_state_to_save(model, full=full, buffer_prefixes=buffer_prefixes).items()}
     meta: dict[str, str] = {"extra": json.dumps(extra or {})}
     if optimizer is not None:
         opt_state = optimizer.state_dict()

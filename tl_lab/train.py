@@ -150,6 +150,11 @@ def fit(
     run = Run(name=name, backbone=backbone, data=data, config=config, run_dir=run_dir, notes=notes,
               trainable_parameters=trainable)
 
+    # What a checkpoint stores beyond the known pretrained backbone: trainable parameters and the buffers
+    # (BatchNorm statistics) of stages that can change - every stage under bn="train" or for a random-init body.
+    changing = plan.trainable_stages(backbone) if plan.bn != "train" else backbone.stages
+    keep = {"full": not config["pretrained"], "buffer_prefixes": tuple(f"{s}." for s in changing)}
+
     start_epoch = 0
     if resume is not None:
         start_epoch = _resume(run, opt, Path(resume))
@@ -225,7 +230,7 @@ def fit(
             sampler.set_epoch(epoch)
             order = torch.tensor(list(sampler))
             # CUDA out-of-memory retries restart the epoch from here (weights that can change: trainable + buffers)
-            snapshot = model_state_to_save(model, full=False) if dev.type == "cuda" else None
+            snapshot = model_state_to_save(model, **keep) if dev.type == "cuda" else None
             t_epoch = time.perf_counter()
             loss_sum = correct = seen = 0
             try:
@@ -291,11 +296,11 @@ def fit(
             run.history.append(metrics)
             is_best = _update_best(run, metrics)
             if is_best and run_dir is not None:
-                run.checkpoint = save_checkpoint(run_dir / "best.safetensors", model, full=not config["pretrained"],
+                run.checkpoint = save_checkpoint(run_dir / "best.safetensors", model, **keep,
                                                  extra={"epoch": epoch + 1, "metrics": _plain(metrics)})
             epoch += 1
             if run_dir is not None:
-                run.last_checkpoint = save_checkpoint(run_dir / "last.safetensors", model, full=not config["pretrained"],
+                run.last_checkpoint = save_checkpoint(run_dir / "last.safetensors", model, **keep,
                                                       optimizer=opt, extra={"epoch": epoch})
                 run.save_json()
             _emit(callbacks, EpochEnd(epoch - 1, epochs, metrics, is_best))
@@ -316,7 +321,7 @@ def fit(
         # Stopped inside the first epoch: keep what was learned so far as the best checkpoint.
         val = evaluate("val") if len(data.val) else {"acc": float("nan"), "loss": float("nan")}
         run.best = {"epoch": epoch + (batch + 1) / batches, "val_acc": val["acc"], "val_loss": val["loss"], "partial": True}
-        run.checkpoint = save_checkpoint(run_dir / "best.safetensors", model, full=not config["pretrained"],
+        run.checkpoint = save_checkpoint(run_dir / "best.safetensors", model, **keep,
                                          extra={"epoch": run.best["epoch"], "partial": True})
     if run.checkpoint is not None:
         state, _ = load_checkpoint(run.checkpoint)
