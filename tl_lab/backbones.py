@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2 as T
 
+from tl_lab.samples import imagenet_categories
 from tl_lab.staged import StagedModel, replace_last_linear
 from tl_lab.zoo import build_lite0, staged_features, staged_resnet, staged_vgg, staged_vit
 
@@ -219,7 +220,7 @@ def load_backbone(
         paper=spec.paper,
         description=spec.description,
         embedded=spec.embedded,
-        categories=_imagenet_categories() if num_classes is None else None,
+        categories=imagenet_categories() if num_classes is None else None,
         num_classes=num_classes or 1000,
         parameters=params,
         total_parameters=sum(params.values()),
@@ -240,12 +241,6 @@ def _make_transform(spec: BackboneSpec, size: int) -> Callable[[Any], torch.Tens
             T.Normalize(spec.mean, spec.std),
         ]
     )
-
-
-def _imagenet_categories() -> tuple[str, ...]:
-    from torchvision.models import ResNet18_Weights
-
-    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 # ---------------------------------------------------------------------------------------------------------------
