@@ -1,0 +1,60 @@
+"""What lesson notebooks share: the fast switch and the measured numbers a lesson reports.
+
+Why: every claim a lesson makes is a number the learner's own run produced. A lesson reports it with
+:func:`result`, which prints one plain line (``RESULT clipart_frozen_head = 0.671``) that a learner reads and that
+the lesson tests parse, so a test can check that each number exists and points the right way (the checks live in
+the notebook's metadata, ``metadata["tl_lab"]["checks"]``, next to the claim they guard).
+
+``TL_LAB_FAST=1`` (CI, a quick look) shrinks a lesson without changing its code path: lessons pass
+``fast=lesson.FAST`` to the experiments and choose sizes with :func:`pick`.
+
+Example::
+
+    >>> from tl_lab import lesson
+    >>> epochs = lesson.pick(full=100, fast=20)
+    >>> lesson.result("digits_raw_pixels", 0.872)
+    RESULT digits_raw_pixels = 0.872
+    0.872
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+__all__ = ["FAST", "pick", "result", "results", "parse_results", "RESULT_LINE"]
+
+FAST: bool = os.environ.get("TL_LAB_FAST", "").strip().lower() in ("1", "true", "yes", "on")
+"""True under ``TL_LAB_FAST=1``: fewer epochs and images, the same code path."""
+
+RESULT_LINE = re.compile(r"^RESULT (?P<name>[A-Za-z_][A-Za-z0-9_]*) = (?P<value>\S+)", re.MULTILINE)
+
+_results: dict[str, float] = {}
+
+
+def pick(full, fast):
+    """``fast`` under ``TL_LAB_FAST=1``, else ``full`` (epochs, image counts, shots …)."""
+    return fast if FAST else full
+
+
+def result(name: str, value: float, *, digits: int = 3) -> float:
+    """Print a measured number as ``RESULT name = value`` and return it (the tests read these lines)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"result names are identifiers like 'clipart_frozen_head', got {name!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"result {name!r} is NaN: the measurement failed; rerun the cell above it")
+    _results[name] = value
+    print(f"RESULT {name} = {value:.{digits}f}")
+    return value
+
+
+def results() -> dict[str, float]:
+    """The numbers reported so far in this kernel."""
+    return dict(_results)
+
+
+def parse_results(text: str) -> dict[str, float]:
+    """The ``RESULT`` lines in ``text`` (a notebook's outputs) as ``{name: value}``; the last one of a name wins."""
+    return {m["name"]: float(m["value"]) for m in RESULT_LINE.finditer(text)}
