@@ -33,7 +33,9 @@ from tl_lab.plots_stages import cka_by_stage, cka_matrix, probe_by_stage
 from tl_lab.plots_style import INIT_COLORS, OKABE_ITO, STRATEGY_COLORS, STRATEGY_NAMES, TEMPLATE
 from tl_lab.plots_training import (
     TRAINING_METRICS,
+    add_run,
     append_epoch,
+    append_epochs,
     comparison_bars,
     confusion_matrix,
     data_efficiency,
@@ -50,7 +52,9 @@ __all__ = [
     "STRATEGY_NAMES",
     "TEMPLATE",
     "TRAINING_METRICS",
+    "add_run",
     "append_epoch",
+    "append_epochs",
     "attribution_overlays",
     "cka_by_stage",
     "cka_matrix",

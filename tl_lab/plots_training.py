@@ -40,7 +40,7 @@ from tl_lab.plots_style import (
     strategy_name,
 )
 
-__all__ = ["training_curves", "empty_training_figure", "append_epoch", "data_efficiency", "freeze_sweep",
+__all__ = ["training_curves", "empty_training_figure", "append_epoch", "append_epochs", "add_run", "data_efficiency", "freeze_sweep",
            "comparison_bars", "confusion_matrix", "TRAINING_METRICS"]
 
 TRAINING_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -108,10 +108,19 @@ def empty_training_figure(label: str = "this run", *, epochs: int | None = None,
 def append_epoch(fig: go.Figure, metrics: Mapping[str, Any], *, label: str | None = None) -> None:
     """Add one epoch's ``metrics`` to the matching traces of ``fig`` (the run named ``label``, or the only run).
 
-    Works on ``go.Figure`` and ``go.FigureWidget``; wrap calls on a widget in ``with fig.batch_update():``.
+    Works on ``go.Figure`` and ``go.FigureWidget``. For several epochs at once use :func:`append_epochs`: inside a
+    FigureWidget's ``batch_update()`` a trace's ``x`` still reads its old value until the block ends, so two
+    ``append_epoch`` calls in one batch would keep only the last point.
     """
-    if "epoch" not in metrics:
-        raise ValueError(f"metrics need an 'epoch' key, got keys {sorted(metrics)}")
+    append_epochs(fig, [metrics], label=label)
+
+
+def append_epochs(fig: go.Figure, epochs: Sequence[Mapping[str, Any]], *, label: str | None = None) -> None:
+    """Add several epochs' metrics (in order) to the run named ``label``; one assignment per trace."""
+    epochs = list(epochs)
+    for m in epochs:
+        if "epoch" not in m:
+            raise ValueError(f"metrics need an 'epoch' key, got keys {sorted(m)}")
     traces = [t for t in fig.data if isinstance(t.meta, Mapping) and t.meta.get("metric") in TRAINING_METRICS]
     runs = ordered_unique(t.meta["run"] for t in traces)
     if label is None:
@@ -120,13 +129,36 @@ def append_epoch(fig: go.Figure, metrics: Mapping[str, Any], *, label: str | Non
         label = runs[0]
     if label not in runs:
         raise ValueError(f"no run {label!r} in this figure; it holds {runs}")
+    if not epochs:
+        return
     if any(a.name == "waiting" for a in fig.layout.annotations):
         fig.layout.annotations = [a for a in fig.layout.annotations if a.name != "waiting"]
     for t in traces:
-        if t.meta["run"] == label and t.meta["metric"] in metrics:
-            t.x = (*(t.x or ()), float(metrics["epoch"]))
-            t.y = (*(t.y or ()), _number(metrics[t.meta["metric"]]))
-    _epoch_ticks(fig, max(float(metrics["epoch"]), (fig.layout.xaxis.range or (0, 0))[1] - 0.5))
+        key = t.meta["metric"]
+        if t.meta["run"] == label:
+            rows = [m for m in epochs if key in m]
+            if rows:
+                t.x = (*(t.x or ()), *(float(m["epoch"]) for m in rows))
+                t.y = (*(t.y or ()), *(_number(m[key]) for m in rows))
+    last = max(float(m["epoch"]) for m in epochs)
+    _epoch_ticks(fig, max(last, (fig.layout.xaxis.range or (0, 0))[1] - 0.5))
+
+
+def add_run(fig: go.Figure, label: str, *, history: Sequence[Mapping[str, Any]] = (), color: str | None = None,
+            epochs: int | None = None) -> None:
+    """Add one more run's four traces to a :func:`training_curves` / :func:`empty_training_figure` figure.
+
+    Why: a live chart overlays every run a learner makes; each new run gets the next colour (or ``color``) and
+    later :func:`append_epoch` calls with ``label=`` extend it. ``epochs`` widens the x axis to fit the run.
+    """
+    runs = ordered_unique(t.meta["run"] for t in fig.data if isinstance(t.meta, Mapping) and "run" in t.meta)
+    if label in runs:
+        raise ValueError(f"the figure already holds a run named {label!r}; labels must be unique")
+    _add_run_traces(fig, str(label), history, color or series_color(len(runs)))
+    if epochs is not None:
+        right = max(float(epochs), (fig.layout.xaxis.range or (0, 0))[1] - 0.5)
+        fig.update_xaxes(range=[0.5, right + 0.5])
+        _epoch_ticks(fig, right)
 
 
 def _epoch_ticks(fig: go.Figure, last_epoch: float) -> None:

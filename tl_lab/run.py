@@ -16,7 +16,7 @@ import torch
 from tl_lab.backbones import Backbone
 from tl_lab.data import DatasetSplits, ImageSplit
 
-__all__ = ["Run", "evaluate_model", "predict_images"]
+__all__ = ["Run", "evaluate_model", "predict_images", "run_label"]
 
 
 @dataclass
@@ -44,12 +44,7 @@ class Run:
     @property
     def label(self) -> str:
         """A legend label: backbone, plan and shots, e.g. ``lite0, frozen to head, 10-shot``."""
-        shots = self.config.get("data", {}).get("shots")
-        parts = [self.config["backbone"].replace("efficientnet_", ""), self.config["plan_label"]]
-        parts.append(f"{shots}-shot" if shots else "all data")
-        if not self.config.get("pretrained", True):
-            parts.insert(1, "scratch")
-        return ", ".join(parts)
+        return run_label(self.config)
 
     def evaluate(self, split: str = "test", *, batch_size: int = 64) -> dict:
         """Loss and accuracy of the current model on ``split`` ("train", "val" or "test")."""
@@ -115,6 +110,16 @@ class Run:
         tmp.write_text(json.dumps(self.to_json(), indent=1, default=str))
         tmp.replace(path)
         return path
+
+
+def run_label(config: dict) -> str:
+    """The legend label of a run from its config (``FitStart.config`` or ``Run.config``)."""
+    shots = config.get("data", {}).get("shots")
+    parts = [config["backbone"].replace("efficientnet_", ""), config["plan_label"]]
+    parts.append(f"{shots}-shot" if shots else "all data")
+    if not config.get("pretrained", True):
+        parts.insert(1, "scratch")
+    return ", ".join(parts)
 
 
 def _split(data: DatasetSplits, split: str) -> ImageSplit:

@@ -1,0 +1,167 @@
+"""Pieces every tl_lab widget shares: visible errors, status lines, reusable figure slots, throttling.
+
+Why: a learner must never click a button that silently does nothing. Every callback runs through
+:func:`guarded`, which shows an exception's message in the widget's status line and its traceback in a collapsed
+"details" area, by assigning ``Output.outputs`` (printing inside ``with out:`` from a background thread shows
+nothing once the cell has finished). Figures live in a :class:`FigureSlot`: one plotly ``FigureWidget`` per view,
+refilled in place, because each new FigureWidget ships the whole plotly.js bundle (~5 MB) to the browser.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+__all__ = ["StatusLine", "FigureSlot", "Throttle", "guarded", "error_message", "fmt_int", "fmt_acc", "html_table"]
+
+_COLORS = {"info": "#1f4e79", "ok": "#1b6e20", "warn": "#8a5a00", "error": "#b00020", "busy": "#444444"}
+
+
+def fmt_int(n: int | None) -> str:
+    return "-" if n is None else f"{int(n):,}"
+
+
+def fmt_acc(v: Any) -> str:
+    try:
+        return f"{float(v):.3f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def error_message(exc: BaseException) -> str:
+    """The message a learner reads: the exception's own text (tl_lab errors name the fix) and its type."""
+    text = str(exc).strip() or "(no message)"
+    return f"{type(exc).__name__}: {text}"
+
+
+class StatusLine(W.VBox):
+    """A one-line status (``Ready …``, ``Training …``, ``Error: …``) plus a collapsed traceback for errors."""
+
+    def __init__(self, text: str = "Ready", *, css_class: str | None = None) -> None:
+        self.line = W.HTML()
+        self.details = W.Output()
+        self.details_box = W.Accordion(children=[self.details], titles=("error details (traceback)",))
+        self.details_box.selected_index = None
+        self.details_box.layout.display = "none"
+        if css_class:
+            self.line.add_class(css_class)
+        super().__init__(children=[self.line, self.details_box])
+        self.set(text)
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    def set(self, text: str, kind: str = "info") -> None:
+        """Show ``text``; ``kind`` picks the colour: info, ok, warn, error, busy."""
+        self._text, self._kind = text, kind
+        color = _COLORS.get(kind, _COLORS["info"])
+        weight = "bold" if kind in ("error", "warn") else "normal"
+        self.line.value = (f'<div style="color:{color};font-weight:{weight};white-space:pre-wrap;'
+                           f'line-height:1.4">{html.escape(text)}</div>')
+        if kind != "error":
+            self.details_box.layout.display = "none"
+
+    def error(self, exc: BaseException, *, prefix: str = "Error") -> None:
+        """Show the error's message and keep its traceback one click away."""
+        self.set(f"{prefix}: {error_message(exc)}", "error")
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.details.outputs = ({"output_type": "stream", "name": "stderr", "text": tb},)
+        self.details_box.layout.display = ""
+
+
+def guarded(status: StatusLine, *, prefix: str = "Error") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a widget callback so that any exception shows in ``status`` instead of vanishing into a log."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - shown to the learner, with its traceback
+                status.error(exc, prefix=prefix)
+                return None
+
+        run.__name__ = getattr(fn, "__name__", "callback")
+        run.__doc__ = fn.__doc__
+        return run
+
+    return wrap
+
+
+class FigureSlot(W.Box):
+    """One plotly ``FigureWidget`` that shows successive figures, refilled in place (one plotly.js bundle)."""
+
+    def __init__(self, fig: go.Figure | None = None, *, css_class: str | None = None, placeholder: str = "") -> None:
+        self.widget = go.FigureWidget(fig if fig is not None else go.Figure())
+        self.placeholder = W.HTML(f'<div style="color:#777;padding:12px 4px">{html.escape(placeholder)}</div>')
+        super().__init__(children=[self.placeholder] if fig is None and placeholder else [self.widget],
+                         layout=W.Layout(width="100%", flex_flow="column"))
+        if css_class:
+            self.add_class(css_class)
+
+    @property
+    def figure(self) -> go.FigureWidget:
+        return self.widget
+
+    def show(self, fig: go.Figure) -> None:
+        """Replace what the slot shows with ``fig`` (traces, layout and all)."""
+        fw = self.widget
+        with fw.batch_update():
+            fw.data = []
+            fw.add_traces(list(fig.data))
+            fw.layout = fig.layout
+        if self.children != (fw,):
+            self.children = (fw,)
+
+
+class Throttle:
+    """Let something through at most once every ``interval`` seconds (thread-safe); ``force`` always passes."""
+
+    def __init__(self, interval: float = 0.3) -> None:
+        self.interval = float(interval)
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def ready(self, *, force: bool = False) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if force or now - self._last >= self.interval:
+                self._last = now
+                return True
+            return False
+
+
+def html_table(rows: list[dict], *, css_class: str = "", empty: str = "no rows yet") -> str:
+    """A small styled HTML table (header from the first row's keys); numbers right-aligned."""
+    style = ("<style>.tl-table{border-collapse:collapse;font-size:13px;margin:4px 0}"
+             ".tl-table th,.tl-table td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}"
+             ".tl-table td.num{text-align:right;font-variant-numeric:tabular-nums}"
+             ".tl-table th{background:#f3f5f7}</style>")
+    if not rows:
+        return f'{style}<table class="tl-table {css_class}"><tbody></tbody></table><div style="color:#777">{html.escape(empty)}</div>'
+    keys = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in keys)
+    body = []
+    for r in rows:
+        cells = []
+        for k in keys:
+            v = r.get(k)
+            if isinstance(v, float):
+                cells.append(f'<td class="num">{v:.3f}</td>' if v <= 1.0 else f'<td class="num">{v:,.1f}</td>')
+            elif isinstance(v, int) and not isinstance(v, bool):
+                cells.append(f'<td class="num">{v:,}</td>')
+            else:
+                cells.append(f"<td>{html.escape('-' if v is None else str(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'{style}<table class="tl-table {css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

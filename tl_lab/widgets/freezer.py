@@ -1,0 +1,180 @@
+"""StageFreezer: decide which stages train, how BatchNorm behaves, and at what learning rate, with the counts in view.
+
+One button per stage, in forward order. Clicking a frozen stage unfreezes it and everything after it; clicking the
+first trainable stage freezes it (training starts one stage later). The head always trains. The parameter totals,
+the per-stage table and the resulting :class:`~tl_lab.freeze.FreezePlan` update on every change; nothing here counts
+parameters itself (``FreezePlan.summary`` does).
+
+Example::
+
+    >>> freezer = StageFreezer("efficientnet_lite0")
+    >>> freezer.set_trainable_from("stage6")
+    >>> freezer.plan
+    FreezePlan(trainable_from='stage6', bn='frozen', lr_mult=...)
+    >>> freezer.trainable == freezer.plan.summary(freezer.backbone).trainable
+    True
+"""
+
+from __future__ import annotations
+
+import ipywidgets as W
+
+from tl_lab.backbones import Backbone, load_backbone
+from tl_lab.freeze import BODY, FreezePlan
+from tl_lab.widgets.common import StatusLine, fmt_int, guarded
+from tl_lab.widgets.state import LabState
+
+__all__ = ["StageFreezer", "BN_CHOICES"]
+
+BN_CHOICES = (
+    ("frozen: frozen stages keep ImageNet statistics; trainable stages update theirs", "frozen"),
+    ("eval: every BatchNorm keeps its statistics (safest for few-shot fine-tuning)", "eval"),
+    ("train: every BatchNorm re-estimates from your batches (the pitfall: frozen layers drift)", "train"),
+)
+
+
+class StageFreezer(W.VBox):
+    """Toggle stages, pick the BatchNorm policy and LR multipliers; ``.plan`` is the resulting FreezePlan.
+
+    ``backbone``: a Backbone, or a registered name (then a random-init copy is built just for counting: no network
+    needed). ``num_classes``: the size of the new head the counts assume (default: the shared dataset's classes
+    with a ``state``, else ImageNet's 1000). With a shared ``state`` the plan is written to ``state.plan`` and the
+    freezer follows ``state.backbone_name``.
+    """
+
+    def __init__(self, backbone: Backbone | str = "efficientnet_lite0", plan: FreezePlan | None = None, *,
+                 num_classes: int | None = None, state: LabState | None = None) -> None:
+        self.state = state
+        if num_classes is None and state is not None:
+            num_classes = len(state.data().classes)
+        self.num_classes = num_classes
+        self.status = StatusLine("")
+        self.stage_row = W.HBox(layout=W.Layout(flex_flow="row wrap"))
+        self.bn = W.Dropdown(options=BN_CHOICES, value="frozen", description="BatchNorm",
+                             layout=W.Layout(width="620px"), style={"description_width": "90px"})
+        self.body_lr = W.FloatLogSlider(value=1.0, base=10, min=-3, max=0, step=0.25, description="body LR ×",
+                                        readout_format=".3g", style={"description_width": "90px"},
+                                        layout=W.Layout(width="420px"),
+                                        tooltip="learning-rate factor for every trainable stage except the head")
+        self.stage_lr_box = W.GridBox(layout=W.Layout(grid_template_columns="repeat(4, 190px)"))
+        self.count = W.HTML()
+        self.count.add_class("tl-trainable-count")
+        self.table = W.HTML()
+        advanced = W.Accordion(children=[W.VBox([
+            W.HTML("Per-stage learning-rate factors override <i>body LR ×</i> (0 freezes a stage's weights)."),
+            self.stage_lr_box])], titles=("per-stage learning rates",))
+        advanced.selected_index = None
+        super().__init__(children=[
+            W.HTML("<b>Which stages learn?</b> Click a stage to train it and every stage after it; click the first "
+                   "green one to freeze it again. Frozen stages keep their ImageNet weights."),
+            self.stage_row, self.count, self.bn, self.body_lr, advanced, self.table, self.status,
+        ])
+        self.add_class("tl-stage-freezer")
+        self.backbone: Backbone = None  # type: ignore[assignment]
+        self._set_backbone(backbone)
+        self._trainable_from: str | None = self.backbone.head
+        if plan is not None:
+            self.set_plan(plan)
+        for w in (self.bn, self.body_lr):
+            w.observe(self._changed, names="value")
+        if state is not None:
+            state.observe(self._on_state_backbone, names="backbone_name")
+        self._update()
+
+    # ---- public ---------------------------------------------------------------------------------------------
+    @property
+    def plan(self) -> FreezePlan:
+        lr_mult = {}
+        if self.body_lr.value != 1.0:
+            lr_mult[BODY] = round(float(self.body_lr.value), 6)
+        for w in self.stage_lr_box.children:
+            if w.value is not None and w.value >= 0 and w.value != 1.0 and w.description in self.backbone.stages:
+                lr_mult[w.description] = float(w.value)
+        return FreezePlan(trainable_from=self._trainable_from, bn=self.bn.value, lr_mult=lr_mult)
+
+    @property
+    def trainable(self) -> int:
+        return self.plan.summary(self.backbone).trainable
+
+    def set_trainable_from(self, stage: str | None) -> None:
+        """Make ``stage`` and every later stage trainable (None: all of them)."""
+        if stage is not None and stage not in self.backbone.stages:
+            raise ValueError(f"unknown stage {stage!r}; choose one of: {', '.join(self.backbone.stages)}")
+        self._trainable_from = None if stage == self.backbone.stages[0] else stage
+        self._update()
+
+    def set_plan(self, plan: FreezePlan) -> None:
+        plan.validate(self.backbone)
+        self._trainable_from = plan.trainable_from
+        self.bn.value = plan.bn
+        self.body_lr.value = float(plan.lr_mult.get(BODY, 1.0))
+        for w in self.stage_lr_box.children:
+            w.value = float(plan.lr_mult.get(w.description, 1.0))
+        self._update()
+
+    # ---- wiring ---------------------------------------------------------------------------------------------
+    def _set_backbone(self, backbone: Backbone | str) -> None:
+        if isinstance(backbone, str):
+            # Counting needs only the architecture; a random-init copy never needs the network.
+            backbone = load_backbone(backbone, pretrained=False, num_classes=self.num_classes)
+        self.backbone = backbone
+        params = backbone.stage_parameters()
+        buttons = []
+        for stage in backbone.stages:
+            b = W.Button(description=stage, tooltip=f"{stage}: {params[stage]:,} parameters",
+                         layout=W.Layout(width="auto", min_width="72px"))
+            b.add_class("tl-stage-toggle")
+            b.on_click(guarded(self.status)(lambda _b, s=stage: self._clicked(s)))
+            buttons.append(b)
+        self.stage_row.children = buttons
+        inputs = []
+        for stage in backbone.stages:
+            w = W.BoundedFloatText(value=1.0, min=0.0, max=10.0, step=0.1, description=stage,
+                                   style={"description_width": "80px"}, layout=W.Layout(width="180px"))
+            w.observe(self._changed, names="value")
+            inputs.append(w)
+        self.stage_lr_box.children = inputs
+
+    def _on_state_backbone(self, change: dict) -> None:
+        guarded(self.status)(self._switch)(change["new"])
+
+    def _switch(self, name: str) -> None:
+        was_head = self._trainable_from == self.backbone.head
+        self._set_backbone(name)
+        if was_head or (self._trainable_from is not None and self._trainable_from not in self.backbone.stages):
+            self._trainable_from = self.backbone.head
+        self._update()
+
+    def _clicked(self, stage: str) -> None:
+        stages = self.backbone.stages
+        first = stages[0] if self._trainable_from is None else self._trainable_from
+        if stage == first and stage != self.backbone.head:
+            self._trainable_from = stages[stages.index(stage) + 1]  # freeze it: training starts one stage later
+        elif stage == stages[0]:
+            self._trainable_from = None
+        else:
+            self._trainable_from = stage
+        self._update()
+
+    def _changed(self, _change: dict) -> None:
+        guarded(self.status)(self._update)()
+
+    def _update(self) -> None:
+        plan = self.plan
+        summary = plan.summary(self.backbone)
+        trainable = {r.stage for r in summary.rows if r.trainable}
+        for b in self.stage_row.children:
+            on = b.description in trainable
+            b.button_style = "success" if on else ""
+            b.icon = "unlock" if on else "lock"
+        pct = 100.0 * summary.trainable / max(summary.total, 1)
+        self.count.value = (
+            f'<div style="font-size:14px;margin:4px 0">Trainable: <b class="tl-trainable-value">'
+            f'{fmt_int(summary.trainable)}</b> parameters ({pct:.1f}%) · frozen: <b class="tl-frozen-value">'
+            f'{fmt_int(summary.frozen)}</b> · plan: <i>{plan.describe()}</i> · head: '
+            f'{self.num_classes or 1000} classes</div>'
+        )
+        self.table.value = summary._repr_html_()
+        self.status.set("")
+        if self.state is not None:
+            self.state.plan = plan
