@@ -1,0 +1,511 @@
+"""Real-browser fixtures: one JupyterLab server and one headless Chromium per session, a fresh page per test.
+
+Reusable pieces (other browser test files use them; see ``test_smoke.py`` for a complete example):
+
+- ``lab_server`` (session): a JupyterLab started on a free local port with a token, in a temporary copy of the
+  lessons (``tl_lab.cli.copy_lessons``), with ``TL_LAB_FAST=1`` in its environment so every kernel inherits it.
+  Yields a :class:`LabServer`: ``.base_url``, ``.token``, ``.root`` (the server's root folder, a ``Path``),
+  ``.url(path)`` (a URL that logs in with the token), ``.log()`` (the server's output so far).
+  Private Jupyter config/data/runtime/settings/workspace folders keep the user's setup out; installed
+  labextensions (anywidget, jupyterlab-plotly, the ipywidgets manager) are still found under ``sys.prefix``.
+- ``browser`` (session): Debian's Chromium driven by Playwright (never a downloaded browser), headless.
+- ``page`` (function): a fresh browser context and page; every console error and uncaught page error is recorded
+  in ``page.console_log`` (a :class:`ConsoleLog`). A failing test saves ``FAILED-<test>.png``.
+- ``lab`` (function): a :class:`LabPage` wrapping ``page`` with the helpers tests need: ``open_notebook``,
+  ``run_all_cells``, ``wait_until_idle``, ``error_outputs``, ``screenshot``, ``assert_clean_console``, ``js``.
+- ``write_notebook(path, cells)``: write a small notebook (code cells as strings) with a python3 kernelspec.
+- ``screenshot_dir`` (session): ``$TL_LAB_SCREENSHOTS`` or a pytest temporary folder, printed at the end of the run.
+
+Waiting is always on page conditions (``wait_for_function``, locators), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+BROWSER_DIR = Path(__file__).resolve().parent
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root, where Chromium's sandbox refuses to start
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm; Chromium then crashes on big pages
+]
+
+# Console noise JupyterLab itself produces in a sandboxed, offline test run. Each entry: (pattern, why it is
+# harmless). Anything not listed here fails assert_clean_console.
+KNOWN_HARMLESS = [
+    (
+        r"Failed to load resource: the server responded with a status of 404 \(Not Found\).*",
+        "JupyterLab probes optional endpoints (e.g. /api/lsp, the translations listing, a workspace that does not "
+        "exist yet) and expects 404s; the failing URL is recorded separately and checked against tl_lab assets",
+    ),
+    (
+        r".*(lsp|language server).*",
+        "jupyter-lsp has no language servers installed here; its front-end logs that once per page",
+    ),
+]
+
+_HARMLESS_404_URLS = re.compile(
+    r"/api/(lsp|workspaces|translations|settings/@jupyterlab/translation)|/lab/api/(workspaces|translations)"
+    r"|/api/contents/.*\.(virtual_documents|ipynb_checkpoints)|/favicon"
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# collection: every test under tests/browser/ carries the ``browser`` marker
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BROWSER_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_terminal_summary(terminalreporter):
+    folder = _SCREENSHOTS.get("dir")
+    if folder and any(Path(folder).glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {folder}")
+
+
+_SCREENSHOTS: dict[str, Path] = {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the JupyterLab server
+
+
+def chromium_executable() -> str | None:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_notebook(path: str | Path, cells: list[str], *, metadata: dict | None = None) -> Path:
+    """Write a notebook whose code cells are ``cells`` (strings; a string starting with ``"# md\\n"`` is markdown)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata.update(metadata or {})
+    for src in cells:
+        if src.startswith("# md\n"):
+            nb.cells.append(nbformat.v4.new_markdown_cell(src[len("# md\n") :]))
+        else:
+            nb.cells.append(nbformat.v4.new_code_cell(src))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@dataclass
+class LabServer:
+    base_url: str
+    token: str
+    root: Path
+    process: subprocess.Popen
+    log_path: Path
+    env: dict = field(repr=False, default_factory=dict)
+
+    def url(self, path: str = "lab", **query: str) -> str:
+        """``base_url/path?token=…`` (plus ``query``); the token logs a fresh browser context in."""
+        params = "&".join([f"token={self.token}"] + [f"{k}={v}" for k, v in query.items()])
+        sep = "&" if "?" in path else "?"
+        return f"{self.base_url}/{path.lstrip('/')}{sep}{params}"
+
+    def api(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = 10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.base_url}/api/{path.lstrip('/')}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read().decode()
+        return json.loads(text) if text else None
+
+    def log(self, last: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-last:]
+        except OSError:
+            return ""
+
+    def shutdown_kernels(self) -> None:
+        try:
+            for kernel in self.api("kernels"):
+                self.api(f"kernels/{kernel['id']}", method="DELETE", timeout=30)
+        except (OSError, urllib.error.URLError, ValueError):
+            pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (kernels run in their own sessions, so a process-group kill would miss them)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _lab_settings(settings_dir: Path) -> None:
+    """User settings of the test's own settings folder: no news prompt, no update check, every cell attached."""
+    settings = {
+        # The "Jupyter news" toast covers the page and fetches from the network; the update check does too.
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
+        # JupyterLab 4 skips layout of off-screen cells by default ("contentVisibility"): their outputs would
+        # have no size, so size checks would depend on scroll position. "none" attaches and lays out every cell.
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    }
+    for rel, value in settings.items():
+        path = settings_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = chromium_executable()
+    if path is None:
+        message = "Chromium is not installed (apt-get install chromium); the browser tests need Debian's Chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory, chromium_path) -> LabServer:
+    """A JupyterLab on a free port with a token, rooted in a temporary copy of the lessons; always shut down."""
+    pytest.importorskip("jupyterlab")
+    from tl_lab.cli import copy_lessons
+
+    base = tmp_path_factory.mktemp("jupyter")
+    root = base / "root"
+    copy_lessons(root)
+    dirs = {name: base / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    _lab_settings(dirs["settings"])
+
+    env = dict(os.environ)
+    env.update(
+        TL_LAB_FAST="1",  # kernels inherit the server's environment: lessons run their small versions
+        JUPYTER_CONFIG_DIR=str(dirs["config"]),  # sys.prefix/etc/jupyter (server extensions) is still read
+        JUPYTER_DATA_DIR=str(dirs["data"]),  # sys.prefix/share/jupyter (labextensions, kernelspecs) is still read
+        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
+        JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
+        JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
+        IPYTHONDIR=str(dirs["ipython"]),
+        JUPYTER_PLATFORM_DIRS="0",
+        PYTHONUNBUFFERED="1",
+        OMP_WAIT_POLICY="PASSIVE",
+    )
+    env.pop("JUPYTER_PATH", None)
+    env.pop("JUPYTER_CONFIG_PATH", None)
+
+    port, token = free_port(), secrets.token_hex(16)
+    cmd = [
+        sys.executable, "-m", "jupyter", "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=",  # no announcements feed (it would reach the network)
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: run commands, read kernel status
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+        "--ServerApp.terminals_enabled=False",
+    ]  # fmt: skip
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI runs as root
+    log_path = base / "server.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = LabServer(f"http://127.0.0.1:{port}", token, root, proc, log_path, env)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited with {proc.returncode}:\n{server.log()}")
+            try:
+                server.api("status", timeout=2)
+                break
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"jupyter lab did not answer within 90 s:\n{server.log()}")
+                time.sleep(0.25)
+        yield server
+    finally:
+        server.shutdown_kernels()
+        pids = _descendants(proc.pid)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        for pid in pids:  # kernels the server failed to stop
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        log.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the browser
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory) -> Path:
+    folder = os.environ.get("TL_LAB_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    _SCREENSHOTS["dir"] = path
+    return path
+
+
+@dataclass
+class ConsoleLog:
+    """Console errors/warnings, uncaught page errors and failed requests seen by one page."""
+
+    errors: list[str] = field(default_factory=list)  # console.error and uncaught exceptions ("pageerror: …")
+    warnings: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)  # "404 http://…" and network failures
+
+    def attach(self, page) -> None:
+        def on_console(msg):
+            where = msg.location.get("url", "") if msg.location else ""
+            text = f"{msg.text} [{where}]" if where else msg.text
+            if msg.type == "error":
+                self.errors.append(text)
+            elif msg.type == "warning":
+                self.warnings.append(text)
+
+        def on_response(resp):
+            if resp.status >= 400:
+                self.failed_requests.append(f"{resp.status} {resp.url}")
+
+        page.on("console", on_console)
+        page.on("pageerror", lambda err: self.errors.append(f"pageerror: {err}"))
+        page.on("requestfailed", lambda req: self.failed_requests.append(f"failed {req.url} ({req.failure})"))
+        page.on("response", on_response)
+
+    def harmful(self) -> list[str]:
+        """Errors not explained by an entry of KNOWN_HARMLESS, plus failed requests for anything but JupyterLab's
+        optional endpoints (a missing widget bundle or tl_lab asset shows up here)."""
+        bad = [e for e in self.errors if not any(re.fullmatch(p, e, re.S | re.I) for p, _ in KNOWN_HARMLESS)]
+        bad += [f"request {r}" for r in self.failed_requests if not _HARMLESS_404_URLS.search(r)]
+        return bad
+
+
+@pytest.fixture
+def page(browser, request, screenshot_dir):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
+    context.set_default_timeout(30_000)
+    pg = context.new_page()
+    pg.console_log = ConsoleLog()
+    pg.console_log.attach(pg)
+    try:
+        yield pg
+    finally:
+        if os.environ.get("TL_LAB_BROWSER_DEBUG"):  # run with -s to see everything the page logged
+            log = pg.console_log
+            print(f"\n[{request.node.name}] console errors: {log.errors}\nwarnings: {log.warnings}"
+                  f"\nfailed requests: {log.failed_requests}")
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            try:
+                pg.screenshot(path=str(screenshot_dir / f"FAILED-{request.node.name}.png"))
+            except Exception:  # the page may be gone; the failure itself is what matters
+                pass
+        context.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# driving JupyterLab / Notebook 7
+
+_KERNEL_STATE_JS = """
+() => {
+  const app = window.jupyterapp;
+  if (!app) return null;
+  const panel = app.shell.currentWidget;
+  if (!panel || !panel.sessionContext || !panel.content) return null;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  return {
+    status: kernel ? kernel.status : 'no-kernel',
+    cells: cells.length,
+    executed: cells.filter(c => c.model.executionCount !== null).length,
+    pending: cells.filter(c => (c.promptNode && c.promptNode.textContent.includes('*'))).length,
+  };
+}
+"""
+
+
+class LabPage:
+    """Helpers over one Playwright page connected to ``lab_server``."""
+
+    def __init__(self, page, server: LabServer, screenshot_dir: Path, name: str):
+        self.page, self.server, self.screenshot_dir, self.name = page, server, screenshot_dir, name
+
+    # -- navigation --
+    def open_notebook(self, path: str, *, ui: str = "lab", timeout: float = 60) -> None:
+        """Open ``path`` (relative to the server root) in JupyterLab (``ui="lab"``) or Notebook 7
+        (``ui="notebook"``) and wait until its kernel is idle."""
+        url = self.server.url(f"lab/tree/{path}", reset="") if ui == "lab" else self.server.url(f"notebooks/{path}")
+        self.page.goto(url)
+        self.page.wait_for_function(
+            "() => { const app = window.jupyterapp; const w = app && app.shell.currentWidget;"
+            " return !!(w && w.content && w.content.widgets && w.context && w.context.isReady); }",
+            timeout=timeout * 1000,
+        )
+        self.wait_until_idle(timeout=timeout, require_executed=False)
+
+    def js(self, expression: str, arg=None):
+        return self.page.evaluate(expression, arg)
+
+    def kernel_state(self) -> dict | None:
+        return self.page.evaluate(_KERNEL_STATE_JS)
+
+    def command(self, name: str, args: dict | None = None):
+        """Run a JupyterLab command (``notebook:run-all-cells``, ``notebook:restart-kernel`` …)."""
+        return self.page.evaluate("([n, a]) => window.jupyterapp.commands.execute(n, a || {})", [name, args])
+
+    # -- execution --
+    def wait_until_idle(self, *, timeout: float = 300, require_executed: bool = True) -> dict:
+        """Wait until the kernel is idle and no cell is queued (``[*]``); with ``require_executed`` also until every
+        code cell has an execution count. Returns the last kernel state."""
+        condition = (
+            "(s) => { const st = (" + _KERNEL_STATE_JS + ")(); if (!st) return false;"
+            " return st.status === 'idle' && st.pending === 0 && (!s || st.executed === st.cells); }"
+        )
+        self.page.wait_for_function(condition, arg=require_executed, timeout=timeout * 1000, polling=250)
+        return self.kernel_state()
+
+    def run_all_cells(self, *, timeout: float = 300) -> dict:
+        self.command("notebook:run-all-cells")
+        return self.wait_until_idle(timeout=timeout)
+
+    def error_outputs(self) -> list[str]:
+        """Error outputs of every cell (from the notebook model) and widget views that failed to render (DOM)."""
+        errors = self.page.evaluate(
+            """() => {
+              const panel = window.jupyterapp.shell.currentWidget;
+              const out = [];
+              panel.content.widgets.forEach((cell, i) => {
+                if (cell.model.type !== 'code') return;
+                for (const o of cell.model.outputs.toJSON()) {
+                  if (o.output_type === 'error') out.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
+                }
+              });
+              return out;
+            }"""
+        )
+        node = self.page.locator(".jp-NotebookPanel:visible, .jp-Notebook:visible").first
+        text = node.inner_text() if node.count() else ""
+        for marker in ("Error displaying widget", "Failed to load model class", "Error creating widget",
+                       "Loading widget..."):  # fmt: skip
+            if marker in text:
+                errors.append(f"page shows {marker!r}")
+        return errors
+
+    def stderr_outputs(self) -> list[str]:
+        return self.page.evaluate(
+            """() => window.jupyterapp.shell.currentWidget.content.widgets
+                 .filter(c => c.model.type === 'code')
+                 .flatMap(c => c.model.outputs.toJSON())
+                 .filter(o => o.output_type === 'stream' && o.name === 'stderr')
+                 .map(o => Array.isArray(o.text) ? o.text.join('') : o.text)"""
+        )
+
+    # -- looking --
+    def visible_box(self, locator, *, min_width: float = 20, min_height: float = 20, timeout: float = 30) -> dict:
+        """Wait until ``locator`` (first match) is visible with at least the given size; return its bounding box."""
+        loc = locator.first
+        loc.wait_for(state="visible", timeout=timeout * 1000)
+        deadline = time.monotonic() + timeout
+        while True:
+            box = loc.bounding_box()
+            if box and box["width"] >= min_width and box["height"] >= min_height:
+                return box
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{locator} is visible but only {box} in size")
+            self.page.wait_for_timeout(100)  # a short poll between layout checks, bounded by the deadline above
+
+    def screenshot(self, label: str, locator=None) -> Path:
+        """Save ``<test name>-<label>.png`` in the screenshot folder (scrolling ``locator`` into view first)."""
+        if locator is not None:
+            locator.first.scroll_into_view_if_needed()
+        path = self.screenshot_dir / f"{self.name}-{label}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+    def assert_clean_console(self) -> None:
+        bad = self.page.console_log.harmful()
+        assert not bad, "browser console errors:\n" + "\n".join(bad)
+
+
+@pytest.fixture
+def lab(page, lab_server, screenshot_dir, request) -> LabPage:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    return LabPage(page, lab_server, screenshot_dir, name)
