@@ -289,7 +289,11 @@ def test_save_html_embeds_plotlyjs_once_and_works_offline(tmp_path):
     assert not re.search(r"<script[^>]+src=[\"']?https?:", page), "no script from the network"
     assert "<title>Lesson &lt;0&gt;</title>" in page
     with pytest.raises(ValueError, match="not a plotly.graph_objects.Figure"):
-        plots.save_html([figs[0], "oops"], tmp_path / "bad.html")
+        plots.save_html([figs[0], {"data": []}], tmp_path / "bad.html")
+    with pytest.raises(ValueError, match="at least one figure"):
+        plots.save_html(["<p>only text</p>"], tmp_path / "bad.html")
+    mixed = plots.save_html(["<table id='runs'></table>", figs[0]], tmp_path / "mixed.html").read_text()
+    assert mixed.index("<table id='runs'>") < mixed.index('class="plotly-graph-div"'), "HTML blocks keep their place"
 
 
 def test_to_png_names_the_fix_without_a_browser(monkeypatch, tmp_path):

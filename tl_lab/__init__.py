@@ -20,7 +20,9 @@ from tl_lab.cka import cka, compare_stages
 from tl_lab.data import DatasetSplits, DatasetUnavailableError, baseline, list_datasets, load_dataset
 from tl_lab.doctor import doctor
 from tl_lab.events import StopToken
-from tl_lab.features import cut_at, embed, feature_maps, filters, probe_stages, stage_features, tap
+from tl_lab import embed  # the module: tl_lab.embed.save_html / replay (2-D projection: tl_lab.embed_features)
+from tl_lab.features import cut_at, feature_maps, filters, probe_stages, stage_features, tap
+from tl_lab.features import embed as embed_features
 from tl_lab.freeze import FreezePlan
 from tl_lab.run import Run
 from tl_lab.samples import sample_photo, sample_photos
@@ -53,6 +55,7 @@ __all__ = [
     "cut_at",
     "doctor",
     "embed",
+    "embed_features",
     "feature_maps",
     "filters",
     "fit",
@@ -76,3 +79,13 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'tl_lab' has no attribute {name!r}")
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt extension (Launcher card, Lessons panel); see labextension/."""
+    return [{"src": "labextension", "dest": "tl-lab"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server routes behind that extension (tl_lab.jupyter_server)."""
+    return [{"module": "tl_lab.jupyter_server"}]

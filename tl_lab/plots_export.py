@@ -26,8 +26,9 @@ from typing import Literal
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.basedatatypes import BaseFigure
 
-__all__ = ["save_html", "to_png", "to_pngs", "find_browser", "ImageExportError"]
+__all__ = ["save_html", "to_png", "to_pngs", "find_browser", "plain_figure", "ImageExportError"]
 
 _BROWSER_FIX = (
     "PNG export runs a headless Chrome/Chromium through kaleido. Install one (Debian/Ubuntu: "
@@ -37,12 +38,17 @@ _BROWSER_FIX = (
 )
 
 
+def plain_figure(fig: BaseFigure) -> go.Figure:
+    """A ``go.Figure`` copy of a figure or of a live ``FigureWidget`` (what a widget shows right now)."""
+    return fig if type(fig) is go.Figure else go.Figure(fig.to_dict())
+
+
 class ImageExportError(RuntimeError):
     """A figure could not be written as an image; the message says what to install or set."""
 
 
 def save_html(
-    fig_or_figs: go.Figure | Sequence[go.Figure],
+    fig_or_figs: go.Figure | Sequence[go.Figure | str],
     path: str | os.PathLike,
     *,
     title: str | None = None,
@@ -52,34 +58,40 @@ def save_html(
 
     Why: with ``include_plotlyjs=True`` (the default) the page embeds plotly.js once, before the first figure, and
     opens offline from a USB stick or a course page; the later figures reuse it. ``"cdn"`` makes a small page that
-    needs the network; ``False`` suits a page that already loads plotly.js.
+    needs the network; ``False`` suits a page that already loads plotly.js. Items may also be strings: blocks of
+    HTML (a run table, a paragraph) placed between the figures as they are.
 
     Example::
 
         >>> save_html([fig_probe, fig_cka], "lesson3.html", title="What stages transfer?")
         PosixPath('lesson3.html')
     """
-    figs = [fig_or_figs] if isinstance(fig_or_figs, go.Figure) else list(fig_or_figs)
-    if not figs:
+    items = [fig_or_figs] if isinstance(fig_or_figs, (BaseFigure, str)) else list(fig_or_figs)
+    if not any(isinstance(f, BaseFigure) for f in items):
         raise ValueError("save_html needs at least one figure")
-    for i, f in enumerate(figs):
-        if not isinstance(f, go.Figure):
-            raise ValueError(f"figure {i} is a {type(f).__name__}, not a plotly.graph_objects.Figure")
+    for i, f in enumerate(items):
+        if not isinstance(f, (BaseFigure, str)):
+            raise ValueError(f"item {i} is a {type(f).__name__}, not a plotly.graph_objects.Figure (or an HTML string)")
     if include_plotlyjs not in (True, False, "cdn", "directory"):
         raise ValueError(f"include_plotlyjs must be True, False, 'cdn' or 'directory', got {include_plotlyjs!r}")
-    parts = [
-        f.to_html(full_html=False, include_plotlyjs=include_plotlyjs if i == 0 else False,
-                  config={"displaylogo": False, "responsive": True}, default_width=f.layout.width or "100%",
-                  default_height=f.layout.height or 480)
-        for i, f in enumerate(figs)
-    ]
+    parts, first = [], True
+    for item in items:
+        if isinstance(item, str):
+            parts.append(f'<div class="tl-block">\n{item}\n</div>')
+            continue
+        f = plain_figure(item)
+        parts.append('<div class="tl-figure">\n' + f.to_html(
+            full_html=False, include_plotlyjs=include_plotlyjs if first else False,
+            config={"displaylogo": False, "responsive": True}, default_width=f.layout.width or "100%",
+            default_height=f.layout.height or 480) + "\n</div>")
+        first = False
     heading = f"<h1>{html.escape(title)}</h1>\n" if title else ""
     page = (
         "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{html.escape(title or 'tl_lab figures')}</title>\n"
         "<style>body{font-family:Arial,Helvetica,sans-serif;margin:24px;color:#222}"
-        " .tl-figure{margin:0 0 32px 0}</style>\n</head>\n<body>\n" + heading
-        + "\n".join(f'<div class="tl-figure">\n{p}\n</div>' for p in parts)
+        " .tl-figure{margin:0 0 32px 0} .tl-block{margin:0 0 24px 0}</style>\n</head>\n<body>\n" + heading
+        + "\n".join(parts)
         + "\n</body>\n</html>\n"
     )
     out = Path(path)
@@ -135,12 +147,13 @@ def to_pngs(figs: Mapping[str | os.PathLike, go.Figure], *, width: int | None = 
         raise ValueError("to_pngs needs at least one {path: figure}")
     paths = [Path(p) for p in figs]
     for p, f in zip(paths, figs.values()):
-        if not isinstance(f, go.Figure):
+        if not isinstance(f, BaseFigure):
             raise ValueError(f"the figure for {p} is a {type(f).__name__}, not a plotly.graph_objects.Figure")
         if p.suffix.lower() != ".png":
             raise ValueError(f"{p} does not end in .png")
         p.parent.mkdir(parents=True, exist_ok=True)
     find_browser()
+    figs = {p: plain_figure(f) for p, f in figs.items()}
     sizes = [_size(f, width, height) for f in figs.values()]
     try:
         pio.write_images(list(figs.values()), paths, format="png", scale=scale,

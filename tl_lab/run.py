@@ -102,6 +102,16 @@ class Run:
             "trainable_parameters": self.trainable_parameters,
         }
 
+    def record(self, path: str | Path, *, figures: dict | None = None, baseline: float | None | str = "auto") -> Path:
+        """Save this run as a small JSON recording for course pages; ``tl_lab.embed.replay(path)`` makes the HTML.
+
+        ``figures``: ``{title: plotly figure}`` to include; ``baseline``: the raw-pixel test accuracy shown beside
+        it ("auto" computes it from this run's data). See :mod:`tl_lab.embed`.
+        """
+        from tl_lab.embed import record
+
+        return record(self, path, figures=figures, baseline=baseline)
+
     def save_json(self) -> Path | None:
         if self.run_dir is None:
             return None

@@ -5,11 +5,27 @@
     from tl_lab.widgets import TransferLab, TrainPanel
     TransferLab()                                  # Backbone, Freeze, Train, Inside, Attributions, Compare
     TrainPanel(dataset="clipart", shots=10)        # just the training panel
+
+Training and slow analyses run in background threads, so the notebook stays usable; errors show in the widget
+with their message (and the traceback one click away).
 """
 
+from tl_lab.widgets.attributions import AttributionExplorer
+from tl_lab.widgets.compare import CompareRuns
+from tl_lab.widgets.dashboard import TransferLab
 from tl_lab.widgets.freezer import StageFreezer
+from tl_lab.widgets.inside import FeatureExplorer
 from tl_lab.widgets.picker import BackbonePicker
 from tl_lab.widgets.state import LabState
 from tl_lab.widgets.train_panel import TrainPanel
 
-__all__ = ["BackbonePicker", "LabState", "StageFreezer", "TrainPanel"]
+__all__ = [
+    "AttributionExplorer",
+    "BackbonePicker",
+    "CompareRuns",
+    "FeatureExplorer",
+    "LabState",
+    "StageFreezer",
+    "TrainPanel",
+    "TransferLab",
+]

@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
-__all__ = ["StatusLine", "FigureSlot", "Throttle", "guarded", "error_message", "fmt_int", "fmt_acc", "html_table"]
+__all__ = ["StatusLine", "FigureSlot", "Throttle", "Worker", "guarded", "error_message", "fmt_int", "fmt_acc", "html_table"]
 
 _COLORS = {"info": "#1f4e79", "ok": "#1b6e20", "warn": "#8a5a00", "error": "#b00020", "busy": "#444444"}
 
@@ -100,29 +100,40 @@ def guarded(status: StatusLine, *, prefix: str = "Error") -> Callable[[Callable[
 
 
 class FigureSlot(W.Box):
-    """One plotly ``FigureWidget`` that shows successive figures, refilled in place (one plotly.js bundle)."""
+    """One plotly ``FigureWidget`` that shows successive figures, refilled in place.
+
+    Why: every FigureWidget carries the plotly.js bundle (~5 MB) to the browser, so a view keeps one and refills it;
+    and a slot with nothing to show yet holds only a placeholder line: the widget is created at the first ``show``.
+    """
 
     def __init__(self, fig: go.Figure | None = None, *, css_class: str | None = None, placeholder: str = "") -> None:
-        self.widget = go.FigureWidget(fig if fig is not None else go.Figure())
-        self.placeholder = W.HTML(f'<div style="color:#777;padding:12px 4px">{html.escape(placeholder)}</div>')
-        super().__init__(children=[self.placeholder] if fig is None and placeholder else [self.widget],
-                         layout=W.Layout(width="100%", flex_flow="column"))
+        self.widget: go.FigureWidget | None = None
+        self.placeholder = W.HTML(f'<div style="color:#777;padding:8px 4px">{html.escape(placeholder)}</div>')
+        super().__init__(children=[self.placeholder], layout=W.Layout(width="100%", flex_flow="column"))
         if css_class:
             self.add_class(css_class)
+        if fig is not None:
+            self.show(fig)
 
     @property
     def figure(self) -> go.FigureWidget:
+        """The live FigureWidget (created, empty, if nothing was shown yet)."""
+        if self.widget is None:
+            self.widget = go.FigureWidget()
+            self.children = (self.widget,)
         return self.widget
 
     def show(self, fig: go.Figure) -> None:
         """Replace what the slot shows with ``fig`` (traces, layout and all)."""
+        if self.widget is None:
+            self.widget = go.FigureWidget(fig)
+            self.children = (self.widget,)
+            return
         fw = self.widget
         with fw.batch_update():
             fw.data = []
             fw.add_traces(list(fig.data))
             fw.layout = fig.layout
-        if self.children != (fw,):
-            self.children = (fw,)
 
 
 class Throttle:
@@ -165,3 +176,48 @@ def html_table(rows: list[dict], *, css_class: str = "", empty: str = "no rows y
                 cells.append(f"<td>{html.escape('-' if v is None else str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'{style}<table class="tl-table {css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+class Worker:
+    """Runs one slow computation at a time in a background thread, reporting through a :class:`StatusLine`.
+
+    Why: a probe or an attribution takes seconds; doing it in a button callback would freeze the notebook. The
+    result is applied by ``done`` (in the thread: it must only set widget values or refill a FigureSlot); an
+    exception shows in the status line with its traceback. ``wait()`` lets tests and scripts block until it ends.
+    """
+
+    def __init__(self, status: StatusLine, *buttons: W.Button) -> None:
+        self.status = status
+        self.buttons = buttons
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, busy_text: str, compute: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        if self.busy:
+            self.status.set("Still working on the last request; wait for it to finish.", "warn")
+            return
+        self.error = None
+        self.status.set(busy_text, "busy")
+        for b in self.buttons:
+            b.disabled = True
+
+        def work() -> None:
+            try:
+                done(compute())
+            except Exception as exc:  # noqa: BLE001 - shown to the learner
+                self.error = exc
+                self.status.error(exc)
+            finally:
+                for b in self.buttons:
+                    b.disabled = False
+
+        self.thread = threading.Thread(target=work, daemon=True, name="tl-lab-worker")
+        self.thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)

@@ -203,9 +203,9 @@ class TrainPanel(W.VBox):
     def _on_state_plan(self, change: dict) -> None:
         if self._custom_plan is not None:
             return
-        keep = self.plan_choice.value
+        # The learner just set a plan in the Freeze tab: that is the plan the next run uses.
         self.plan_choice.options = [(f"from the Freeze tab: {change['new'].describe()}", "custom"), *PLAN_CHOICES]
-        self.plan_choice.value = "custom" if keep in (None, "custom") else keep
+        self.plan_choice.value = "custom"
 
     def _chosen(self) -> tuple[FreezePlan, bool, int | None]:
         """(plan, pretrained, default epochs) of the selected plan choice."""
