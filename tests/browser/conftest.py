@@ -507,5 +507,7 @@ class LabPage:
 
 @pytest.fixture
 def lab(page, lab_server, screenshot_dir, request) -> LabPage:
+    """A :class:`LabPage` on a fresh page; afterwards every kernel is shut down (each holds torch in memory)."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    return LabPage(page, lab_server, screenshot_dir, name)
+    yield LabPage(page, lab_server, screenshot_dir, name)
+    lab_server.shutdown_kernels()

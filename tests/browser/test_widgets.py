@@ -1,0 +1,163 @@
+"""tl_lab's widgets in a real JupyterLab: training with live curves and Stop, the stage freezer's counts, the
+feature and attribution views. Each test writes its own small notebook into the server's root, runs it, clicks
+like a learner and checks what the page shows (and, for training, the checkpoint on disk)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import write_notebook
+
+pytestmark = pytest.mark.browser
+
+# The live chart's plotly div: its .data is what plotly.js draws (the traces' points after every update).
+CHART = ".tl-train-panel .tl-train-chart .js-plotly-plot"
+MOST_POINTS = f"""() => {{
+  const gd = document.querySelector('{CHART}');
+  if (!gd || !gd.data) return -1;
+  return Math.max(0, ...gd.data.map(t => (t.x || []).length));
+}}"""
+
+
+def test_train_live_curve_and_stop(lab):
+    """Scenario 2: Train draws points live; Stop ends the run within seconds, with a table row and a checkpoint."""
+    write_notebook(lab.server.root / "browser_train.ipynb", [
+        "from tl_lab import FreezePlan\n"
+        "from tl_lab.widgets import TrainPanel\n"
+        "# fine-tuning every stage on CPU takes seconds per epoch: 60 epochs is a run long enough to stop\n"
+        "panel = TrainPanel(dataset='clipart', shots=10, plan=FreezePlan.fine_tune(), epochs=60,"
+        " run_dir='tl_lab_runs')\n"
+        "panel",
+    ])  # fmt: skip
+    runs_root = lab.server.root / "tl_lab_runs"
+    before = set(runs_root.glob("*/best.safetensors"))
+    lab.open_notebook("browser_train.ipynb")
+    lab.run_all_cells(timeout=180)
+    assert lab.error_outputs() == []
+
+    panel = lab.page.locator(".tl-train-panel")
+    lab.visible_box(panel, min_width=400, min_height=300)
+    status = panel.locator(".tl-train-status")
+    assert status.inner_text().strip().startswith("Ready"), status.inner_text()
+    assert lab.js(MOST_POINTS) == 0  # the placeholder figure: traces with no points yet
+
+    panel.locator("button.tl-train").click()
+    lab.page.wait_for_function("(s) => document.querySelector(s).innerText.trim().startsWith('Training')",
+                               arg=".tl-train-panel .tl-train-status")  # fmt: skip
+    # The curve gains points while training runs: one, then another, with Training still in the status.
+    lab.page.wait_for_function(f"() => ({MOST_POINTS})() >= 1", timeout=120_000)
+    first = lab.js(MOST_POINTS)
+    lab.page.wait_for_function(f"(n) => ({MOST_POINTS})() > n", arg=first, timeout=120_000)
+    assert status.inner_text().strip().startswith("Training"), status.inner_text()
+    lab.visible_box(panel.locator(".tl-train-chart .main-svg"), min_width=300, min_height=200)
+    lab.screenshot("training", panel.locator(".tl-train-chart"))
+
+    clicked = time.monotonic()
+    panel.locator("button.tl-stop").click()
+    lab.page.wait_for_function("(s) => document.querySelector(s).innerText.trim().startsWith('Stopped')",
+                               arg=".tl-train-panel .tl-train-status", timeout=30_000)  # fmt: skip
+    stop_s = time.monotonic() - clicked
+    print(f"stop took {stop_s:.1f} s from the click to 'Stopped' on the page")
+    assert stop_s < 20, f"the run took {stop_s:.1f} s to stop"
+    text = status.inner_text()
+    assert "stopped" in text.lower()
+
+    rows = panel.locator("table.tl-run-table tbody tr")
+    assert rows.count() >= 1
+    assert "fine-tune" in rows.first.inner_text(), rows.first.inner_text()
+    epochs_drawn = lab.js(MOST_POINTS)
+    assert 2 <= epochs_drawn < 60
+
+    # The best checkpoint is on disk under the server root's tl_lab_runs/, and the status names it.
+    new = set(runs_root.glob("*/best.safetensors")) - before
+    assert len(new) == 1, f"expected one new best checkpoint under {runs_root}, found {sorted(new)}"
+    ckpt = new.pop()
+    assert ckpt.stat().st_size > 1000
+    named = re.search(r"Best checkpoint: (\S+\.safetensors)", text)
+    assert named, text
+    shown = Path(named.group(1))  # relative paths are relative to the kernel's folder: the server root
+    assert (shown if shown.is_absolute() else lab.server.root / shown).resolve() == ckpt.resolve(), text
+    lab.screenshot("stopped", panel.locator("table.tl-run-table"))
+    lab.assert_clean_console()
+
+
+def _trainable(stage: str | None) -> int:
+    """The number the freezer must show: FreezePlan.summary on the same (1000-class, random-init) architecture."""
+    from tl_lab import FreezePlan, load_backbone
+
+    bb = load_backbone("efficientnet_lite0", pretrained=False)
+    count = FreezePlan(trainable_from=stage).summary(bb).trainable
+    params = bb.stage_parameters()
+    start = bb.stages.index(stage) if stage else 0
+    assert count == sum(params[s] for s in bb.stages[start:])  # the same number counted stage by stage
+    return count
+
+
+def _shown_count(lab) -> int:
+    return int(lab.page.locator(".tl-stage-freezer .tl-trainable-value").inner_text().replace(",", ""))
+
+
+def test_freezer_count_follows_the_stage(lab):
+    """Scenario 3: clicking another stage changes the trainable-parameter count on the page to the right number."""
+    write_notebook(lab.server.root / "browser_freezer.ipynb", [
+        "from tl_lab.widgets import StageFreezer\nfreezer = StageFreezer('efficientnet_lite0')\nfreezer",
+    ])  # fmt: skip
+    lab.open_notebook("browser_freezer.ipynb")
+    lab.run_all_cells(timeout=120)
+    assert lab.error_outputs() == []
+    freezer = lab.page.locator(".tl-stage-freezer")
+    lab.visible_box(freezer, min_width=300, min_height=100)
+    toggles = freezer.locator(".tl-stage-toggle")
+    names = [t.strip() for t in toggles.all_inner_texts()]
+    assert names[0] == "stem" and names[-1] == "head" and "stage6" in names, names
+
+    assert _shown_count(lab) == _trainable("head")  # the default plan: only the new head trains
+    expected = {stage: _trainable(stage) for stage in ("stage6", "stage3")}
+    for stage, count in expected.items():
+        toggles.filter(has_text=re.compile(rf"^\s*{stage}\s*$")).click()
+        lab.page.wait_for_function(
+            "(n) => document.querySelector('.tl-stage-freezer .tl-trainable-value').innerText.replace(/,/g, '') == n",
+            arg=str(count),
+        )
+        assert _shown_count(lab) == count
+    lab.screenshot("stage3", freezer)
+    lab.assert_clean_console()
+
+
+# A drawn image inside a plotly figure: heatmaps and go.Image traces are <image> elements in the SVG; some
+# renderers use a <canvas>. Either must have a real size.
+DRAWN = """(sel) => {
+  const root = document.querySelector(sel);
+  if (!root) return false;
+  return [...root.querySelectorAll('.js-plotly-plot image, .js-plotly-plot canvas')].some(el => {
+    const r = el.getBoundingClientRect();
+    return r.width > 20 && r.height > 20;
+  });
+}"""
+
+
+def test_feature_and_attribution_views_draw_images(lab):
+    """Scenario 4: Show in the feature explorer and the attribution explorer draws image/heatmap figures."""
+    write_notebook(lab.server.root / "browser_views.ipynb", [
+        "from tl_lab.widgets import FeatureExplorer\nexplorer = FeatureExplorer(dataset='clipart')\nexplorer",
+        "from tl_lab.widgets import AttributionExplorer\n"
+        "attributions = AttributionExplorer(dataset='clipart', methods=('saliency',))\nattributions",
+    ])  # fmt: skip
+    lab.open_notebook("browser_views.ipynb")
+    lab.run_all_cells(timeout=180)
+    assert lab.error_outputs() == []
+
+    for box, figure in ((".tl-feature-explorer", ".tl-feature-figure"),
+                        (".tl-attribution-explorer", ".tl-attribution-figure")):  # fmt: skip
+        view = lab.page.locator(box)
+        lab.visible_box(view, min_width=300, min_height=100)
+        view.locator("button.tl-show").click()
+        lab.page.wait_for_function(DRAWN, arg=f"{box} {figure}", timeout=120_000)
+        plot = view.locator(f"{figure} .js-plotly-plot").first
+        lab.visible_box(plot, min_width=200, min_height=150)
+        lab.screenshot(box.strip(".").replace("tl-", ""), plot)
+    lab.assert_clean_console()
