@@ -60,3 +60,17 @@ def test_throughput_rows_are_measured(tmp_path):
     row = rows[0]
     assert row["forward_img_s"] > 0 and row["train_img_s"] > 0 and row["peak_rss_mb"] > 0
     assert row["weights"] == "random init"
+
+
+@pytest.mark.slow
+def test_panel_bench_case_measures_both_sides(tmp_path):
+    from tl_lab.bench import bench_panel
+
+    result = bench_panel(tmp_path, epochs=1, repeats=1)
+    cases = {c["case"]: c for c in result["cases"]}
+    assert set(cases) == {"bare fit 0", "TrainPanel 0"}
+    for c in cases.values():
+        assert c["seconds"] > 0 and c["peak_rss_mb"] > 0 and c["epochs"] == 1
+    assert cases["TrainPanel 0"]["points_drawn"] == 1  # the chart holds the run's one epoch
+    assert cases["TrainPanel 0"]["test_acc"] == pytest.approx(cases["bare fit 0"]["test_acc"])  # same work
+    assert isinstance(result["overhead_pct"], float)

@@ -8,6 +8,7 @@ the same process on the same data, and records wall time, accuracy where it appl
 Cases:
 - ``cache``: frozen-head training with the cached frozen prefix vs the naive loop (full forward every batch);
 - ``callbacks``: ``fit`` with a do-nothing widget-style callback vs none;
+- ``panel``: the same run started from a :class:`~tl_lab.widgets.TrainPanel` (thread, live chart, table) vs ``fit``;
 - ``throughput``: images/s for forward passes and training steps per backbone available offline (CUDA: AMP and
   channels_last on/off);
 - ``peer``: the PyTorch transfer-learning tutorial's recipe vs tl_lab's default frozen-head and fine-tune plans.
@@ -133,6 +134,34 @@ def bench_callbacks(data, tmp: Path, *, epochs: int, repeats: int = 3) -> dict:
     return {"cases": bare + hooked, "overhead_pct": round(100 * (h - b) / b, 2), "target": "<= 5%"}
 
 
+def bench_panel(tmp: Path, *, epochs: int, repeats: int = 3) -> dict:
+    """The same training started from a TrainPanel (background thread, live chart, table) vs a bare ``fit``."""
+    from tl_lab.freeze import FreezePlan
+    from tl_lab.widgets.train_panel import TrainPanel
+
+    plan = FreezePlan(trainable_from="stage7")
+    panel = TrainPanel(dataset="digits", shots=10, image_size=64, plan=plan, run_dir=tmp / "panel")
+    panel.plan_choice.value = "custom"
+    panel.epochs.value = epochs
+    data = panel.state.data()
+    panel._baseline(data)  # the raw-pixel baseline is computed once per dataset; keep it out of the timing
+    bare, through_panel = [], []
+    for i in range(repeats):  # interleaved, best of n
+        bare.append(_fit_case(f"bare fit {i}", data, tmp, plan=plan, epochs=epochs))
+        record: dict[str, Any] = {"case": f"TrainPanel {i}"}
+        with _measure(record):
+            panel.train_button.click()
+            run = panel.wait()
+        if panel.last_error is not None:
+            raise RuntimeError(f"the TrainPanel run failed: {panel.last_error}") from panel.last_error
+        record.update(test_acc=round(run.best.get("test_acc", float("nan")), 4), epochs=len(run.history),
+                      cache=run.cache, points_drawn=len(panel.figure.data[-1].y or ()))
+        through_panel.append(record)
+    b = min(r["seconds"] for r in bare)
+    p = min(r["seconds"] for r in through_panel)
+    return {"cases": bare + through_panel, "overhead_pct": round(100 * (p - b) / b, 2), "target": "<= 5%"}
+
+
 def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, device: torch.device) -> list[dict]:
     from tl_lab.backbones import get_spec, load_backbone
 
@@ -225,6 +254,9 @@ def run_bench(*, quick: bool = False, out: str | Path | None = "bench.json", ech
         echo("callbacks: widget-style callback vs none …")
         result["callbacks"] = bench_callbacks(data, tmp, epochs=3 if quick else 10)
         echo(f"  overhead {result['callbacks']['overhead_pct']}%")
+        echo("panel: training through TrainPanel vs a bare fit …")
+        result["panel"] = bench_panel(tmp, epochs=3 if quick else 10)
+        echo(f"  overhead {result['panel']['overhead_pct']}%")
         names = ["efficientnet_lite0", "mobilenet_v3_small", "resnet18"]
         if not quick:
             names += ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny"]
@@ -253,6 +285,7 @@ def _print_summary(result: dict, echo: Callable[[str], None]) -> None:
     for case in c["cases"]:
         echo(f"   {case['case']:<28} {case['seconds']:>8.2f} s  test acc {case['test_acc']:.3f}  peak {case['peak_rss_mb']} MB")
     echo(f"widget-style callback overhead: {result['callbacks']['overhead_pct']}% (target <= 5%)")
+    echo(f"TrainPanel vs bare fit overhead: {result['panel']['overhead_pct']}% (target <= 5%)")
     p = result["peer"]
     for case in p["cases"]:
         echo(f"   {case['case']:<55} {case['seconds']:>8.2f} s  test acc {case['test_acc']:.3f}  peak {case['peak_rss_mb']} MB")
