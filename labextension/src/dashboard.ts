@@ -13,16 +13,16 @@ const INTRO =
   'Everything the dashboard shows comes from a `tl_lab` function you can also call in code ' +
   '(`lab.state.runs` holds the runs you trained).';
 
+/** `TransferLab.ipynb`, or `TransferLab-1.ipynb`… when taken (one listing of the folder, no probing 404s). */
 async function freeName(app: JupyterFrontEnd, cwd: string): Promise<string> {
-  for (let i = 0; i < 1000; i++) {
-    const path = PathExt.join(cwd, i === 0 ? 'TransferLab.ipynb' : `TransferLab-${i}.ipynb`);
-    try {
-      await app.serviceManager.contents.get(path, { content: false });
-    } catch {
-      return path; // not found: free
+  const listing = await app.serviceManager.contents.get(cwd, { content: true });
+  const taken = new Set<string>((listing.content ?? []).map((item: { name: string }) => item.name));
+  for (let i = 0; ; i++) {
+    const name = i === 0 ? 'TransferLab.ipynb' : `TransferLab-${i}.ipynb`;
+    if (!taken.has(name)) {
+      return PathExt.join(cwd, name);
     }
   }
-  throw new Error(`too many TransferLab notebooks in ${cwd || 'the top folder'}`);
 }
 
 /** Create the notebook in `cwd`, open it, and run its cell once a kernel is ready. */

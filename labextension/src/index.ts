@@ -164,8 +164,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     if (launcher) {
-      launcher.add({ command: CommandIDs.openFirstLesson, category: LAUNCHER_CATEGORY, rank: 0, categoryRank: 10 });
-      launcher.add({ command: CommandIDs.newDashboard, category: LAUNCHER_CATEGORY, rank: 1, categoryRank: 10 });
+      const args = { isLauncher: true };
+      launcher.add({ command: CommandIDs.openFirstLesson, args, category: LAUNCHER_CATEGORY, rank: 0, categoryRank: 10 });
+      launcher.add({ command: CommandIDs.newDashboard, args, category: LAUNCHER_CATEGORY, rank: 1, categoryRank: 10 });
     }
     if (palette) {
       for (const command of [
@@ -175,7 +176,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.newDashboard,
         CommandIDs.doctor
       ]) {
-        palette.addItem({ command, category: CATEGORY });
+        palette.addItem({ command, category: CATEGORY, args: { isPalette: true } });
       }
     }
   }

@@ -132,7 +132,8 @@ export class LessonsPanel extends Widget {
       this._where.textContent = `The lessons are not in your workspace yet: opening one copies them into ${target}/.`;
     } else {
       const done = catalog.lessons.filter(l => l.completed).length;
-      this._where.textContent = `In ${catalog.folder || 'the top folder'}/ · ${done} of ${catalog.lessons.length} run to the end`;
+      const where = catalog.folder ? `${catalog.folder}/` : 'the top folder';
+      this._where.textContent = `In ${where} · ${done} of ${catalog.lessons.length} run to the end`;
     }
     this._list.replaceChildren(...catalog.lessons.map(l => this._item(l)));
   }
@@ -150,7 +151,9 @@ export class LessonsPanel extends Widget {
     const text = el('span', 'tl-lab-lesson-text');
     text.appendChild(el('span', 'tl-lab-lesson-title', lesson.title));
     if (lesson.goal) {
-      text.appendChild(el('span', 'tl-lab-lesson-goal', lesson.goal));
+      const goal = el('span', 'tl-lab-lesson-goal', lesson.goal);
+      goal.title = lesson.goal; // the whole goal when the panel clamps it to three lines
+      text.appendChild(goal);
     }
     open.appendChild(text);
     if (lesson.completed) {
