@@ -1,0 +1,83 @@
+"""``tl-lab bench --lessons`` measures real wall time and peak memory of a lesson run in a fresh kernel.
+
+Cheap by construction: the notebooks are tiny ones written here (one sleeps, one allocates a known amount of
+memory), so the test checks the measurements against numbers it controls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from tl_lab.lessons_bench import bench_lessons, evaluate_checks, lesson_paths, main
+
+ALLOC_MB = 300
+
+
+def write_notebook(path, cells, checks):
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["tl_lab"] = {"title": "tiny", "goal": "test the lessons bench", "checks": checks}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def tiny_lesson(tmp_path):
+    return write_notebook(tmp_path / "00_tiny.ipynb", [
+        new_markdown_cell("# A tiny lesson"),
+        new_code_cell("import time\nfrom tl_lab import lesson\ntime.sleep(0.5)\n"
+                      f"block = bytearray({ALLOC_MB} * 2**20)  # touched below, so it is resident\n"
+                      "block[::4096] = b'x' * len(block[::4096])\n"
+                      "lesson.result('answer', 42)\nlesson.result('fast_flag', float(lesson.FAST))"),
+    ], [["answer", ">", 41], ["answer", "==", "answer"], ["fast_flag", "==", 1]])
+
+
+@pytest.mark.slow  # starts a kernel (a few seconds)
+def test_bench_reports_real_time_memory_and_results(tiny_lesson, tmp_path):
+    out = tmp_path / "bench_lessons.json"
+    report = bench_lessons([tiny_lesson], out=out, fast=True, echo=lambda s: None)
+    assert json.loads(out.read_text()) == report
+    [rec] = report["lessons"]
+    assert rec["lesson"] == "00_tiny.ipynb" and rec["error"] is None and rec["fast"] is True
+    for key in ("seconds", "cells_seconds", "peak_rss_mb", "cpu_seconds"):
+        assert isinstance(rec[key], float) and math.isfinite(rec[key]), key
+    assert rec["seconds"] >= rec["cells_seconds"] >= 0.5          # the cell sleeps half a second
+    assert ALLOC_MB < rec["peak_rss_mb"] < ALLOC_MB + 1500        # the kernel held the block, plus Python + torch
+    assert rec["peak_tree_rss_mb"] > ALLOC_MB * 0.5               # the sampled view saw it too
+    assert rec["fits_memory_limit"] == (rec["peak_rss_mb"] <= report["memory_limit_mb"])
+    assert rec["results"] == {"answer": 42.0, "fast_flag": 1.0}   # TL_LAB_FAST=1 reached the kernel
+    assert rec["checks_ok"] and [c["ok"] for c in rec["checks"]] == [True, True, True]
+    assert report["max_peak_rss_mb"] == rec["peak_rss_mb"]
+
+
+@pytest.mark.slow
+def test_a_failing_cell_is_reported_with_what_was_measured(tmp_path):
+    nb = write_notebook(tmp_path / "01_broken.ipynb", [
+        new_code_cell("from tl_lab import lesson\nlesson.result('before', 1)"),
+        new_code_cell("raise ValueError('this lesson is broken')"),
+        new_code_cell("lesson.result('after', 2)"),
+    ], [["after", ">", 1]])
+    out = tmp_path / "report.json"
+    assert main([str(nb), "--json", str(out)]) == 1             # the command line says it failed
+    [rec] = json.loads(out.read_text())["lessons"]
+    assert "this lesson is broken" in rec["error"] and rec["error_cell"] == 1
+    assert rec["results"] == {"before": 1.0}                      # later cells did not run
+    assert rec["checks"] == [{"check": "after > 1", "ok": False, "why": "no RESULT line for after"}]
+    assert rec["peak_rss_mb"] > 10 and rec["seconds"] > 0
+
+
+def test_checks_compare_names_and_numbers():
+    got = evaluate_checks([["a", ">", "b"], ["a", "<=", 0.5], ["c", ">", 0], ["a", "~", 1]], {"a": 0.7, "b": 0.2})
+    assert [g["ok"] for g in got] == [True, False, False, False]
+    assert "no RESULT line for c" in got[2]["why"] and "unknown operator" in got[3]["why"]
+
+
+def test_lesson_paths_finds_numbered_notebooks_in_order(tmp_path):
+    for name in ("10_b.ipynb", "02_a.ipynb", "README.md", "notes.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in lesson_paths(tmp_path)] == ["02_a.ipynb", "10_b.ipynb"]
