@@ -64,6 +64,7 @@ def test_cached_and_uncached_runs_reach_the_same_accuracy(digits10, tmp_path):
     cached = _fit(digits10, tmp_path / "c", epochs=8)
     naive = _fit(digits10, tmp_path / "n", epochs=8, cache=False)
     assert naive.cache == "off: cache=False"
+    assert "pooled 'conv_head' features" in cached.cache  # only the classifier runs per epoch
     assert abs(cached.best["test_acc"] - naive.best["test_acc"]) <= 0.01
     assert cached.history[-1]["train_loss"] == pytest.approx(naive.history[-1]["train_loss"], rel=1e-3, abs=1e-4)
 
@@ -144,7 +145,9 @@ def test_out_of_memory_retries_the_epoch_with_half_the_batch(digits10, tmp_path)
         return original(x, start=start, end=end)
 
     bb.model.forward_range = small_batches_only
-    run = fit(bb, digits10, epochs=2, batch_size=32, progress=False, run_dir=tmp_path)
+    # conv_head trains, so every batch goes through forward_range (a head-only run trains on pooled features)
+    run = fit(bb, digits10, plan=FreezePlan(trainable_from="conv_head"), epochs=2, batch_size=32, progress=False,
+              run_dir=tmp_path)
     assert run.config["batch_size"] == 8
     assert any("retried it with batch size 16" in n for n in run.notes)
     assert any("retried it with batch size 8" in n for n in run.notes)

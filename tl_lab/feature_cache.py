@@ -34,9 +34,11 @@ class PrefixCache:
     where: str  # "memory" or "disk: <path>"
     nbytes: int
     seconds: float
+    pooled: bool = False  # the head's (parameter-free) pooling was applied too: features are (N, C)
 
     def describe(self) -> str:
-        return f"{self.where}, {self.nbytes / 2**20:.1f} MB of '{self.last_frozen}' outputs, built in {self.seconds:.1f} s"
+        what = f"pooled '{self.last_frozen}' features" if self.pooled else f"'{self.last_frozen}' outputs"
+        return f"{self.where}, {self.nbytes / 2**20:.1f} MB of {what}, built in {self.seconds:.1f} s"
 
 
 def cache_plan(backbone: Backbone, trainable_from: str | None, *, augment: bool, bn: str) -> tuple[str | None, str]:
@@ -62,8 +64,13 @@ def build_prefix_cache(
     memory_cap_mb: float = 1024.0,
     cache_dir: str | Path | None = None,
     autocast: torch.autocast | None = None,
+    pool: torch.nn.Module | None = None,
 ) -> PrefixCache | None:
-    """Run ``stem … last_frozen`` once over each split. Returns None when even the disk can't hold the result."""
+    """Run ``stem … last_frozen`` once over each split. Returns None when even the disk can't hold the result.
+
+    ``pool``: a parameter-free, deterministic module applied to the outputs before they are stored (the head's
+    global pooling when only the classifier trains): each epoch then runs just the classifier on (N, C) vectors.
+    """
     import time
 
     model = backbone.model
@@ -71,6 +78,8 @@ def build_prefix_cache(
     next_stage = stages[stages.index(last_frozen) + 1]
     size = splits["train"].images.shape[-1]
     shape = backbone.stage_shapes(size)[last_frozen]
+    if pool is not None:
+        shape = tuple(pool(torch.zeros(1, *shape)).shape[1:])
     per_image = int(np.prod(shape)) * 4
     total = per_image * sum(len(s) for s in splits.values())
     start = time.perf_counter()
@@ -99,7 +108,10 @@ def build_prefix_cache(
                         out = model.forward_range(x, end=last_frozen)
                 else:
                     out = model.forward_range(x, end=last_frozen)
-                store[name][lo : lo + len(x)] = out.float().cpu()
+                out = out.float()
+                if pool is not None:
+                    out = pool(out)
+                store[name][lo : lo + len(x)] = out.cpu()
     finally:
         model.train(was_training)
-    return PrefixCache(last_frozen, next_stage, store, where, total, time.perf_counter() - start)
+    return PrefixCache(last_frozen, next_stage, store, where, total, time.perf_counter() - start, pooled=pool is not None)

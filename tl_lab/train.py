@@ -39,6 +39,7 @@ from tl_lab.events import BatchEnd, Callback, EpochEnd, FitEnd, FitStart, StopTo
 from tl_lab.feature_cache import PrefixCache, build_prefix_cache, cache_plan
 from tl_lab.freeze import FreezePlan
 from tl_lab.run import Run, evaluate_model
+from tl_lab.staged import ClassifierHead
 
 __all__ = ["fit", "lr_factor", "data_config"]
 
@@ -170,15 +171,16 @@ def fit(
     else:
         splits = {"train": data.train, "val": data.val, "test": data.test}
         prefix = build_prefix_cache(backbone, splits, last_frozen, device=dev, memory_cap_mb=memory_cap_mb,
-                                    cache_dir=cache_dir, autocast=autocast)
+                                    cache_dir=cache_dir, autocast=autocast, pool=_cacheable_pool(backbone, last_frozen))
         run.cache = prefix.describe() if prefix else "off: no room in memory or on disk for the cached features"
         if prefix is None:
             notes.append("feature cache did not fit in memory or on disk; running the full network every batch")
     start_stage = prefix.next_stage if prefix else None
+    suffix = _Suffix(model, start_stage, pooled=bool(prefix and prefix.pooled), head=backbone.head)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with autocast if autocast is not None else nullcontext():
-            return model.forward_range(x, start=start_stage).float()
+            return suffix(x).float()
 
     def inputs(split: str, index: torch.Tensor) -> torch.Tensor:
         if prefix is not None:
@@ -213,7 +215,7 @@ def fit(
     sampler = DistributedSampler(range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=seed)
     local_batch = max(1, batch_size // world)
     batches = math.ceil(sampler.num_samples / local_batch)
-    train_module = _Suffix(model, start_stage)
+    train_module: torch.nn.Module = suffix
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -354,13 +356,31 @@ class _Suffix(torch.nn.Module):
     A module of its own so DistributedDataParallel can wrap exactly what runs forward and backward each batch.
     """
 
-    def __init__(self, model: torch.nn.Module, start: str | None) -> None:
+    def __init__(self, model: torch.nn.Module, start: str | None, *, pooled: bool = False, head: str = "head") -> None:
         super().__init__()
         self.model = model
         self.start = start
+        # With pooled cached features only the head's classifier runs (its pooling was applied when caching).
+        self.classifier = model.get_submodule(head).classifier if pooled else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.classifier is not None:
+            return self.classifier(x)
         return self.model.forward_range(x, start=self.start)
+
+
+def _cacheable_pool(backbone: Backbone, last_frozen: str) -> torch.nn.Module | None:
+    """The head's pooling when only the head trains and its pooling is parameter-free and deterministic."""
+    stages = backbone.stages
+    if stages[stages.index(last_frozen) + 1] != backbone.head:
+        return None
+    head = backbone.model.get_submodule(backbone.head)
+    pool = getattr(head, "pool", None)
+    if not isinstance(head, ClassifierHead) or pool is None:
+        return None
+    if any(True for _ in pool.parameters()) or any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in pool.modules()):
+        return None
+    return pool
 
 
 def _dist_info() -> tuple[int, int]:
