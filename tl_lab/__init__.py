@@ -74,6 +74,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "widgets":  # ``tl_lab.widgets.TransferLab()`` after a plain ``import tl_lab``
+        return import_module("tl_lab.widgets")
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
