@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -373,5 +374,6 @@ def test_jupyter_lists_the_installed_extension():
     labext = _jupyter("labextension", "list")
     assert any("tl-lab" in line and "enabled" in line and "OK" in line for line in labext.splitlines()), labext
     server = _jupyter("server", "extension", "list")
-    assert any("tl_lab" in line and "enabled" in line for line in server.splitlines()), server
-    assert any("tl_lab.jupyter_server" in line and "OK" in line for line in server.splitlines()), server
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).split() for line in server.splitlines()]
+    assert ["tl_lab", "enabled"] in lines, server  # enabled by etc/jupyter/jupyter_server_config.d/tl_lab.json
+    assert ["tl_lab", "OK"] in lines, server  # and it imports and finds its extension points
