@@ -184,7 +184,7 @@ export class LessonsPanel extends Widget {
           lesson.state === 'update'
             ? 'A newer version came with tl_lab. '
             : 'Differs from the packaged lesson. ';
-        const button = el('button', 'jp-Button jp-mod-styled jp-mod-minimal tl-lab-get-update');
+        const button = el('button', 'tl-lab-get-update');
         if (lesson.update_path) {
           button.textContent = 'Open it';
           button.onclick = () =>
