@@ -4,7 +4,8 @@ Why: a teacher choosing a hub (Binder gives 1-2 GB and a couple of CPU cores) ne
 and how long it takes there, measured on that machine. Each notebook runs in a fresh kernel (nbclient), in a
 temporary working folder so the files lessons write never land next to the notebooks. Reported per lesson:
 
-- ``seconds``: wall time from kernel start to the last cell (``cells_seconds``: the cells alone);
+- ``seconds``: wall time from kernel start to the last cell (``cells_seconds``: the cells alone;
+  ``cell_seconds``: per code cell, keyed by the cell's index, to find the slow ones);
 - ``peak_rss_mb``: the kernel process's peak resident memory (Linux ``VmHWM``; elsewhere sampled with psutil, or
   ``getrusage(RUSAGE_CHILDREN)`` after the kernel exits);
 - ``peak_tree_rss_mb``: the largest sampled sum over the kernel and its child processes (a lesson that starts
@@ -29,7 +30,7 @@ import json
 import operator
 import os
 import platform
-import resource
+import re
 import sys
 import tempfile
 import threading
@@ -39,6 +40,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 __all__ = ["bench_lessons", "bench_notebook", "evaluate_checks", "lesson_paths", "main"]
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours in tracebacks
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
 }
@@ -216,15 +218,20 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
             try:
                 if sampler:
                     sampler.__enter__()
+                cell_times = record["cell_seconds"] = {}
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type != "code":
                         continue
+                    t_cell = time.perf_counter()
                     try:
                         client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
                     except CellExecutionError as exc:
-                        record["error"] = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else repr(exc)
+                        cell_times[index] = round(time.perf_counter() - t_cell, 2)
+                        text = _ANSI.sub("", str(exc)).strip()
+                        record["error"] = text.splitlines()[-1][:500] if text else repr(exc)
                         record["error_cell"] = index
                         break
+                    cell_times[index] = round(time.perf_counter() - t_cell, 2)
             finally:
                 if sampler:
                     sampler.__exit__(None, None, None)
@@ -240,6 +247,8 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
         if sampled:
             peak, how = sampled, "sampled RSS (psutil or /proc)"
         else:
+            import resource  # Unix only; reached only where /proc and psutil both failed
+
             scale = 1 if sys.platform == "darwin" else 1024
             peak, how = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / 2**20, "getrusage(RUSAGE_CHILDREN)"
     else:
