@@ -19,7 +19,6 @@ pytestmark = pytest.mark.browser
 COMMANDS = ("tl-lab:open-first-lesson", "tl-lab:open-lesson", "tl-lab:show-lessons", "tl-lab:new-dashboard",
             "tl-lab:doctor")
 
-_CURRENT_LABEL = "() => { const w = window.jupyterapp.shell.currentWidget; return w ? w.title.label : null; }"
 _OPENED = ("(name) => { const w = window.jupyterapp.shell.currentWidget;"
            " return !!(w && w.title.label === name && w.context && w.context.isReady); }")
 
@@ -90,7 +89,9 @@ def test_doctor_command_shows_the_report(lab):
     text = lab.page.locator(".tl-lab-Doctor").inner_text()
     assert "torch" in text and "embedded weights" in text and "Checked the Python that runs JupyterLab" in text
     assert lab.page.locator(".tl-lab-check").count() >= 10
-    assert lab.js(_CURRENT_LABEL) == "tl_lab doctor"
+    lab.visible_box(lab.page.locator("#tl-lab-doctor"), min_width=300, min_height=200)  # a main-area tab
+    current_tab = lab.page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current")
+    assert current_tab.inner_text().strip() == "tl_lab doctor"
     lab.screenshot("doctor")
     lab.assert_clean_console()
 
