@@ -20,3 +20,14 @@ def test_unknown_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         tl_lab.nope  # noqa: B018
+
+
+def test_import_is_light_for_the_jupyter_server():
+    """JupyterLab imports the server extension (and so this package) at every start: no PyTorch there."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tl_lab, tl_lab.jupyter_server.handlers; "
+            "print(sorted(m for m in ('torch', 'torchvision', 'captum', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -8,79 +8,89 @@ The public API, re-exported here so a lesson can write ``import tl_lab`` and sti
     print(run.best["test_acc"], tl_lab.baseline(data)["test_acc"])     # pretrained features vs raw pixels
     probes = tl_lab.probe_stages(run.backbone, data)                    # which stage transfers best?
 
-Attribution and the multi-run experiments import captum and friends, so they load on first use
-(``tl_lab.explain``, ``tl_lab.data_efficiency`` …); the table below says which module each name comes from.
+Every name loads on first use (``import tl_lab`` itself imports no PyTorch, which keeps JupyterLab's start fast:
+its server extension imports this package); the table below says which module each name comes from.
 """
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tl_lab.backbones import Backbone, WeightsUnavailableError, list_backbones, load_backbone, register_backbone
-from tl_lab.cka import cka, compare_stages
-from tl_lab.data import DatasetSplits, DatasetUnavailableError, baseline, list_datasets, load_dataset
-from tl_lab.doctor import doctor
-from tl_lab.events import StopToken
-from tl_lab import embed  # the module: tl_lab.embed.save_html / replay (2-D projection: tl_lab.embed_features)
-from tl_lab.features import cut_at, feature_maps, filters, probe_stages, stage_features, tap
-from tl_lab.features import embed as embed_features
-from tl_lab.freeze import FreezePlan
-from tl_lab.run import Run
-from tl_lab.samples import sample_photo, sample_photos
-from tl_lab.train import fit
-
-_LAZY = {
-    "explain": "tl_lab.attribution",
-    "list_methods": "tl_lab.attribution",
-    "sanity_check": "tl_lab.sanity",
-    "mask_scores": "tl_lab.sanity",
-    "data_efficiency": "tl_lab.experiments",
-    "freeze_sweep": "tl_lab.experiments",
-    "shots_to_reach": "tl_lab.experiments",
-    "domain_shift": "tl_lab.shift",
-    "forgetting": "tl_lab.shift",
-    "negative_transfer": "tl_lab.shift",
+# Every public name loads on first use, so ``import tl_lab`` is instant and pulls in no PyTorch: the Jupyter
+# server extension (tl_lab.jupyter_server) imports the package on every JupyterLab start. ``name: (module, attr)``;
+# attr None means the module itself.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "Backbone": ("tl_lab.backbones", "Backbone"),
+    "WeightsUnavailableError": ("tl_lab.backbones", "WeightsUnavailableError"),
+    "list_backbones": ("tl_lab.backbones", "list_backbones"),
+    "load_backbone": ("tl_lab.backbones", "load_backbone"),
+    "register_backbone": ("tl_lab.backbones", "register_backbone"),
+    "cka": ("tl_lab.cka", "cka"),
+    "compare_stages": ("tl_lab.cka", "compare_stages"),
+    "DatasetSplits": ("tl_lab.data", "DatasetSplits"),
+    "DatasetUnavailableError": ("tl_lab.data", "DatasetUnavailableError"),
+    "baseline": ("tl_lab.data", "baseline"),
+    "list_datasets": ("tl_lab.data", "list_datasets"),
+    "load_dataset": ("tl_lab.data", "load_dataset"),
+    "doctor": ("tl_lab.doctor", "doctor"),
+    "embed": ("tl_lab.embed", None),  # the module: tl_lab.embed.save_html / replay / record
+    "StopToken": ("tl_lab.events", "StopToken"),
+    "cut_at": ("tl_lab.features", "cut_at"),
+    "embed_features": ("tl_lab.features", "embed"),  # 2-D projection (PCA / t-SNE) of features
+    "feature_maps": ("tl_lab.features", "feature_maps"),
+    "filters": ("tl_lab.features", "filters"),
+    "probe_stages": ("tl_lab.features", "probe_stages"),
+    "stage_features": ("tl_lab.features", "stage_features"),
+    "tap": ("tl_lab.features", "tap"),
+    "FreezePlan": ("tl_lab.freeze", "FreezePlan"),
+    "Run": ("tl_lab.run", "Run"),
+    "sample_photo": ("tl_lab.samples", "sample_photo"),
+    "sample_photos": ("tl_lab.samples", "sample_photos"),
+    "fit": ("tl_lab.train", "fit"),
+    "explain": ("tl_lab.attribution", "explain"),
+    "list_methods": ("tl_lab.attribution", "list_methods"),
+    "sanity_check": ("tl_lab.sanity", "sanity_check"),
+    "mask_scores": ("tl_lab.sanity", "mask_scores"),
+    "data_efficiency": ("tl_lab.experiments", "data_efficiency"),
+    "freeze_sweep": ("tl_lab.experiments", "freeze_sweep"),
+    "shots_to_reach": ("tl_lab.experiments", "shots_to_reach"),
+    "domain_shift": ("tl_lab.shift", "domain_shift"),
+    "forgetting": ("tl_lab.shift", "forgetting"),
+    "negative_transfer": ("tl_lab.shift", "negative_transfer"),
+    "widgets": ("tl_lab.widgets", None),
 }
 
-__all__ = [
-    "Backbone",
-    "DatasetSplits",
-    "DatasetUnavailableError",
-    "FreezePlan",
-    "Run",
-    "StopToken",
-    "WeightsUnavailableError",
-    "baseline",
-    "cka",
-    "compare_stages",
-    "cut_at",
-    "doctor",
-    "embed",
-    "embed_features",
-    "feature_maps",
-    "filters",
-    "fit",
-    "list_backbones",
-    "list_datasets",
-    "load_backbone",
-    "load_dataset",
-    "probe_stages",
-    "register_backbone",
-    "sample_photo",
-    "sample_photos",
-    "stage_features",
-    "tap",
-    *_LAZY,
-]
+__all__ = sorted(name for name in _LAZY if name != "widgets")
+
+if TYPE_CHECKING:  # what each name is, for readers and type checkers
+    from tl_lab import embed, widgets
+    from tl_lab.attribution import explain, list_methods
+    from tl_lab.backbones import Backbone, WeightsUnavailableError, list_backbones, load_backbone, register_backbone
+    from tl_lab.cka import cka, compare_stages
+    from tl_lab.data import DatasetSplits, DatasetUnavailableError, baseline, list_datasets, load_dataset
+    from tl_lab.doctor import doctor
+    from tl_lab.events import StopToken
+    from tl_lab.experiments import data_efficiency, freeze_sweep, shots_to_reach
+    from tl_lab.features import cut_at, feature_maps, filters, probe_stages, stage_features, tap
+    from tl_lab.features import embed as embed_features
+    from tl_lab.freeze import FreezePlan
+    from tl_lab.run import Run
+    from tl_lab.samples import sample_photo, sample_photos
+    from tl_lab.sanity import mask_scores, sanity_check
+    from tl_lab.shift import domain_shift, forgetting, negative_transfer
+    from tl_lab.train import fit
 
 
 def __getattr__(name: str) -> Any:
-    if name == "widgets":  # ``tl_lab.widgets.TransferLab()`` after a plain ``import tl_lab``
-        return import_module("tl_lab.widgets")
     if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name]
+        value = import_module(module) if attr is None else getattr(import_module(module), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'tl_lab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
