@@ -129,12 +129,16 @@ def test_embedded_weights_load_and_are_counted(report):
 def test_missing_widget_front_ends_come_with_fixes(tmp_path, monkeypatch):
     import jupyter_core.paths
 
+    tl_lab_extension_fix = ("an editable install builds it only when Node.js >= 20.19 is on PATH: install Node.js, "
+                            "then pip install -e . again (a wheel from PyPI ships it prebuilt)")
+
     monkeypatch.setattr(jupyter_core.paths, "jupyter_path", lambda *parts: [str(tmp_path)])
     rep = doctor(print_report=False)
     fixes = {c.name: c.fix for c in rep.checks if c.section.startswith("Widget")}
     assert fixes == {"ipywidgets front-end": "pip install jupyterlab_widgets",
                      "anywidget front-end": "pip install anywidget",
-                     "plotly front-end": "pip install --force-reinstall --no-deps plotly"}
+                     "plotly front-end": "pip install --force-reinstall --no-deps plotly",
+                     "tl_lab extension": tl_lab_extension_fix}
     assert all(not rep.check(name).ok for name in fixes)
 
 

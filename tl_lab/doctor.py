@@ -315,6 +315,9 @@ _FRONT_ENDS = (
     ("anywidget front-end", "anywidget", "anywidget widgets (plotly >= 6 FigureWidget)", "pip install anywidget"),
     ("plotly front-end", "jupyterlab-plotly", "plotly figures in JupyterLab",
      "pip install --force-reinstall --no-deps plotly"),
+    ("tl_lab extension", "tl-lab", "the Launcher card and the Lessons panel",
+     "an editable install builds it only when Node.js >= 20.19 is on PATH: install Node.js, then pip install -e . "
+     "again (a wheel from PyPI ships it prebuilt)"),
 )
 
 
