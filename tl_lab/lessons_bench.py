@@ -185,11 +185,13 @@ def _outputs_text(nb: Any) -> str:
 
 
 def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int = 900, interval: float = 0.1,
-                   workdir: str | os.PathLike | None = None, kernel_name: str = "python3") -> dict:
+                   workdir: str | os.PathLike | None = None, kernel_name: str = "python3",
+                   executed: str | os.PathLike | None = None) -> dict:
     """Run one notebook in a fresh kernel; return its timings, peak memory, results and checks.
 
     ``fast`` sets ``TL_LAB_FAST=1`` for the kernel. A cell that raises ends the run: the record then holds
     ``error`` (the exception's first line) and the cell index, with the time and memory up to that point.
+    ``executed``: also write the notebook with its outputs there, to look at what the lesson showed.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -255,6 +257,8 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
         how = "kernel VmHWM"
     record["peak_rss_mb"] = round(float(peak), 1)
     record["peak_rss_source"] = how
+    if executed is not None:
+        nbformat.write(nb, executed)
     results = parse_results(_outputs_text(nb))
     record["results"] = results
     checks = nb.metadata.get("tl_lab", {}).get("checks", [])
