@@ -1,0 +1,163 @@
+"""The lesson notebooks: each runs top to bottom under TL_LAB_FAST=1 and the claims in its metadata hold.
+
+Every lesson reports its measured numbers as ``RESULT name = value`` lines (``tl_lab.lesson.result``) and lists the
+claims they must satisfy in ``metadata["tl_lab"]["checks"]``, e.g. ``["clipart_frozen_head", ">",
+"clipart_raw_pixels"]`` (the right side is a result name or a number). The slow tests execute each notebook with
+nbclient in a fresh temporary folder (a copy of the notebook, so runs and checkpoints never land in the repo), on
+the ``python3`` kernel of this environment, and evaluate those checks. The fast tests check what is committed:
+lesson metadata, well-formed checks, and no outputs, execution counts or saved widget state.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tl_lab.lesson import parse_results
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+             "!=": operator.ne}
+CELL_TIMEOUT_S = 900
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+def _lesson_meta(nb) -> dict:
+    return nb.metadata.get("tl_lab", {})
+
+
+def _output_text(nb) -> str:
+    """Everything the notebook printed or displayed as plain text, in cell order."""
+    parts = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            elif out.get("output_type") in ("execute_result", "display_data"):
+                parts.append(str(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def _failing_cell(nb) -> tuple[int, str, str]:
+    """(index, source, traceback) of the first code cell with an error output."""
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "error":
+                tb = ANSI.sub("", "\n".join(out.get("traceback", [])))
+                return i, cell.source, tb
+    return -1, "", ""
+
+
+def evaluate_checks(checks: list, results: dict[str, float]) -> list[str]:
+    """Messages for every check that fails (or names a result the notebook never reported)."""
+    failures = []
+    for check in checks:
+        left, op, right = check
+        if left not in results:
+            failures.append(f"{check}: no RESULT {left!r} was reported")
+            continue
+        if isinstance(right, str):
+            if right not in results:
+                failures.append(f"{check}: no RESULT {right!r} was reported")
+                continue
+            rvalue, rdesc = results[right], f"{right} = {results[right]:.4f}"
+        else:
+            rvalue, rdesc = float(right), f"{right}"
+        if not OPERATORS[op](results[left], rvalue):
+            failures.append(f"{check}: {left} = {results[left]:.4f} is not {op} {rdesc}")
+    return failures
+
+
+# ---- fast: what is committed -----------------------------------------------------------------------------------
+
+
+def test_lessons_exist():
+    assert NOTEBOOKS, "no notebooks/*.ipynb found"
+    assert any(p.name.startswith("00_") for p in NOTEBOOKS), "lesson 00 (start here) is missing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_notebook_is_clean(path):
+    """No outputs, no execution counts, no saved widget state: a learner starts from a clean lesson."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    dirty = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+    assert not dirty, f"{path.name}: code cells {dirty} have saved outputs or execution counts; clear them"
+    assert "widgets" not in nb.metadata, f"{path.name}: metadata.widgets holds saved widget state; remove it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_lesson_metadata(path):
+    """Each lesson names its title and goal and lists well-formed checks."""
+    meta = _lesson_meta(nbformat.read(path, as_version=4))
+    assert isinstance(meta.get("title"), str) and meta["title"].strip(), f"{path.name}: metadata.tl_lab.title missing"
+    assert isinstance(meta.get("goal"), str) and meta["goal"].strip(), f"{path.name}: metadata.tl_lab.goal missing"
+    checks = meta.get("checks", [])
+    assert isinstance(checks, list) and checks, f"{path.name}: metadata.tl_lab.checks lists no claims"
+    for check in checks:
+        assert isinstance(check, list) and len(check) == 3, f"{path.name}: check {check!r} is not [name, op, value]"
+        left, op, right = check
+        assert isinstance(left, str) and re.fullmatch(r"[A-Za-z_]\w*", left), f"{path.name}: bad name in {check!r}"
+        assert op in OPERATORS, f"{path.name}: operator {op!r} in {check!r}; use one of {sorted(OPERATORS)}"
+        assert isinstance(right, (str, int, float)) and not isinstance(right, bool), f"{path.name}: bad {check!r}"
+
+
+def test_evaluate_checks_reports_values():
+    results = {"a": 0.6, "b": 0.3}
+    assert evaluate_checks([["a", ">", "b"], ["a", ">=", 0.6]], results) == []
+    failures = evaluate_checks([["b", ">", "a"], ["c", "<", 1], ["a", "<", "d"]], results)
+    assert failures[0] == "['b', '>', 'a']: b = 0.3000 is not > a = 0.6000"
+    assert "no RESULT 'c'" in failures[1] and "no RESULT 'd'" in failures[2]
+
+
+# ---- slow: run every lesson ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_lesson_runs_and_its_claims_hold(path, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    work = tmp_path / "lesson"
+    work.mkdir()
+    copy = work / path.name
+    shutil.copy(path, copy)
+    nb = nbformat.read(copy, as_version=4)
+    monkeypatch.setenv("TL_LAB_FAST", "1")
+    monkeypatch.chdir(work)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(work)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        index, source, tb = _failing_cell(nb)
+        pytest.fail(f"{path.name}: cell {index} raised an error\n--- cell source ---\n{source}\n"
+                    f"--- traceback ---\n{tb or ANSI.sub('', str(exc))}", pytrace=False)
+    seconds = time.perf_counter() - start
+
+    results = parse_results(_output_text(nb))
+    meta = _lesson_meta(nb)
+    failures = evaluate_checks(meta.get("checks", []), results)
+    (tmp_path / "results.json").write_text(json.dumps({"seconds": seconds, "results": results}, indent=1))
+    print(f"{path.name}: {seconds:.1f} s, {len(results)} results")
+    assert results, f"{path.name}: ran, but printed no RESULT lines (use tl_lab.lesson.result)"
+    assert not failures, (f"{path.name}: {len(failures)} claim(s) did not hold in this run ({seconds:.0f} s):\n  "
+                          + "\n  ".join(failures) + "\nall results: "
+                          + ", ".join(f"{k}={v:.3f}" for k, v in sorted(results.items())))
