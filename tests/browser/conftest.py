@@ -12,7 +12,8 @@ Reusable pieces (other browser test files use them; see ``test_smoke.py`` for a 
 - ``page`` (function): a fresh browser context and page; every console error and uncaught page error is recorded
   in ``page.console_log`` (a :class:`ConsoleLog`). A failing test saves ``FAILED-<test>.png``.
 - ``lab`` (function): a :class:`LabPage` wrapping ``page`` with the helpers tests need: ``open_notebook``,
-  ``run_all_cells``, ``wait_until_idle``, ``error_outputs``, ``screenshot``, ``assert_clean_console``, ``js``.
+  ``run_all_cells``, ``wait_until_idle``, ``error_outputs``, ``visible_box``, ``wait_for_plot``, ``screenshot``,
+  ``assert_clean_console``, ``js``, ``command``.
 - ``write_notebook(path, cells)``: write a small notebook (code cells as strings) with a python3 kernelspec.
 - ``screenshot_dir`` (session): ``$TL_LAB_SCREENSHOTS`` or a pytest temporary folder, printed at the end of the run.
 
@@ -49,24 +50,27 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm; Chromium then crashes on big pages
 ]
 
-# Console noise JupyterLab itself produces in a sandboxed, offline test run. Each entry: (pattern, why it is
-# harmless). Anything not listed here fails assert_clean_console.
+# Console noise that JupyterLab / Notebook 7 themselves produce here, each entry (pattern, why it is harmless).
+# Only noise actually observed is listed; anything else fails assert_clean_console. Patterns are full matches.
 KNOWN_HARMLESS = [
     (
-        r"Failed to load resource: the server responded with a status of 404 \(Not Found\).*",
-        "JupyterLab probes optional endpoints (e.g. /api/lsp, the translations listing, a workspace that does not "
-        "exist yet) and expects 404s; the failing URL is recorded separately and checked against tl_lab assets",
+        r"pageerror: Cannot read properties of undefined \(reading 'schema'\) \[at \S+/static/notebook/notebook_core\.\S+\]",
+        "Notebook 7's own bundle (notebook_core.js): its keyboard-shortcuts plugin reads the settings schema of "
+        "'@jupyterlab/docmanager-extension:plugin' while that plugin's settings are being reloaded at start-up "
+        "(found by pausing on the exception). Seen on an empty notebook with every third-party labextension "
+        "disabled (tl-lab, anywidget, plotly, ipywidgets), so not ours; the page works normally afterwards.",
     ),
     (
-        r".*(lsp|language server).*",
-        "jupyter-lsp has no language servers installed here; its front-end logs that once per page",
+        r"pageerror: Command 'filebrowser:open-path' not registered\. \[at \S+ \(\S+/static/notebook/notebook_core\.\S+\)\]",
+        "Notebook 7's own bundle: once JupyterLab has been used on the same server, the notebook page restores the "
+        "default file browser (JupyterLab's restoreBrowser) and runs 'filebrowser:open-path', a command only the "
+        "tree page registers. Seen with every third-party labextension disabled; nothing on the page depends on it.",
     ),
 ]
 
-_HARMLESS_404_URLS = re.compile(
-    r"/api/(lsp|workspaces|translations|settings/@jupyterlab/translation)|/lab/api/(workspaces|translations)"
-    r"|/api/contents/.*\.(virtual_documents|ipynb_checkpoints)|/favicon"
-)
+# Failed requests (HTTP >= 400 or refused) that are expected, as (URL pattern, why). None observed so far: a
+# missing widget bundle, plotly.js or a tl_lab asset shows up as a failed request and fails the test.
+HARMLESS_REQUESTS: list[tuple[str, str]] = []
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -331,6 +335,7 @@ class ConsoleLog:
     errors: list[str] = field(default_factory=list)  # console.error and uncaught exceptions ("pageerror: …")
     warnings: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)  # "404 http://…" and network failures
+    stacks: list[str] = field(default_factory=list)  # full stacks of uncaught page errors
 
     def attach(self, page) -> None:
         def on_console(msg):
@@ -346,15 +351,22 @@ class ConsoleLog:
                 self.failed_requests.append(f"{resp.status} {resp.url}")
 
         page.on("console", on_console)
-        page.on("pageerror", lambda err: self.errors.append(f"pageerror: {err}"))
+        def on_pageerror(err):
+            # The first stack frame names the bundle that threw (a labextension's remoteEntry/chunk file).
+            frames = [ln.strip() for ln in (getattr(err, "stack", "") or "").splitlines()[1:] if ln.strip()]
+            self.errors.append(f"pageerror: {err.message}" + (f" [{frames[0]}]" if frames else ""))
+            self.stacks.append(getattr(err, "stack", "") or str(err))
+
+        page.on("pageerror", on_pageerror)
         page.on("requestfailed", lambda req: self.failed_requests.append(f"failed {req.url} ({req.failure})"))
         page.on("response", on_response)
 
     def harmful(self) -> list[str]:
-        """Errors not explained by an entry of KNOWN_HARMLESS, plus failed requests for anything but JupyterLab's
-        optional endpoints (a missing widget bundle or tl_lab asset shows up here)."""
-        bad = [e for e in self.errors if not any(re.fullmatch(p, e, re.S | re.I) for p, _ in KNOWN_HARMLESS)]
-        bad += [f"request {r}" for r in self.failed_requests if not _HARMLESS_404_URLS.search(r)]
+        """Console errors and uncaught page errors not explained by KNOWN_HARMLESS, and failed requests not
+        explained by HARMLESS_REQUESTS (a missing widget bundle or tl_lab asset shows up here)."""
+        bad = [e for e in self.errors if not any(re.fullmatch(p, e, re.S) for p, _ in KNOWN_HARMLESS)]
+        bad += [f"request {r}" for r in self.failed_requests
+                if not any(re.search(p, r) for p, _ in HARMLESS_REQUESTS)]
         return bad
 
 
@@ -371,7 +383,7 @@ def page(browser, request, screenshot_dir):
         if os.environ.get("TL_LAB_BROWSER_DEBUG"):  # run with -s to see everything the page logged
             log = pg.console_log
             print(f"\n[{request.node.name}] console errors: {log.errors}\nwarnings: {log.warnings}"
-                  f"\nfailed requests: {log.failed_requests}")
+                  f"\nfailed requests: {log.failed_requests}\nstacks: " + "\n".join(log.stacks))
         rep = getattr(request.node, "rep_call", None)
         if rep is not None and rep.failed:
             try:
@@ -491,6 +503,18 @@ class LabPage:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{locator} is visible but only {box} in size")
             self.page.wait_for_timeout(100)  # a short poll between layout checks, bounded by the deadline above
+
+    def wait_for_plot(self, selector: str, *, min_traces: int = 1, timeout: float = 60) -> None:
+        """Wait until the plotly chart at ``selector`` (a ``.js-plotly-plot`` div) has drawn ``min_traces`` traces.
+
+        Why: a FigureWidget's view draws empty axes first and applies the figure's data a moment later (plotly.js
+        loads in the background), so ``.main-svg`` existing does not yet mean the traces are there."""
+        self.page.wait_for_function(
+            "([sel, n]) => { const gd = document.querySelector(sel);"
+            " return !!(gd && gd.querySelector('.main-svg') && gd.data && gd.data.length >= n); }",
+            arg=[selector, min_traces],
+            timeout=timeout * 1000,
+        )
 
     def screenshot(self, label: str, locator=None) -> Path:
         """Save ``<test name>-<label>.png`` in the screenshot folder (scrolling ``locator`` into view first)."""

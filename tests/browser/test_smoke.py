@@ -40,9 +40,10 @@ box""",
 ]
 
 
-def test_widgets_and_live_plotly_render(lab):
+@pytest.mark.parametrize("ui", ["lab", "notebook"])
+def test_widgets_and_live_plotly_render(lab, ui):
     write_notebook(lab.server.root / "smoke.ipynb", SMOKE_CELLS)
-    lab.open_notebook("smoke.ipynb")
+    lab.open_notebook("smoke.ipynb", ui=ui)
     state = lab.run_all_cells(timeout=120)
     assert state["executed"] == state["cells"] == 1
     assert lab.error_outputs() == []
@@ -54,6 +55,7 @@ def test_widgets_and_live_plotly_render(lab):
 
     count = "() => document.querySelector('.smoke-box .js-plotly-plot').data[0].x.length"
     at_least = "(n) => document.querySelector('.smoke-box .js-plotly-plot').data[0].x.length >= n"
+    lab.wait_for_plot(".smoke-box .js-plotly-plot")
     assert lab.js(count) == 1
     box.locator(".smoke-go").click()
     lab.page.wait_for_function(at_least, arg=6)  # the kernel thread's points reach the page while it runs

@@ -43,6 +43,7 @@ def test_train_live_curve_and_stop(lab):
     lab.visible_box(panel, min_width=400, min_height=300)
     status = panel.locator(".tl-train-status")
     assert status.inner_text().strip().startswith("Ready"), status.inner_text()
+    lab.wait_for_plot(CHART, min_traces=4)  # one run's four traces (train/val loss and accuracy)
     assert lab.js(MOST_POINTS) == 0  # the placeholder figure: traces with no points yet
 
     panel.locator("button.tl-train").click()
