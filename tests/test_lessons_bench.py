@@ -47,6 +47,7 @@ def test_bench_reports_real_time_memory_and_results(tiny_lesson, tmp_path):
     for key in ("seconds", "cells_seconds", "peak_rss_mb", "cpu_seconds"):
         assert isinstance(rec[key], float) and math.isfinite(rec[key]), key
     assert rec["seconds"] >= rec["cells_seconds"] >= 0.5          # the cell sleeps half a second
+    assert list(rec["cell_seconds"]) == ["1"] and rec["cell_seconds"]["1"] >= 0.5   # per code cell, by index
     assert ALLOC_MB < rec["peak_rss_mb"] < ALLOC_MB + 1500        # the kernel held the block, plus Python + torch
     assert rec["peak_tree_rss_mb"] > ALLOC_MB * 0.5               # the sampled view saw it too
     assert rec["fits_memory_limit"] == (rec["peak_rss_mb"] <= report["memory_limit_mb"])

@@ -228,12 +228,12 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
                     try:
                         client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
                     except CellExecutionError as exc:
-                        cell_times[index] = round(time.perf_counter() - t_cell, 2)
+                        cell_times[str(index)] = round(time.perf_counter() - t_cell, 2)
                         text = _ANSI.sub("", str(exc)).strip()
                         record["error"] = text.splitlines()[-1][:500] if text else repr(exc)
                         record["error_cell"] = index
                         break
-                    cell_times[index] = round(time.perf_counter() - t_cell, 2)
+                    cell_times[str(index)] = round(time.perf_counter() - t_cell, 2)
             finally:
                 if sampler:
                     sampler.__exit__(None, None, None)
