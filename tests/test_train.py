@@ -229,3 +229,12 @@ def _subset(data: DatasetSplits, mask: torch.Tensor) -> DatasetSplits:
     from dataclasses import replace
 
     return replace(data, train=data.train.subset(torch.nonzero(mask).flatten()))
+
+
+def test_without_a_run_folder_the_model_still_ends_with_its_best_weights():
+    # A noisy recipe whose last epoch is not its best; runs without files must still restore the best epoch.
+    data = load_dataset("digits", shots=5, image_size=32)
+    run = fit("efficientnet_lite0", data, plan=FreezePlan(trainable_from="stage7"), epochs=15, lr=0.3,
+              schedule="constant", save_checkpoints=False, progress=False)
+    assert run.checkpoint is None
+    assert run.evaluate("val")["acc"] == pytest.approx(run.best["val_acc"])

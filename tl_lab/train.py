@@ -225,6 +225,7 @@ def fit(
     labels_train = data.train.labels
     generator = torch.Generator()
     epoch, batch = start_epoch, 0
+    best_state: dict[str, torch.Tensor] | None = None
     model.train()
     try:
         while epoch < epochs:
@@ -300,6 +301,8 @@ def fit(
             if is_best and run_dir is not None:
                 run.checkpoint = save_checkpoint(run_dir / "best.safetensors", model, **keep,
                                                  extra={"epoch": epoch + 1, "metrics": _plain(metrics)})
+            elif is_best:  # no run folder: keep the best weights in memory instead
+                best_state = {k: v.clone() for k, v in model_state_to_save(model, **keep).items()}
             epoch += 1
             if run_dir is not None:
                 run.last_checkpoint = save_checkpoint(run_dir / "last.safetensors", model, **keep,
@@ -328,6 +331,8 @@ def fit(
     if run.checkpoint is not None:
         state, _ = load_checkpoint(run.checkpoint)
         apply_model_state(model, state)
+    elif best_state is not None:
+        apply_model_state(model, best_state)
     if not run.stopped_early:
         test = evaluate("test")
         run.best.update(test_acc=test["acc"], test_loss=test["loss"])
