@@ -28,8 +28,9 @@ def test_train_live_curve_and_stop(lab):
     write_notebook(lab.server.root / "browser_train.ipynb", [
         "from tl_lab import FreezePlan\n"
         "from tl_lab.widgets import TrainPanel\n"
-        "# fine-tuning every stage on CPU takes seconds per epoch: 60 epochs is a run long enough to stop\n"
-        "panel = TrainPanel(dataset='clipart', shots=10, plan=FreezePlan.fine_tune(), epochs=60,"
+        "# fine-tuning every stage (64 px, as in lesson 00) takes about a second per epoch on a CPU:\n"
+        "# 60 epochs is a run long enough to watch and stop\n"
+        "panel = TrainPanel(dataset='clipart', shots=10, image_size=64, plan=FreezePlan.fine_tune(), epochs=60,"
         " run_dir='tl_lab_runs')\n"
         "panel",
     ])  # fmt: skip
