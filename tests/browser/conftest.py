@@ -54,14 +54,16 @@ CHROMIUM_ARGS = [
 # Only noise actually observed is listed; anything else fails assert_clean_console. Patterns are full matches.
 KNOWN_HARMLESS = [
     (
-        r"pageerror: Cannot read properties of undefined \(reading 'schema'\) \[at \S+/static/notebook/notebook_core\.\S+\]",
+        r"pageerror: Cannot read properties of undefined \(reading 'schema'\) "
+        r"\[at \S+/static/notebook/notebook_core\.\S+\]",
         "Notebook 7's own bundle (notebook_core.js): its keyboard-shortcuts plugin reads the settings schema of "
         "'@jupyterlab/docmanager-extension:plugin' while that plugin's settings are being reloaded at start-up "
         "(found by pausing on the exception). Seen on an empty notebook with every third-party labextension "
         "disabled (tl-lab, anywidget, plotly, ipywidgets), so not ours; the page works normally afterwards.",
     ),
     (
-        r"pageerror: Command 'filebrowser:open-path' not registered\. \[at \S+ \(\S+/static/notebook/notebook_core\.\S+\)\]",
+        r"pageerror: Command 'filebrowser:open-path' not registered\. "
+        r"\[at \S+ \(\S+/static/notebook/notebook_core\.\S+\)\]",
         "Notebook 7's own bundle: once JupyterLab has been used on the same server, the notebook page restores the "
         "default file browser (JupyterLab's restoreBrowser) and runs 'filebrowser:open-path', a command only the "
         "tree page registers. Seen with every third-party labextension disabled; nothing on the page depends on it.",

@@ -17,7 +17,8 @@ def replay_page(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("replay")
     data = tl_lab.load_dataset("clipart", shots=2, seed=0)
-    run = tl_lab.fit("efficientnet_lite0", data, plan=tl_lab.FreezePlan.frozen_head(), epochs=4, run_dir=None, progress=False)
+    run = tl_lab.fit("efficientnet_lite0", data, plan=tl_lab.FreezePlan.frozen_head(), epochs=4, run_dir=None,
+                     progress=False)
     figures = {"First-layer filters": filter_grid(tl_lab.filters(run.backbone).tiles)}
     recording = run.record(folder / "run.json", figures=figures)
     return replay(recording, folder / "run.html"), run
@@ -35,7 +36,8 @@ def test_replay_page_offline(replay_page, page, screenshot_dir):
             route.abort("internetdisconnected")
 
     page.context.route("**/*", only_files)
-    page.on("request", lambda req: None if req.url.startswith(("file:", "data:", "blob:")) else attempted.append(req.url))
+    local = ("file:", "data:", "blob:")
+    page.on("request", lambda req: None if req.url.startswith(local) else attempted.append(req.url))
     page.goto(html_path.as_uri())
 
     # Two charts: the training curves and the recorded figure, each drawn by the plotly.js the page carries.

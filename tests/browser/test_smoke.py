@@ -64,3 +64,21 @@ def test_widgets_and_live_plotly_render(lab, ui):
     assert lab.js(count) >= 6
     assert box.locator(".js-plotly-plot .scatterlayer .trace path.js-line").count() == 1
     lab.assert_clean_console()
+
+
+def test_console_check_catches_a_widget_error(lab):
+    """The console check is not vacuous: a widget whose front-end throws is reported by assert_clean_console."""
+    write_notebook(lab.server.root / "broken_widget.ipynb", [
+        "import anywidget, traitlets\n"
+        "class Broken(anywidget.AnyWidget):\n"
+        "    _esm = \"function render({ el }) { el.textContent = 'about to fail'; throw new Error('tl-test-boom'); }"
+        " export default { render };\"\n"
+        "Broken()",
+    ])  # fmt: skip
+    lab.open_notebook("broken_widget.ipynb")
+    lab.run_all_cells(timeout=120)
+    lab.page.wait_for_function(
+        "() => document.body.innerText.includes('about to fail') || document.body.innerText.includes('tl-test-boom')"
+    )
+    with pytest.raises(AssertionError, match="tl-test-boom"):
+        lab.assert_clean_console()

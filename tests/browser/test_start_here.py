@@ -65,9 +65,11 @@ def test_start_here_runs_and_renders(lab, ui):
     state = lab.run_all_cells(timeout=400)
     assert state["executed"] == state["cells"] > 0
     assert lab.error_outputs() == [], lab.error_outputs()
+    stderr = lab.stderr_outputs()
+    assert not [t for t in stderr if "Traceback" in t], stderr  # a traceback printed by a callback or thread
     found = _check_rendered(lab)
     print(f"{ui}: {len(found['widgets'])} widget outputs, {len(found['plots'])} plotly charts "
-          f"({sum(p['shown'] for p in found['plots'])} visible)")
+          f"({sum(p['shown'] for p in found['plots'])} visible), {len(stderr)} stderr outputs {stderr}")
     first = lab.page.locator(".js-plotly-plot:visible").first
     lab.screenshot("first-chart", first)
     dashboard = lab.page.locator(".tl-transfer-lab")
