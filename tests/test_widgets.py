@@ -160,6 +160,8 @@ def test_stop_takes_effect_within_a_batch_and_keeps_the_best_checkpoint(tmp_path
     assert len(run.history) == 2, "the stop request is honoured in the next batch, not at the end of the run"
     assert panel.status.text.startswith("Stopped") and str(run.checkpoint) in panel.status.text
     assert run.checkpoint.exists() and panel.stop_latency_s is not None
+    assert run.best["test_acc"] == pytest.approx(run.evaluate("test")["acc"])  # the kept checkpoint, measured
+    assert f"{run.best['test_acc']:.3f}" in panel.table.value
     assert not panel.resume_button.disabled
     panel._on_event = real
     panel.resume_button.click()

@@ -262,6 +262,11 @@ class TrainPanel(W.VBox):
         try:
             run = fit(backbone, data, callbacks=[self._on_event], stop=self._stop, progress=False,
                       run_dir=None if kwargs.get("resume") else self.run_dir / _stamp(), **kwargs)
+            if run.stopped_early and run.best and "test_acc" not in run.best:
+                # fit leaves test accuracy to the caller when stopped; the table shows the kept checkpoint's
+                self.status.set("Stopped: measuring the best checkpoint on the test images…", "busy")
+                test = run.evaluate("test")
+                run.best.update(test_acc=test["acc"], test_loss=test["loss"])
             self._baseline(data)
             self._finished(run)
         except Exception as exc:  # noqa: BLE001 - shown in the panel, never only in a log
