@@ -31,3 +31,14 @@ def test_import_is_light_for_the_jupyter_server():
             "print(sorted(m for m in ('torch', 'torchvision', 'captum', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_importing_a_submodule_never_hides_a_function_of_the_same_name():
+    import tl_lab.cka  # noqa: F401 - a submodule named like a public function
+    import tl_lab.doctor  # noqa: F401
+
+    assert callable(tl_lab.cka) and tl_lab.cka.__module__ == "tl_lab.cka"
+    assert callable(tl_lab.doctor) and tl_lab.doctor.__module__ == "tl_lab.doctor"
+    from tl_lab.cka import compare_stages
+
+    assert tl_lab.compare_stages is compare_stages

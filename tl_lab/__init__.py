@@ -12,6 +12,8 @@ Every name loads on first use (``import tl_lab`` itself imports no PyTorch, whic
 its server extension imports this package); the table below says which module each name comes from.
 """
 
+import sys
+import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +93,23 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``tl_lab.cka`` and ``tl_lab.doctor`` the functions after ``import tl_lab.cka`` / ``tl_lab.doctor``.
+
+    Importing a submodule makes Python set it as an attribute of the package, which would hide the function of the
+    same name that ``__getattr__`` serves lazily.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        target = _LAZY.get(name)
+        if target is not None and target[1] is not None and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

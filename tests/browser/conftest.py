@@ -213,7 +213,7 @@ def _lab_settings(settings_dir: Path) -> None:
         path.write_text(json.dumps(value))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_path() -> str:
     path = chromium_executable()
     if path is None:
@@ -224,7 +224,7 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lab_server(tmp_path_factory, chromium_path) -> LabServer:
     """A JupyterLab on a free port with a token, rooted in a temporary copy of the lessons; always shut down."""
     pytest.importorskip("jupyterlab")
@@ -310,7 +310,7 @@ def lab_server(tmp_path_factory, chromium_path) -> LabServer:
 # the browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
@@ -321,7 +321,7 @@ def browser(chromium_path):
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screenshot_dir(tmp_path_factory) -> Path:
     folder = os.environ.get("TL_LAB_SCREENSHOTS")
     path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
