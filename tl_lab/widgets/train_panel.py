@@ -264,7 +264,7 @@ class TrainPanel(W.VBox):
                       run_dir=None if kwargs.get("resume") else self.run_dir / _stamp(), **kwargs)
             if run.stopped_early and run.best and "test_acc" not in run.best:
                 # fit leaves test accuracy to the caller when stopped; the table shows the kept checkpoint's
-                self.status.set("Stopped: measuring the best checkpoint on the test images…", "busy")
+                self.status.set("Stopping: measuring the kept checkpoint on the test images…", "busy")
                 test = run.evaluate("test")
                 run.best.update(test_acc=test["acc"], test_loss=test["loss"])
             self._baseline(data)
