@@ -12,10 +12,14 @@ Every name loads on first use (``import tl_lab`` itself imports no PyTorch, whic
 its server extension imports this package); the table below says which module each name comes from.
 """
 
+import os
 import sys
 import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# Busy-waiting OpenMP threads made PyTorch 8-30x slower on shared CPUs (Binder, course hubs); set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Every public name loads on first use, so ``import tl_lab`` is instant and pulls in no PyTorch: the Jupyter
 # server extension (tl_lab.jupyter_server) imports the package on every JupyterLab start. ``name: (module, attr)``;

@@ -156,13 +156,18 @@ class FeatureExplorer(W.VBox):
         """(name, input for feature_maps, display pixels (H, W, 3) uint8)."""
         src = self.source.value
         if src == "photo":
-            im = self.photos[self.photo.value].image()
-            return self.photo.value, [im], np.asarray(im)
-        if src == "upload":
+            name, im = self.photo.value, self.photos[self.photo.value].image()
+        elif src == "upload":
             if self._uploaded is None:
                 raise ValueError("no image uploaded yet: click 'Upload' and choose a PNG or JPEG image")
             name, im = self._uploaded
-            return name, [im], np.asarray(im)
+        if src in ("photo", "upload"):
+            # show exactly the resized, centre-cropped view the network sees, so map positions line up with it
+            x = self.state.backbone().transform(im)
+            spec = self.state.backbone().spec
+            mean, std = np.array(spec.mean)[:, None, None], np.array(spec.std)[:, None, None]
+            pixels = np.clip((x.numpy() * std + mean) * 255, 0, 255).round().astype(np.uint8).transpose(1, 2, 0)
+            return name, [im], pixels
         split = self.state.data().test
         if not 0 <= self.index.value < len(split):
             raise ValueError(f"test image # must be between 0 and {len(split) - 1}")
