@@ -86,7 +86,7 @@ class AttributionExplorer(W.VBox):
     # ---- models ---------------------------------------------------------------------------------------------
     @property
     def runs(self) -> list[Run]:
-        return self._runs + [r for r in self.state.runs if r not in self._runs]
+        return self.state.runs_with(self._runs)
 
     def _refresh_models(self) -> None:
         options = model_options(self.runs)

@@ -58,7 +58,7 @@ class CompareRuns(W.VBox):
 
     @property
     def runs(self) -> list[Run]:
-        return self._runs + [r for r in self.state.runs if r not in self._runs]
+        return self.state.runs_with(self._runs)
 
     def wait(self, timeout: float | None = None) -> None:
         self.worker.wait(timeout)

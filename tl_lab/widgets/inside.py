@@ -163,8 +163,8 @@ class FeatureExplorer(W.VBox):
             name, im = self._uploaded
         if src in ("photo", "upload"):
             # show exactly the resized, centre-cropped view the network sees, so map positions line up with it
-            x = self.state.backbone().transform(im)
-            spec = self.state.backbone().spec
+            bb = self.state.backbone()
+            x, spec = bb.transform(im), bb.spec
             mean, std = np.array(spec.mean)[:, None, None], np.array(spec.std)[:, None, None]
             pixels = np.clip((x.numpy() * std + mean) * 255, 0, 255).round().astype(np.uint8).transpose(1, 2, 0)
             return name, [im], pixels

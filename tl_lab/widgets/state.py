@@ -78,6 +78,10 @@ class LabState(T.HasTraits):
                 self._data[key] = load_dataset(dataset, **kwargs)
             return self._data[key]
 
+    def runs_with(self, given: list[Run]) -> list[Run]:
+        """``given`` (runs handed to a widget) followed by the shared runs not among them, in training order."""
+        return given + [r for r in self.runs if r not in given]
+
     def add_run(self, run: Run) -> None:
         """Append a finished (or stopped) run; observers of ``runs`` see a new list."""
         with self._lock:
