@@ -73,4 +73,9 @@ def test_panel_bench_case_measures_both_sides(tmp_path):
         assert c["seconds"] > 0 and c["peak_rss_mb"] > 0 and c["epochs"] == 1
     assert cases["TrainPanel 0"]["points_drawn"] == 1  # the chart holds the run's one epoch
     assert cases["TrainPanel 0"]["test_acc"] == pytest.approx(cases["bare fit 0"]["test_acc"])  # same work
-    assert isinstance(result["overhead_pct"], float)
+    assert isinstance(result["overhead_pct"], float) and result["noise_pct"] == 0.0  # one bare run: no spread
+    panel = cases["TrainPanel 0"]
+    # the panel's own work is timed directly: its event callbacks ran (FitStart, epoch, FitEnd at least) and the
+    # time outside fit is a small positive remainder, both far below the whole run
+    assert 0 < panel["callbacks_s"] < panel["seconds"] and 0 < panel["outside_fit_s"] < panel["seconds"]
+    assert result["panel_work_s"] == pytest.approx(panel["callbacks_s"] + panel["outside_fit_s"], abs=1e-3)

@@ -39,6 +39,10 @@ def test_frozen_head_on_digits_meets_the_bar(digits10, tmp_path):
     assert saved["config"]["data"]["name"] == "digits" and saved["config"]["data"]["shots"] == 10
     assert saved["config"]["plan"] == {"trainable_from": "head", "bn": "frozen", "lr_mult": {}}
     assert {"torch", "torchvision", "python"} <= set(saved["config"]["versions"])
+    assert saved["history"] == json.loads(json.dumps(run.history))
+    # readable in an editor: one epoch per line, not one field per line
+    lines = (tmp_path / "run" / "run.json").read_text().splitlines()
+    assert sum(line.lstrip().startswith('{"epoch": ') for line in lines) == 100
 
 
 def test_events_arrive_in_order_with_metrics(digits10, tmp_path):
@@ -238,3 +242,43 @@ def test_without_a_run_folder_the_model_still_ends_with_its_best_weights():
               schedule="constant", save_checkpoints=False, progress=False)
     assert run.checkpoint is None
     assert run.evaluate("val")["acc"] == pytest.approx(run.best["val_acc"])
+
+
+def test_checkpoint_keys_looked_up_once_match_a_full_lookup():
+    # fit computes the checkpoint's names once per run and passes them on; the result must equal a fresh lookup
+    import torch
+
+    from tl_lab.backbones import load_backbone
+    from tl_lab.checkpoints import model_state_to_save, state_keys
+    from tl_lab.freeze import FreezePlan
+
+    bb = load_backbone("efficientnet_lite0", num_classes=3)
+    FreezePlan(trainable_from="stage7").apply(bb, lr=1e-3)
+    prefixes = ("stage7.", "conv_head.", "head.")
+    keys = state_keys(bb.model, full=False, buffer_prefixes=prefixes)
+    assert keys and all(k.startswith(prefixes) for k in keys)
+    assert "head.classifier.1.weight" in keys and not any(k.startswith("stem.") for k in keys)
+    fresh = model_state_to_save(bb.model, full=False, buffer_prefixes=prefixes)
+    given = model_state_to_save(bb.model, full=False, buffer_prefixes=prefixes, keys=keys)
+    assert list(fresh) == list(given) and all(torch.equal(fresh[k], given[k]) for k in fresh)
+    full = state_keys(bb.model, full=True)
+    assert set(full) == set(bb.model.state_dict())
+
+
+def test_switching_only_running_stages_keeps_locked_modules_in_eval():
+    from tl_lab.backbones import load_backbone
+    from tl_lab.freeze import FreezePlan
+
+    bb = load_backbone("efficientnet_lite0", num_classes=3)
+    FreezePlan(trainable_from="stage7", bn="eval").apply(bb, lr=1e-3)
+    model = bb.model
+    model.train(True)
+    locked = [m for m in model.stage7.modules() if not m.training]
+    assert locked, "bn='eval' locks the trainable stages' BatchNorm layers"
+    model.train(False, stages=("stage7", "conv_head", "head"))
+    assert not model.head.training and not model.stage7.training
+    assert model.training  # the model itself and stages not listed are left as they were
+    assert not model.stem.training  # (frozen stages are locked in eval mode anyway)
+    model.train(True, stages=("stage7", "conv_head", "head"))
+    assert model.head.training and model.stage7.training
+    assert all(not m.training for m in locked)  # the locks survive a partial switch

@@ -20,6 +20,7 @@ import gc
 import json
 import os
 import platform
+import statistics
 import tempfile
 import threading
 import time
@@ -106,7 +107,7 @@ def bench_cache(data, tmp: Path, *, epochs: int) -> dict:
             "target": ">= 20x on CPU"}
 
 
-def bench_callbacks(data, tmp: Path, *, epochs: int, repeats: int = 3) -> dict:
+def bench_callbacks(data, tmp: Path, *, epochs: int, repeats: int = 5) -> dict:
     from tl_lab.events import BatchEnd, EpochEnd
     from tl_lab.freeze import FreezePlan
 
@@ -126,15 +127,22 @@ def bench_callbacks(data, tmp: Path, *, epochs: int, repeats: int = 3) -> dict:
 
     plan = FreezePlan(trainable_from="stage7")
     bare, hooked = [], []
-    for i in range(repeats):  # interleaved, best of n: the fairest comparison on a shared machine
+    for i in range(repeats):  # interleaved: both variants see the same machine conditions
         bare.append(_fit_case(f"no callback {i}", data, tmp, plan=plan, epochs=epochs))
         hooked.append(_fit_case(f"widget-style callback {i}", data, tmp, plan=plan, epochs=epochs, callbacks=[WidgetLike()]))
-    b = min(r["seconds"] for r in bare)
-    h = min(r["seconds"] for r in hooked)
-    return {"cases": bare + hooked, "overhead_pct": round(100 * (h - b) / b, 2), "target": "<= 5%"}
+    return {"cases": bare + hooked, **_overhead(bare, hooked), "target": "<= 5%"}
 
 
-def bench_panel(tmp: Path, *, epochs: int, repeats: int = 3) -> dict:
+def _overhead(bare: list[dict], other: list[dict]) -> dict:
+    """Median-vs-median overhead of interleaved repeats, with the bare runs' spread: the noise it must beat."""
+    b = statistics.median(r["seconds"] for r in bare)
+    o = statistics.median(r["seconds"] for r in other)
+    spread = (max(r["seconds"] for r in bare) - min(r["seconds"] for r in bare)) / b
+    return {"overhead_pct": round(100 * (o - b) / b, 2), "noise_pct": round(100 * spread, 2),
+            "median_s": {"bare": round(b, 3), "other": round(o, 3)}}
+
+
+def bench_panel(tmp: Path, *, epochs: int, repeats: int = 5) -> dict:
     """The same training started from a TrainPanel (background thread, live chart, table) vs a bare ``fit``."""
     from tl_lab.freeze import FreezePlan
     from tl_lab.widgets.train_panel import TrainPanel
@@ -146,20 +154,45 @@ def bench_panel(tmp: Path, *, epochs: int, repeats: int = 3) -> dict:
     data = panel.state.data()
     panel._baseline(data)  # the raw-pixel baseline is computed once per dataset; keep it out of the timing
     bare, through_panel = [], []
-    for i in range(repeats):  # interleaved, best of n
+    for i in range(repeats):  # interleaved
         bare.append(_fit_case(f"bare fit {i}", data, tmp, plan=plan, epochs=epochs))
         record: dict[str, Any] = {"case": f"TrainPanel {i}"}
+        spent = _time_calls(panel, "_on_event")  # the panel's own work on the training thread
         with _measure(record):
             panel.train_button.click()
             run = panel.wait()
+        del panel._on_event
         if panel.last_error is not None:
             raise RuntimeError(f"the TrainPanel run failed: {panel.last_error}") from panel.last_error
+        # outside fit: starting the thread, then the runs table, final redraw and status after fit returned
+        outside = record["seconds"] - run.timings["total_s"]
         record.update(test_acc=round(run.best.get("test_acc", float("nan")), 4), epochs=len(run.history),
-                      cache=run.cache, points_drawn=len(panel.figure.data[-1].y or ()))
+                      cache=run.cache, points_drawn=len(panel.figure.data[-1].y or ()),
+                      callbacks_s=round(spent[0], 4), outside_fit_s=round(outside, 4))
         through_panel.append(record)
-    b = min(r["seconds"] for r in bare)
-    p = min(r["seconds"] for r in through_panel)
-    return {"cases": bare + through_panel, "overhead_pct": round(100 * (p - b) / b, 2), "target": "<= 5%"}
+    result = {"cases": bare + through_panel, **_overhead(bare, through_panel), "target": "<= 5%"}
+    # The end-to-end difference is smaller than the run-to-run noise on a shared CPU, so also report the panel's
+    # own work, timed directly: its event callbacks (chart and progress updates) plus what it does outside fit.
+    added = statistics.median(r["callbacks_s"] + r["outside_fit_s"] for r in through_panel)
+    result["panel_work_s"] = round(added, 4)
+    result["panel_work_pct"] = round(100 * added / result["median_s"]["bare"], 2)
+    return result
+
+
+def _time_calls(obj: Any, method: str) -> list[float]:
+    """Shadow ``obj.method`` with a wrapper that adds its wall time to the returned one-element list."""
+    spent = [0.0]
+    original = getattr(obj, method)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    setattr(obj, method, timed)
+    return spent
 
 
 def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, device: torch.device) -> list[dict]:
@@ -256,7 +289,7 @@ def run_bench(*, quick: bool = False, out: str | Path | None = "bench.json", ech
         echo(f"  overhead {result['callbacks']['overhead_pct']}%")
         echo("panel: training through TrainPanel vs a bare fit …")
         result["panel"] = bench_panel(tmp, epochs=3 if quick else 10)
-        echo(f"  overhead {result['panel']['overhead_pct']}%")
+        echo(f"  overhead {result['panel']['overhead_pct']}%; the panel's own work {result['panel']['panel_work_pct']}%")
         names = ["efficientnet_lite0", "mobilenet_v3_small", "resnet18"]
         if not quick:
             names += ["resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny"]
@@ -284,8 +317,11 @@ def _print_summary(result: dict, echo: Callable[[str], None]) -> None:
     echo(f"cached prefix vs naive loop ({c['epochs']} epochs): {c['speedup']}x faster, accuracy gap {c['accuracy_gap']}")
     for case in c["cases"]:
         echo(f"   {case['case']:<28} {case['seconds']:>8.2f} s  test acc {case['test_acc']:.3f}  peak {case['peak_rss_mb']} MB")
-    echo(f"widget-style callback overhead: {result['callbacks']['overhead_pct']}% (target <= 5%)")
-    echo(f"TrainPanel vs bare fit overhead: {result['panel']['overhead_pct']}% (target <= 5%)")
+    cb, pn = result["callbacks"], result["panel"]
+    echo(f"widget-style callback overhead: {cb['overhead_pct']}% of median time (target <= 5%; "
+         f"run-to-run spread {cb['noise_pct']}%)")
+    echo(f"TrainPanel vs bare fit overhead: {pn['overhead_pct']}% of median time (run-to-run spread {pn['noise_pct']}%); "
+         f"the panel's own work, timed: {pn['panel_work_s']} s = {pn['panel_work_pct']}% (target <= 5%)")
     p = result["peer"]
     for case in p["cases"]:
         echo(f"   {case['case']:<55} {case['seconds']:>8.2f} s  test acc {case['test_acc']:.3f}  peak {case['peak_rss_mb']} MB")

