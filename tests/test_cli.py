@@ -22,12 +22,16 @@ def test_lessons_copy_never_overwrites_an_edited_copy(tmp_path):
     src = lessons_source()
     names = sorted(p.name for p in src.glob("*.ipynb"))
     copied = copy_lessons(tmp_path)
-    assert sorted(p.name for p in copied) == names
-    if names:
-        edited = tmp_path / names[0]
-        edited.write_text("my edits")
-        assert copy_lessons(tmp_path) == []
-        assert edited.read_text() == "my edits"
+    assert sorted(p.name for p in copied) == names and all(p.parent == tmp_path for p in copied)
+    # each copy records where it came from, as the Lessons panel's copies do (how it offers updates later)
+    origin = json.loads(copied[0].read_text())["metadata"]["tl_lab"]["copied_from"]
+    assert set(origin) == {"version", "fingerprint"} and origin["fingerprint"]
+    edited = tmp_path / names[0]
+    edited.write_text("my edits")
+    assert copy_lessons(tmp_path) == []
+    assert edited.read_text() == "my edits"
+    assert [p.name for p in copy_lessons(tmp_path, overwrite=True)] == names  # asked to: replaced
+    assert "copied_from" in json.loads(edited.read_text())["metadata"]["tl_lab"]
 
 
 def test_doctor_json(capsys):

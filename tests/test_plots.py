@@ -246,6 +246,9 @@ def test_freeze_sweep_orders_by_frozen_stages():
         plots.freeze_sweep([{**recs[0], "init": "imagenet"}])
     with pytest.raises(ValueError, match="paired with both"):
         plots.freeze_sweep([recs[0], {**recs[0], "trainable_from": "stage4"}])
+    # freeze_sweep's own records use trainable_from=None for "everything trains"
+    everything = plots.freeze_sweep([{"frozen_stages": 0, "trainable_from": None, "init": "pretrained", "test_acc": 0.7}])
+    assert list(everything.data[0].x) == ["all stages<br>(0 frozen)"]
 
 
 def test_comparison_bars_labelled_with_values():

@@ -31,17 +31,20 @@ def lessons_source() -> Path:
 
 
 def copy_lessons(dest: str | Path, *, overwrite: bool = False) -> list[Path]:
-    """Copy the lesson notebooks into ``dest``; an existing (possibly edited) copy is never overwritten unless asked."""
+    """Copy the lesson notebooks into ``dest``; an existing (possibly edited) copy is never overwritten unless asked.
+
+    The same copy as the Lessons panel's: each notebook records the tl_lab version and fingerprint it came from
+    (metadata ``tl_lab.copied_from``), so the panel can later tell the learner that a newer lesson exists.
+    """
+    from tl_lab.jupyter_server.lessons import Workspace, copy_into, packaged_lessons
+
     src, dest = lessons_source(), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    copied = []
-    for nb in sorted(src.glob("*.ipynb")):
-        target = dest / nb.name
-        if target.exists() and not overwrite:
-            continue
-        shutil.copy2(nb, target)
-        copied.append(target)
-    return copied
+    if overwrite:
+        for info in packaged_lessons(src):
+            (dest / info.name).unlink(missing_ok=True)
+    result = copy_into(Workspace(dest, allow_hidden=True), src, dest="")
+    return [dest / api_path for api_path in result["copied"]]
 
 
 def _lab_target() -> Path:

@@ -279,7 +279,8 @@ def freeze_sweep(records: Sequence[Mapping[str, Any]], *, title: str = "How many
     for r in records:
         if r["init"] not in INIT_COLORS:
             raise ValueError(f"init must be 'pretrained' or 'random', got {r['init']!r}")
-        k, name = int(r["frozen_stages"]), str(r["trainable_from"])
+        # trainable_from=None means every stage trains (nothing frozen): say so rather than "None"
+        k, name = int(r["frozen_stages"]), "all stages" if r["trainable_from"] is None else str(r["trainable_from"])
         if names.setdefault(k, name) != name:
             raise ValueError(f"frozen_stages={k} is paired with both {names[k]!r} and {name!r}")
     order = sorted(names)

@@ -163,3 +163,40 @@ def test_feature_and_attribution_views_draw_images(lab):
         lab.visible_box(plot, min_width=200, min_height=150)
         lab.screenshot(box.strip(".").replace("tl-", ""), plot)
     lab.assert_clean_console()
+
+
+# The subtitle sits below the title: plotly.js measures the title's text box to place it, which gives zero sizes
+# for a chart laid out inside a hidden tab (then the subtitle is drawn above the title).
+TITLES_IN_ORDER = """(sel) => {
+  const gd = document.querySelector(sel);
+  const t = gd && gd.querySelector('.gtitle'), s = gd && gd.querySelector('.gtitle-subtitle');
+  if (!t || !s) return null;
+  const a = t.getBoundingClientRect(), b = s.getBoundingClientRect();
+  return {title_top: a.top, title_bottom: a.bottom, subtitle_top: b.top, ok: a.height > 0 && b.top >= a.bottom - 2};
+}"""
+
+
+def test_dashboard_chart_in_a_tab_is_laid_out_when_shown(lab):
+    """TransferLab's Train chart is created while its tab is hidden; opening the tab shows readable titles."""
+    write_notebook(lab.server.root / "browser_dashboard.ipynb", [
+        "from tl_lab.widgets import TransferLab\n"
+        "lab = TransferLab(dataset='digits', shots=5, image_size=64)\n"
+        "lab",
+    ])  # fmt: skip
+    lab.open_notebook("browser_dashboard.ipynb")
+    lab.run_all_cells(timeout=180)
+    assert lab.error_outputs() == []
+    dashboard = lab.page.locator(".tl-transfer-lab")
+    lab.visible_box(dashboard, min_width=400, min_height=200)
+    dashboard.locator(".lm-TabBar-tab", has_text="Train").click()
+    chart = ".tl-transfer-lab .tl-train-chart .js-plotly-plot"
+    lab.visible_box(lab.page.locator(chart + " .main-svg"), min_width=300, min_height=200)
+    lab.wait_for_plot(chart, min_traces=4)
+    try:
+        lab.page.wait_for_function(f"(s) => {{ const r = ({TITLES_IN_ORDER})(s); return r && r.ok; }}", arg=chart,
+                                   timeout=20_000)
+    finally:
+        lab.screenshot("train-tab-chart", lab.page.locator(chart))
+    boxes = lab.js(f"() => ({TITLES_IN_ORDER})('{chart}')")
+    assert boxes["subtitle_top"] >= boxes["title_bottom"] - 2, boxes
+    lab.assert_clean_console()

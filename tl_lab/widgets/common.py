@@ -136,6 +136,30 @@ class FigureSlot(W.Box):
             fw.layout = fig.layout
 
 
+    def redraw(self) -> None:
+        """Have plotly.js lay the figure out again, now that it is on screen.
+
+        A figure drawn or updated inside a hidden tab is laid out with zero-size text boxes (plotly.js measures
+        titles with ``getBBox``), which puts the subtitle above the title; and a fixed-width figure gets no resize
+        when the tab is shown. Setting and clearing ``layout.meta`` (edit type "plot") makes plotly.js redraw it.
+        """
+        if self.widget is not None:
+            self.widget.layout.meta = "redraw"
+            self.widget.layout.meta = None
+
+
+def figure_slots(widget: W.Widget) -> list[FigureSlot]:
+    """Every :class:`FigureSlot` inside ``widget`` (itself included), depth first."""
+    found, todo = [], [widget]
+    while todo:
+        w = todo.pop()
+        if isinstance(w, FigureSlot):
+            found.append(w)
+        elif isinstance(w, W.Box):  # a slot's own children are plotly widgets, not slots
+            todo.extend(reversed(w.children))
+    return found
+
+
 class Throttle:
     """Let something through at most once every ``interval`` seconds (thread-safe); ``force`` always passes."""
 
