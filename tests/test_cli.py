@@ -64,6 +64,20 @@ def test_throughput_rows_are_measured(tmp_path):
     row = rows[0]
     assert row["forward_img_s"] > 0 and row["train_img_s"] > 0 and row["peak_rss_mb"] > 0
     assert row["weights"] == "random init"
+    assert "amp_gain" not in row and "channels_last_gain" not in row  # nothing to compare with on one variant
+
+
+def test_throughput_reports_amp_and_channels_last_gains(tmp_path):
+    # the CUDA variants, run on the CPU (bf16 autocast): each gain is the ratio of the rows' training rates
+    import torch
+
+    rows = bench_throughput(["mobilenet_v3_small"], batch=4, size=64, iters=1, device=torch.device("cpu"),
+                            variants=[(False, False), (True, False), (True, True)])
+    fp32, amp, amp_cl = rows
+    assert (amp["amp"], amp["channels_last"], amp_cl["channels_last"]) == (True, False, True)
+    assert amp["amp_gain"] == pytest.approx(amp["train_img_s"] / fp32["train_img_s"], abs=0.006)
+    assert amp_cl["channels_last_gain"] == pytest.approx(amp_cl["train_img_s"] / amp["train_img_s"], abs=0.006)
+    assert "channels_last_gain" not in amp and "amp_gain" not in fp32
 
 
 @pytest.mark.slow

@@ -198,11 +198,19 @@ def _time_calls(obj: Any, method: str) -> list[float]:
     return spent
 
 
-def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, device: torch.device) -> list[dict]:
+def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, device: torch.device,
+                     variants: list[tuple[bool, bool]] | None = None) -> list[dict]:
+    """Images/s for forward passes and SGD training steps, per backbone and ``(amp, channels_last)`` variant.
+
+    Default variants: fp32 on a CPU; on CUDA fp32, AMP, and AMP + channels_last. Rows of an AMP variant carry
+    ``amp_gain`` (training images/s vs fp32) and rows of a channels_last variant ``channels_last_gain`` (vs the same
+    precision without it).
+    """
     from tl_lab.backbones import get_spec, load_backbone
 
     rows = []
-    variants = [(False, False)] if device.type != "cuda" else [(False, False), (True, False), (True, True)]
+    if variants is None:
+        variants = [(False, False)] if device.type != "cuda" else [(False, False), (True, False), (True, True)]
     for name in names:
         spec = get_spec(name)
         px = spec.input_size if spec.fixed_input_size else size
@@ -218,29 +226,44 @@ def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, dev
                 return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
             record = {"backbone": name, "device": str(device), "batch": batch, "image_size": px, "amp": amp,
                       "channels_last": channels_last, "weights": "pretrained" if spec.embedded else "random init"}
-            with _measure(record):
-                model.eval()
-                with torch.no_grad(), ctx():
-                    record["forward_img_s"] = round(_rate(lambda: model(x), batch, iters, device), 1)
-                model.train()
-                opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            try:
+                with _measure(record):
+                    model.eval()
+                    with torch.no_grad(), ctx():
+                        record["forward_img_s"] = round(_rate(lambda: model(x), batch, iters, device), 1)
+                    model.train()
+                    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
-                def step() -> None:
-                    with ctx():
-                        loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+                    def step() -> None:
+                        with ctx():
+                            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
 
-                record["train_img_s"] = round(_rate(step, batch, iters, device), 1)
+                    record["train_img_s"] = round(_rate(step, batch, iters, device), 1)
+            except torch.cuda.OutOfMemoryError:  # a small GPU: report it and go on with the next case
+                record.update(forward_img_s=None, train_img_s=None, error=f"out of GPU memory at batch {batch}")
+                torch.cuda.empty_cache()
             rows.append(record)
+        _gains([r for r in rows if r["backbone"] == name])
         del model, bb
         gc.collect()
     return rows
 
 
+def _gains(rows: list[dict]) -> None:
+    by = {(r["amp"], r["channels_last"]): r for r in rows if r["train_img_s"]}
+    for (amp, cl), r in by.items():
+        if amp and (False, cl) in by:
+            r["amp_gain"] = round(r["train_img_s"] / by[(False, cl)]["train_img_s"], 2)
+        if cl and (amp, False) in by:
+            r["channels_last_gain"] = round(r["train_img_s"] / by[(amp, False)]["train_img_s"], 2)
+
+
 def _rate(fn: Callable[[], Any], batch: int, iters: int, device: torch.device) -> float:
-    fn()  # warm-up (allocations, cuDNN autotune)
+    for _ in range(3 if device.type == "cuda" else 1):  # warm-up (allocations, cuDNN autotune)
+        fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -301,10 +324,16 @@ def run_bench(*, quick: bool = False, out: str | Path | None = "bench.json", ech
         echo(f"throughput on {device} …")
         size = 224 if device.type == "cuda" else 128
         batch = 64 if device.type == "cuda" else 16
-        result["throughput"] = bench_throughput(names, batch=batch, size=size, iters=2 if quick else 5, device=device)
+        iters = (5 if quick else 20) if device.type == "cuda" else (2 if quick else 5)
+        result["throughput"] = bench_throughput(names, batch=batch, size=size, iters=iters, device=device)
         for r in result["throughput"]:
+            gains = "".join(f"  {k} {r[k]}x" for k in ("amp_gain", "channels_last_gain") if k in r)
+            cuda = f" / CUDA {r['peak_cuda_mb']} MB" if "peak_cuda_mb" in r else ""
+            if "error" in r:
+                echo(f"  {r['backbone']:<20} amp={r['amp']!s:<5} cl={r['channels_last']!s:<5} {r['error']}")
+                continue
             echo(f"  {r['backbone']:<20} amp={r['amp']!s:<5} cl={r['channels_last']!s:<5} forward {r['forward_img_s']:>8} img/s "
-                 f" train {r['train_img_s']:>8} img/s  peak {r['peak_rss_mb']} MB")
+                 f" train {r['train_img_s']:>8} img/s  peak {r['peak_rss_mb']} MB{cuda}{gains}")
         echo("peer: PyTorch tutorial recipe vs tl_lab defaults …")
         result["peer"] = bench_peer(data, tmp, tutorial_epochs=5 if quick else 25, fine_tune_epochs=5 if quick else 30)
     _print_summary(result, echo)
