@@ -12,7 +12,7 @@ Reusable pieces (other browser test files use them; see ``test_smoke.py`` for a 
 - ``page`` (function): a fresh browser context and page; every console error and uncaught page error is recorded
   in ``page.console_log`` (a :class:`ConsoleLog`). A failing test saves ``FAILED-<test>.png``.
 - ``lab`` (function): a :class:`LabPage` wrapping ``page`` with the helpers tests need: ``open_notebook``,
-  ``run_all_cells``, ``wait_until_idle``, ``error_outputs``, ``visible_box``, ``wait_for_plot``, ``screenshot``,
+  ``run_all_cells``, ``run_new_notebook``, ``wait_until_idle``, ``error_outputs``, ``visible_box``, ``wait_for_plot``, ``screenshot``,
   ``assert_clean_console``, ``js``, ``command``.
 - ``write_notebook(path, cells)``: write a small notebook (code cells as strings) with a python3 kernelspec.
 - ``screenshot_dir`` (session): ``$TL_LAB_SCREENSHOTS`` or a pytest temporary folder, printed at the end of the run.
@@ -459,6 +459,15 @@ class LabPage:
     def run_all_cells(self, *, timeout: float = 300) -> dict:
         self.command("notebook:run-all-cells")
         return self.wait_until_idle(timeout=timeout)
+
+    def run_new_notebook(self, name: str, cells: list[str], *, timeout: float = 180) -> dict:
+        """Write ``name`` (code cells as strings) into the server's root, open it, run every cell, and assert that
+        no cell or widget view shows an error. Returns the kernel state."""
+        write_notebook(self.server.root / name, cells)
+        self.open_notebook(name)
+        state = self.run_all_cells(timeout=timeout)
+        assert self.error_outputs() == [], self.error_outputs()
+        return state
 
     def error_outputs(self) -> list[str]:
         """Error outputs of every cell (from the notebook model) and widget views that failed to render (DOM)."""

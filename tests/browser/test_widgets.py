@@ -1,5 +1,5 @@
 """tl_lab's widgets in a real JupyterLab: training with live curves and Stop, the stage freezer's counts, the
-feature and attribution views. Each test writes its own small notebook into the server's root, runs it, clicks
+feature and attribution views, the dashboard's tabs. Each test writes its own small notebook into the server's root, runs it, clicks
 like a learner and checks what the page shows (and, for training, the checkpoint on disk)."""
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from .conftest import write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -25,7 +23,9 @@ MOST_POINTS = f"""() => {{
 
 def test_train_live_curve_and_stop(lab):
     """Scenario 2: Train draws points live; Stop ends the run within seconds, with a table row and a checkpoint."""
-    write_notebook(lab.server.root / "browser_train.ipynb", [
+    runs_root = lab.server.root / "tl_lab_runs"
+    before = set(runs_root.glob("*/best.safetensors"))
+    lab.run_new_notebook("browser_train.ipynb", [
         "from tl_lab import FreezePlan\n"
         "from tl_lab.widgets import TrainPanel\n"
         "# fine-tuning every stage (64 px, as in lesson 00) takes about a second per epoch on a CPU:\n"
@@ -33,12 +33,7 @@ def test_train_live_curve_and_stop(lab):
         "panel = TrainPanel(dataset='clipart', shots=10, image_size=64, plan=FreezePlan.fine_tune(), epochs=60,"
         " run_dir='tl_lab_runs')\n"
         "panel",
-    ])  # fmt: skip
-    runs_root = lab.server.root / "tl_lab_runs"
-    before = set(runs_root.glob("*/best.safetensors"))
-    lab.open_notebook("browser_train.ipynb")
-    lab.run_all_cells(timeout=180)
-    assert lab.error_outputs() == []
+    ], timeout=180)  # fmt: skip
 
     panel = lab.page.locator(".tl-train-panel")
     lab.visible_box(panel, min_width=400, min_height=300)
@@ -105,12 +100,9 @@ def _shown_count(lab) -> int:
 
 def test_freezer_count_follows_the_stage(lab):
     """Scenario 3: clicking another stage changes the trainable-parameter count on the page to the right number."""
-    write_notebook(lab.server.root / "browser_freezer.ipynb", [
+    lab.run_new_notebook("browser_freezer.ipynb", [
         "from tl_lab.widgets import StageFreezer\nfreezer = StageFreezer('efficientnet_lite0')\nfreezer",
-    ])  # fmt: skip
-    lab.open_notebook("browser_freezer.ipynb")
-    lab.run_all_cells(timeout=120)
-    assert lab.error_outputs() == []
+    ], timeout=120)  # fmt: skip
     freezer = lab.page.locator(".tl-stage-freezer")
     lab.visible_box(freezer, min_width=300, min_height=100)
     toggles = freezer.locator(".tl-stage-toggle")
@@ -144,14 +136,11 @@ DRAWN = """(sel) => {
 
 def test_feature_and_attribution_views_draw_images(lab):
     """Scenario 4: Show in the feature explorer and the attribution explorer draws image/heatmap figures."""
-    write_notebook(lab.server.root / "browser_views.ipynb", [
+    lab.run_new_notebook("browser_views.ipynb", [
         "from tl_lab.widgets import FeatureExplorer\nexplorer = FeatureExplorer(dataset='clipart')\nexplorer",
         "from tl_lab.widgets import AttributionExplorer\n"
         "attributions = AttributionExplorer(dataset='clipart', methods=('saliency',))\nattributions",
-    ])  # fmt: skip
-    lab.open_notebook("browser_views.ipynb")
-    lab.run_all_cells(timeout=180)
-    assert lab.error_outputs() == []
+    ], timeout=180)  # fmt: skip
 
     for box, figure in ((".tl-feature-explorer", ".tl-feature-figure"),
                         (".tl-attribution-explorer", ".tl-attribution-figure")):  # fmt: skip
@@ -178,14 +167,11 @@ TITLES_IN_ORDER = """(sel) => {
 
 def test_dashboard_chart_in_a_tab_is_laid_out_when_shown(lab):
     """TransferLab's Train chart is created while its tab is hidden; opening the tab shows readable titles."""
-    write_notebook(lab.server.root / "browser_dashboard.ipynb", [
+    lab.run_new_notebook("browser_dashboard.ipynb", [
         "from tl_lab.widgets import TransferLab\n"
         "lab = TransferLab(dataset='digits', shots=5, image_size=64)\n"
         "lab",
-    ])  # fmt: skip
-    lab.open_notebook("browser_dashboard.ipynb")
-    lab.run_all_cells(timeout=180)
-    assert lab.error_outputs() == []
+    ], timeout=180)  # fmt: skip
     dashboard = lab.page.locator(".tl-transfer-lab")
     lab.visible_box(dashboard, min_width=400, min_height=200)
     dashboard.locator(".lm-TabBar-tab", has_text="Train").click()
