@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -155,22 +156,34 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
+def evaluate_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    """Mean cross-entropy and accuracy over ``(logits, labels)`` batches: ``{"loss", "acc", "n"}``.
+
+    The one place evaluation sums up, whether the logits come from images (:func:`evaluate_model`) or from the
+    training engine's cached features.
+    """
+    loss_sum, correct, n = 0.0, 0, 0
+    for logits, y in batches:
+        logits = logits.float()
+        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1), "n": n}
+
+
+@torch.no_grad()
 def evaluate_model(backbone: Backbone, split: ImageSplit, *, device: torch.device, batch_size: int = 64) -> dict:
     model = backbone.model
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, 0
     try:
-        for lo in range(0, len(split), batch_size):
-            x = backbone.normalize(split.images[lo : lo + batch_size].to(device))
-            y = split.labels[lo : lo + batch_size].to(device)
-            logits = model(x).float()
-            loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+        return evaluate_batches(
+            (model(backbone.normalize(split.images[lo : lo + batch_size].to(device))),
+             split.labels[lo : lo + batch_size].to(device))
+            for lo in range(0, len(split), batch_size)
+        )
     finally:
         model.train(was_training)
-    n = max(len(split), 1)
-    return {"loss": loss_sum / n, "acc": correct / n, "n": len(split)}
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ from tl_lab.device import pick_device
 from tl_lab.events import BatchEnd, Callback, EpochEnd, FitEnd, FitStart, StopToken, Stopped, stop_requested
 from tl_lab.feature_cache import PrefixCache, build_prefix_cache, cache_plan
 from tl_lab.freeze import FreezePlan
-from tl_lab.run import Run, evaluate_model
+from tl_lab.run import Run, evaluate_batches, evaluate_model
 from tl_lab.staged import ClassifierHead
 
 __all__ = ["fit", "lr_factor", "data_config"]
@@ -201,14 +201,8 @@ def fit(
         model.train(False, stages=running)
         try:
             labels = getattr(data, split).labels
-            loss_sum, correct = 0.0, 0
-            for lo in range(0, len(labels), 256):
-                idx = torch.arange(lo, min(lo + 256, len(labels)))
-                logits = forward(inputs(split, idx))
-                y = labels[idx].to(dev)
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-                correct += (logits.argmax(1) == y).sum().item()
-            return {"loss": loss_sum / max(len(labels), 1), "acc": correct / max(len(labels), 1), "n": len(labels)}
+            return evaluate_batches((forward(inputs(split, idx)), labels[idx].to(dev))
+                                    for idx in torch.arange(len(labels)).split(256))
         finally:
             model.train(True, stages=running)
 
