@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +99,14 @@ def test_panel_bench_case_measures_both_sides(tmp_path):
     # time outside fit is a small positive remainder, both far below the whole run
     assert 0 < panel["callbacks_s"] < panel["seconds"] and 0 < panel["outside_fit_s"] < panel["seconds"]
     assert result["panel_work_s"] == pytest.approx(panel["callbacks_s"] + panel["outside_fit_s"], abs=1e-3)
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    # CI must not hide an install step the README lacks: its last command is the README's test command, verbatim
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = re.findall(r"```bash\n\s*(.+?)\n\s*```", readme)
+    test_command = next(b for b in blocks if "pytest" in b)
+    ci_lines = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines() if line.strip()]
+    assert ci_lines[-1] == test_command.strip()
+    assert 'pip install -e ".[test]"' in test_command  # installs the test extras from the project's own files
