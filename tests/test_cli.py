@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tl_lab.bench import PeakMemory, bench_throughput
+from tl_lab.bench import PeakMemory, bench_throughput, throughput_line
 from tl_lab.cli import build_parser, copy_lessons, lessons_source, main
 
 
@@ -80,6 +80,17 @@ def test_throughput_reports_amp_and_channels_last_gains(tmp_path):
     assert amp["amp_gain"] == pytest.approx(amp["train_img_s"] / fp32["train_img_s"], abs=0.006)
     assert amp_cl["channels_last_gain"] == pytest.approx(amp_cl["train_img_s"] / amp["train_img_s"], abs=0.006)
     assert "channels_last_gain" not in amp and "amp_gain" not in fp32
+    line = throughput_line(amp_cl)
+    assert "amp=True" in line and "cl=True" in line and f"channels_last_gain {amp_cl['channels_last_gain']}x" in line
+    # a GPU too small for a case: the row says so instead of numbers, and no gain is computed from it
+    oom = {**amp_cl, "forward_img_s": None, "train_img_s": None, "error": "out of GPU memory at batch 64"}
+    oom.pop("channels_last_gain")
+    assert throughput_line(oom).endswith("out of GPU memory at batch 64")
+    rows = [fp32, amp, oom]
+    from tl_lab.bench import _gains
+
+    _gains(rows)
+    assert "channels_last_gain" not in oom and "amp_gain" in amp
 
 
 @pytest.mark.slow

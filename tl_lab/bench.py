@@ -252,6 +252,17 @@ def bench_throughput(names: list[str], *, batch: int, size: int, iters: int, dev
     return rows
 
 
+def throughput_line(r: dict) -> str:
+    """One printed row of the throughput table."""
+    head = f"  {r['backbone']:<20} amp={r['amp']!s:<5} cl={r['channels_last']!s:<5}"
+    if "error" in r:
+        return f"{head} {r['error']}"
+    gains = "".join(f"  {k} {r[k]}x" for k in ("amp_gain", "channels_last_gain") if k in r)
+    cuda = f" / CUDA {r['peak_cuda_mb']} MB" if "peak_cuda_mb" in r else ""
+    return (f"{head} forward {r['forward_img_s']:>8} img/s  train {r['train_img_s']:>8} img/s"
+            f"  peak {r['peak_rss_mb']} MB{cuda}{gains}")
+
+
 def _gains(rows: list[dict]) -> None:
     by = {(r["amp"], r["channels_last"]): r for r in rows if r["train_img_s"]}
     for (amp, cl), r in by.items():
@@ -327,13 +338,7 @@ def run_bench(*, quick: bool = False, out: str | Path | None = "bench.json", ech
         iters = (5 if quick else 20) if device.type == "cuda" else (2 if quick else 5)
         result["throughput"] = bench_throughput(names, batch=batch, size=size, iters=iters, device=device)
         for r in result["throughput"]:
-            gains = "".join(f"  {k} {r[k]}x" for k in ("amp_gain", "channels_last_gain") if k in r)
-            cuda = f" / CUDA {r['peak_cuda_mb']} MB" if "peak_cuda_mb" in r else ""
-            if "error" in r:
-                echo(f"  {r['backbone']:<20} amp={r['amp']!s:<5} cl={r['channels_last']!s:<5} {r['error']}")
-                continue
-            echo(f"  {r['backbone']:<20} amp={r['amp']!s:<5} cl={r['channels_last']!s:<5} forward {r['forward_img_s']:>8} img/s "
-                 f" train {r['train_img_s']:>8} img/s  peak {r['peak_rss_mb']} MB{cuda}{gains}")
+            echo(throughput_line(r))
         echo("peer: PyTorch tutorial recipe vs tl_lab defaults …")
         result["peer"] = bench_peer(data, tmp, tutorial_epochs=5 if quick else 25, fine_tune_epochs=5 if quick else 30)
     _print_summary(result, echo)
