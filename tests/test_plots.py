@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tl_lab import plots
-from tl_lab.plots_style import OKABE_ITO, STRATEGY_COLORS
+from tl_lab.plots_style import OKABE_ITO, STRATEGY_COLORS, subtitle_of
 
 STAGES = ["stem", "stage1", "stage2", "stage3"]
 
@@ -52,7 +52,7 @@ def test_filter_grid_enlarges_each_weight_with_nearest_neighbour():
     expected = np.rint(tiles[0] * 255).astype(np.uint8).repeat(up, 0).repeat(up, 1)
     assert np.array_equal(first, expected)
     assert (mosaic[:, 3 * up] == 255).all(), "a white gap separates tiles"
-    assert "32 filters of 3x3" in fig.layout.title.subtitle.text.replace("<br>", " ")
+    assert "32 filters of 3x3" in subtitle_of(fig).replace("<br>", " ")
 
 
 def test_filter_grid_refuses_bad_tiles():
@@ -61,7 +61,7 @@ def test_filter_grid_refuses_bad_tiles():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         plots.filter_grid(np.full((4, 3, 3, 3), 2.0))
     fig = plots.filter_grid(np.random.default_rng(0).random((100, 5, 5, 3)), max_tiles=64)
-    assert "the first 64 of 100" in fig.layout.title.subtitle.text.replace("<br>", " ")
+    assert "the first 64 of 100" in subtitle_of(fig).replace("<br>", " ")
 
 
 def test_feature_map_grid_puts_the_image_first_and_keeps_each_map():
@@ -98,7 +98,7 @@ def test_attribution_overlays_grid_and_scaling():
     signed = plots.attribution_overlays(images, {"IG": cam - 0.5})
     h = [t for t in signed.data if t.type == "heatmap"][0]
     assert (h.zmin, h.zmax) == (-100, 100), "signed maps get a symmetric scale"
-    assert "red = evidence for" in signed.layout.title.subtitle.text
+    assert "red = evidence for" in subtitle_of(signed)
 
 
 def test_attribution_overlays_refuses_mismatched_maps():
@@ -228,7 +228,7 @@ def test_data_efficiency_averages_seeds_with_error_bars():
     assert np.allclose(ft.error_y.array, [np.std([0.4, 0.6], ddof=1), 0.0])
     assert ft.line.color == STRATEGY_COLORS["fine_tune"] and raw.line.dash == "dot"
     assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [1, 5]
-    assert "2 seeds" in fig.layout.title.subtitle.text
+    assert "2 seeds" in subtitle_of(fig)
     with pytest.raises(ValueError, match=r"lacks \['shots'\]"):
         plots.data_efficiency([{"strategy": "scratch", "test_acc": 0.2}])
 
@@ -269,7 +269,7 @@ def test_confusion_matrix_normalises_rows():
     fig = plots.confusion_matrix([[8, 2], [1, 9]], ["cat", "dog"])
     assert np.allclose(fig.data[0].z, [[0.8, 0.2], [0.1, 0.9]]) and np.array_equal(fig.data[0].customdata, [[8, 2], [1, 9]])
     assert fig.layout.xaxis.title.text == "predicted class" and fig.layout.yaxis.title.text == "true class"
-    assert "0.850 on 20 images" in fig.layout.title.subtitle.text
+    assert "0.850 on 20 images" in subtitle_of(fig)
     counts = plots.confusion_matrix(np.array([[8, 2], [1, 9]]), ["cat", "dog"], normalize=False)
     assert np.array_equal(counts.data[0].z, [[8, 2], [1, 9]])
     with pytest.raises(ValueError, match="square"):

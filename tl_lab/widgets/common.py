@@ -139,9 +139,9 @@ class FigureSlot(W.Box):
     def redraw(self) -> None:
         """Have plotly.js lay the figure out again, now that it is on screen.
 
-        A figure drawn or updated inside a hidden tab is laid out with zero-size text boxes (plotly.js measures
-        titles with ``getBBox``), which puts the subtitle above the title; and a fixed-width figure gets no resize
-        when the tab is shown. Setting and clearing ``layout.meta`` (edit type "plot") makes plotly.js redraw it.
+        plotly.js places text (legends, tick labels, titles) by measuring it with ``getBBox``, which measures
+        nothing while a figure is hidden, and a fixed-width figure gets no resize when its tab is shown. Setting and
+        clearing ``layout.meta`` (edit type "plot") makes plotly.js draw it again with real measurements.
         """
         if self.widget is not None:
             self.widget.layout.meta = "redraw"

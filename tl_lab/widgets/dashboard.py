@@ -59,7 +59,7 @@ class TransferLab(W.VBox):
         self.tabs.observe(self._on_tab, "selected_index")
 
     def _on_tab(self, change: dict) -> None:
-        # Figures in a tab that was hidden were laid out with nothing measured (titles overlap): redraw them.
+        # Figures in a tab that was hidden were laid out with no text measured: redraw them now they are seen.
         if change["new"] is not None:
             for slot in figure_slots(self.tabs.children[change["new"]]):
                 slot.redraw()
