@@ -214,6 +214,9 @@ def test_empty_training_figure_is_extended_live():
     same = plots.training_curves([{"label": "live", "history": _history(2)}])
     for a, b in zip(fig.data, same.data):
         assert list(a.x) == list(b.x) and np.allclose(a.y, b.y)
+    # with the length unknown (a panel before its first run), the empty epoch axis starts at 0, not plotly's -1
+    unknown = plots.empty_training_figure("your first run").full_figure_for_development(warn=False)
+    assert unknown.layout.xaxis.range[0] == 0 and unknown.layout.xaxis2.range[0] == 0
     with pytest.raises(ValueError, match="no run 'other'"):
         plots.append_epoch(fig, {"epoch": 3}, label="other")
 

@@ -100,6 +100,8 @@ def empty_training_figure(label: str = "this run", *, epochs: int | None = None,
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         fig.update_xaxes(range=[0.5, int(epochs) + 0.5])
         _epoch_ticks(fig, float(epochs))
+    else:  # no points yet: plotly's empty axis would run from -1, an epoch nobody trains
+        fig.update_xaxes(rangemode="nonnegative")
     fig.add_annotation(name="waiting", text=f"{label}: waiting for the first epoch…", x=0.5, y=0.78, xref="paper",
                        yref="paper", showarrow=False, font=dict(size=15, color="#777777"))
     return fig
