@@ -121,3 +121,20 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci_lines = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines() if line.strip()]
     assert ci_lines[-1] == test_command.strip()
     assert 'pip install -e ".[test]"' in test_command  # installs the test extras from the project's own files
+
+
+@pytest.mark.slow
+def test_cache_bench_case_compares_the_same_training(tmp_path):
+    from tl_lab.bench import bench_cache
+    from tl_lab.data import load_dataset
+
+    result = bench_cache(load_dataset("digits", shots=10, seed=0, image_size=64), tmp_path, epochs=2)
+    cached, naive = result["cases"]
+    assert (cached["case"], naive["case"]) == ("cached prefix", "naive loop")
+    assert cached["epochs"] == naive["epochs"] == 2
+    assert result["accuracy_gap"] == 0.0 and cached["test_acc"] == naive["test_acc"]  # the same training
+    assert cached["cache_build_s"] > 0 and naive["cache_build_s"] == 0 and naive["cache"] == "off: cache=False"
+    assert 0 < cached["epochs_s"] < cached["seconds"]
+    assert result["speedup"] == pytest.approx(naive["seconds"] / cached["seconds"], abs=0.06)
+    assert result["upper_bound"] == pytest.approx(naive["seconds"] / cached["cache_build_s"], abs=0.06)
+    assert result["upper_bound"] > result["speedup"]  # the cached run costs more than its cache build alone
