@@ -12,7 +12,7 @@ Reusable pieces (other browser test files use them; see ``test_smoke.py`` for a 
 - ``page`` (function): a fresh browser context and page; every console error and uncaught page error is recorded
   in ``page.console_log`` (a :class:`ConsoleLog`). A failing test saves ``FAILED-<test>.png``.
 - ``lab`` (function): a :class:`LabPage` wrapping ``page`` with the helpers tests need: ``open_notebook``,
-  ``run_all_cells``, ``run_new_notebook``, ``wait_until_idle``, ``error_outputs``, ``visible_box``, ``wait_for_plot``, ``screenshot``,
+  ``run_all_cells``, ``run_new_notebook``, ``truncated_texts``, ``wait_until_idle``, ``error_outputs``, ``visible_box``, ``wait_for_plot``, ``screenshot``,
   ``assert_clean_console``, ``js``, ``command``.
 - ``write_notebook(path, cells)``: write a small notebook (code cells as strings) with a python3 kernelspec.
 - ``screenshot_dir`` (session): ``$TL_LAB_SCREENSHOTS`` or a pytest temporary folder, printed at the end of the run.
@@ -459,6 +459,19 @@ class LabPage:
     def run_all_cells(self, *, timeout: float = 300) -> dict:
         self.command("notebook:run-all-cells")
         return self.wait_until_idle(timeout=timeout)
+
+    def truncated_texts(self, selector: str) -> list[str]:
+        """Labels and buttons inside ``selector`` whose text is cut off (shown with an ellipsis), as their full text.
+
+        Why: a description wider than its widget's label column is silently clipped ("epochs (0 = a…"); a learner
+        cannot read it, and nothing else fails."""
+        return self.page.evaluate(
+            """(sel) => [...document.querySelectorAll(sel)].flatMap(root =>
+                 [...root.querySelectorAll('.widget-label, button')]
+                   .filter(el => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
+                   .map(el => el.innerText.trim()))""",
+            selector,
+        )
 
     def run_new_notebook(self, name: str, cells: list[str], *, timeout: float = 180) -> dict:
         """Write ``name`` (code cells as strings) into the server's root, open it, run every cell, and assert that

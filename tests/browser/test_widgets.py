@@ -42,6 +42,7 @@ def test_train_live_curve_and_stop(lab):
     lab.wait_for_plot(CHART, min_traces=4)  # one run's four traces (train/val loss and accuracy)
     assert lab.js(MOST_POINTS) == 0  # the placeholder figure: traces with no points yet
     assert_title_fits(lab, CHART)  # drawn by the widget's first render, before it was on screen
+    assert lab.truncated_texts(".tl-train-panel") == []
 
     panel.locator("button.tl-train").click()
     lab.page.wait_for_function("(s) => document.querySelector(s).innerText.trim().startsWith('Training')",
@@ -109,6 +110,7 @@ def test_freezer_count_follows_the_stage(lab):
     toggles = freezer.locator(".tl-stage-toggle")
     names = [t.strip() for t in toggles.all_inner_texts()]
     assert names[0] == "stem" and names[-1] == "head" and "stage6" in names, names
+    assert lab.truncated_texts(".tl-stage-freezer") == []
 
     assert _shown_count(lab) == _trainable("head")  # the default plan: only the new head trains
     expected = {stage: _trainable(stage) for stage in ("stage6", "stage3")}
@@ -147,6 +149,7 @@ def test_feature_and_attribution_views_draw_images(lab):
                         (".tl-attribution-explorer", ".tl-attribution-figure")):  # fmt: skip
         view = lab.page.locator(box)
         lab.visible_box(view, min_width=300, min_height=100)
+        assert lab.truncated_texts(box) == []  # every label and button readable
         view.locator("button.tl-show").click()
         lab.page.wait_for_function(DRAWN, arg=f"{box} {figure}", timeout=120_000)
         plot = view.locator(f"{figure} .js-plotly-plot").first
@@ -189,9 +192,11 @@ def test_dashboard_chart_in_a_tab_is_laid_out_when_shown(lab):
     ], timeout=180)  # fmt: skip
     dashboard = lab.page.locator(".tl-transfer-lab")
     lab.visible_box(dashboard, min_width=400, min_height=200)
+    assert lab.truncated_texts(".tl-transfer-lab") == []  # the Backbone tab's labels
     dashboard.locator(".lm-TabBar-tab", has_text="Train").click()
     chart = ".tl-transfer-lab .tl-train-chart .js-plotly-plot"
     lab.visible_box(lab.page.locator(chart + " .main-svg"), min_width=300, min_height=200)
+    assert lab.truncated_texts(".tl-transfer-lab") == []  # and the Train tab's
     lab.wait_for_plot(chart, min_traces=4)
     assert_title_fits(lab, chart)
     lab.assert_clean_console()

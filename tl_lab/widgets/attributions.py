@@ -65,6 +65,7 @@ class AttributionExplorer(W.VBox):
         self.show_button = W.Button(description="Show", button_style="primary", icon="eye")
         self.show_button.add_class("tl-show")
         self.sanity_button = W.Button(description="Sanity check", icon="random",
+                                      layout=W.Layout(width="auto", min_width="150px"),
                                       tooltip="randomise the first model's weights from the head down: do the maps change?")
         self.status = StatusLine("Ready: pick models, methods and an image, then click Show.")
         self.figure = FigureSlot(css_class="tl-attribution-figure", placeholder="attribution maps appear here")

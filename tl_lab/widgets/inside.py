@@ -72,9 +72,10 @@ class FeatureExplorer(W.VBox):
         self.show_button = W.Button(description="Show", button_style="primary", icon="eye",
                                     tooltip="feature maps of this image at this stage, and the first-layer filters")
         self.show_button.add_class("tl-show")
-        self.probe_button = W.Button(description="Probe every stage", icon="line-chart",
+        wide = W.Layout(width="auto", min_width="150px")  # the default 148 px cut these labels to "Probe every st…"
+        self.probe_button = W.Button(description="Probe every stage", icon="line-chart", layout=wide,
                                      tooltip="a linear classifier on each stage's features (takes a few seconds)")
-        self.embed_button = W.Button(description="Embed this stage", icon="braille",
+        self.embed_button = W.Button(description="Embed this stage", icon="braille", layout=wide,
                                      tooltip="the dataset's test images in 2-D, from this stage's features")
         self.status = StatusLine("Ready: pick an image and a stage, then click Show.")
         self.maps_fig = FigureSlot(css_class="tl-feature-figure", placeholder="feature maps appear here")

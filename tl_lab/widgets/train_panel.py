@@ -91,8 +91,10 @@ class TrainPanel(W.VBox):
         self.shots = W.Dropdown(options=_SHOTS, value=s.shots, description="shots per class", style=narrow)
         self.plan_choice = W.Dropdown(options=self._plan_options(), description="plan", style=narrow,
                                       layout=W.Layout(width="620px"))
-        self.epochs = W.BoundedIntText(value=epochs or 0, min=0, max=1000, description="epochs (0 = auto)",
-                                       style=narrow, layout=W.Layout(width="220px"))
+        self.epochs = W.BoundedIntText(value=epochs or 0, min=0, max=1000, description="epochs", style=narrow,
+                                       layout=W.Layout(width="190px"),
+                                       tooltip="0 = fit's default: 100 for a head on cached features, else 30")
+        self.epochs_hint = W.HTML("<span style='color:#666'>0 = auto</span>", layout=W.Layout(width="70px"))
         self.lr = W.FloatLogSlider(value=lr, base=10, min=-5, max=-1, step=0.25, description="head LR",
                                    readout_format=".1e", style=narrow)
         self.batch_size = W.Dropdown(options=[4, 8, 16, 32, 64], value=batch_size if batch_size in (4, 8, 16, 32, 64) else 16,
@@ -129,7 +131,7 @@ class TrainPanel(W.VBox):
             W.HTML("<b>Train.</b> Pick the data and a plan; curves update live. Stop works mid-epoch and keeps the "
                    "best checkpoint. Accuracies are on held-out images, next to the raw-pixel baseline."),
             W.HBox([self.dataset, self.shots]), self.folder, self.plan_choice,
-            W.HBox([self.epochs, self.batch_size]), self.lr, self.augment,
+            W.HBox([self.epochs, self.epochs_hint, self.batch_size]), self.lr, self.augment,
             W.HBox([self.train_button, self.stop_button, self.resume_button]), self.progress, self.status,
             self.chart, W.HTML("<b>Runs</b> (best checkpoint by validation accuracy; test accuracy at that checkpoint)"),
             self.table,
