@@ -199,4 +199,9 @@ def test_dashboard_chart_in_a_tab_is_laid_out_when_shown(lab):
     assert lab.truncated_texts(".tl-transfer-lab") == []  # and the Train tab's
     lab.wait_for_plot(chart, min_traces=4)
     assert_title_fits(lab, chart)
+    for title, box in (("Freeze", ".tl-stage-freezer"), ("Inside", ".tl-feature-explorer"),
+                       ("Attributions", ".tl-attribution-explorer"), ("Compare", ".tl-compare-runs")):  # fmt: skip
+        dashboard.locator(".lm-TabBar-tab", has_text=title).click()
+        lab.visible_box(dashboard.locator(box), min_width=300, min_height=60)
+        assert lab.truncated_texts(".tl-transfer-lab") == [], title
     lab.assert_clean_console()
