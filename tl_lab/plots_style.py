@@ -105,12 +105,13 @@ def series_color(index: int) -> str:
 
 
 TITLE_SIZE, SUBTITLE_SIZE, TITLE_MIDDLE = 19, 13, 26
+_SUBTITLE_LINE = f"<br><span style='font-size:{SUBTITLE_SIZE}px;color:#555555'>{{}}</span>"  # one subtitle line
 
 
 def subtitle_of(fig: go.Figure) -> str:
     """The subtitle :func:`base_layout` wrote under a figure's title (its lines joined by ``<br>``), or ""."""
-    lines = re.findall(r"<span style='font-size:\d+px;color:#555555'>(.*?)</span>", fig.layout.title.text or "")
-    return "<br>".join(lines)
+    pattern = re.escape(_SUBTITLE_LINE).replace(r"\{\}", "(.*?)")
+    return "<br>".join(re.findall(pattern, fig.layout.title.text or ""))
 
 
 def wrap(text: str, width_px: int, char_px: float) -> tuple[str, int]:
@@ -139,8 +140,7 @@ def base_layout(fig: go.Figure, *, title: str, subtitle: str | None = None, widt
     title_text, title_lines = wrap(title, width - 30, 10.0)
     sub_text, sub_lines = wrap(subtitle or "", width - 30, 6.6)
     if sub_text:
-        title_text += "".join(f"<br><span style='font-size:{SUBTITLE_SIZE}px;color:#555555'>{line}</span>"
-                              for line in sub_text.split("<br>"))
+        title_text += "".join(_SUBTITLE_LINE.format(line) for line in sub_text.split("<br>"))
     # The first line's middle sits TITLE_MIDDLE px below the top, and the block grows down from it: plotly spaces
     # every line of a title 1.3 title font sizes apart (measured in Chromium: the block's top stays 9-16 px down
     # for 1-3 lines; a "top" anchor instead pushes a multi-line title 3 px above the figure).

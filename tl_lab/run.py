@@ -7,9 +7,9 @@ A :class:`Run` is what ``fit`` returns, what widgets tabulate and overlay, and w
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import torch
