@@ -136,30 +136,6 @@ class FigureSlot(W.Box):
             fw.layout = fig.layout
 
 
-    def redraw(self) -> None:
-        """Have plotly.js lay the figure out again, now that it is on screen.
-
-        plotly.js places text (legends, tick labels, titles) by measuring it with ``getBBox``, which measures
-        nothing while a figure is hidden, and a fixed-width figure gets no resize when its tab is shown. Setting and
-        clearing ``layout.meta`` (edit type "plot") makes plotly.js draw it again with real measurements.
-        """
-        if self.widget is not None:
-            self.widget.layout.meta = "redraw"
-            self.widget.layout.meta = None
-
-
-def figure_slots(widget: W.Widget) -> list[FigureSlot]:
-    """Every :class:`FigureSlot` inside ``widget`` (itself included), depth first."""
-    found, todo = [], [widget]
-    while todo:
-        w = todo.pop()
-        if isinstance(w, FigureSlot):
-            found.append(w)
-        elif isinstance(w, W.Box):  # a slot's own children are plotly widgets, not slots
-            todo.extend(reversed(w.children))
-    return found
-
-
 class Throttle:
     """Let something through at most once every ``interval`` seconds (thread-safe); ``force`` always passes."""
 

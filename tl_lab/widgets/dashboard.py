@@ -19,7 +19,6 @@ from pathlib import Path
 import ipywidgets as W
 
 from tl_lab.widgets.attributions import AttributionExplorer
-from tl_lab.widgets.common import figure_slots
 from tl_lab.widgets.compare import CompareRuns
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
@@ -56,10 +55,3 @@ class TransferLab(W.VBox):
             self.tabs,
         ])
         self.add_class("tl-transfer-lab")
-        self.tabs.observe(self._on_tab, "selected_index")
-
-    def _on_tab(self, change: dict) -> None:
-        # Figures in a tab that was hidden were laid out with no text measured: redraw them now they are seen.
-        if change["new"] is not None:
-            for slot in figure_slots(self.tabs.children[change["new"]]):
-                slot.redraw()
