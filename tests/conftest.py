@@ -41,6 +41,6 @@ def no_network(monkeypatch):
 
 @pytest.fixture(scope="session")
 def lite0():
-    from tl_lab.backbones import load_backbone
+    from tl_lab.backbones.registry import load_backbone
 
     return load_backbone("efficientnet_lite0")

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from tl_lab.attribution import Attribution, explain, get_method, list_methods
-from tl_lab.sanity import mask_scores, randomize_stage, sanity_check
+from tl_lab.inside.attribution import Attribution, explain, get_method, list_methods
+from tl_lab.inside.sanity import mask_scores, randomize_stage, sanity_check
 
 # IG with a handful of steps (to keep tests cheap) rightly warns that it has not converged.
 pytestmark = pytest.mark.filterwarnings("ignore:integrated gradients has not converged")
@@ -55,7 +55,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def cat():
-    from tl_lab.samples import sample_photo
+    from tl_lab.backbones.samples import sample_photo
 
     return sample_photo("cat").image()
 
@@ -145,7 +145,7 @@ def test_bad_targets_say_what_to_do(lite0, images):
 
 
 def test_layer_defaults_to_the_backbones_gradcam_stage_and_accepts_names_or_modules(lite0, images):
-    from tl_lab.backbones import load_backbone
+    from tl_lab.backbones.registry import load_backbone
 
     assert explain("grad_cam", lite0, images, 1).diagnostics["layer_shape"] == (1280, 2, 2)
     stage5 = explain("grad_cam", lite0, images, 1, layer="stage5")  # stride 16: a 4x4 map at 64 px
@@ -225,8 +225,8 @@ def test_grad_cam_on_vit_tokens_uses_the_patch_grid():
     """Grad-CAM on a transformer: patch tokens reshaped to a grid; the last block has no patch gradient."""
     from torchvision.models import VisionTransformer
 
-    from tl_lab.backbones import Backbone, get_spec
-    from tl_lab.zoo import staged_vit
+    from tl_lab.backbones.registry import Backbone, get_spec
+    from tl_lab.backbones.zoo import staged_vit
 
     torch.manual_seed(0)
     vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
@@ -390,7 +390,7 @@ def test_grad_cam_finds_the_cat_pasted_into_another_photo(lite0, cat):
     """The cat fills the whole crop of its own photo, so where it is gets tested on a collage: the cat in the
     bottom-right quadrant of the rocket photo. Grad-CAM for the top (cat) class must put most of its mass there
     (chance: 0.25), and Grad-CAM for the rocket's class must not (Grad-CAM is class-discriminative)."""
-    from tl_lab.samples import sample_photo
+    from tl_lab.backbones.samples import sample_photo
 
     canvas = sample_photo("rocket").image().resize((224, 224))
     canvas.paste(cat.crop((67, 0, 333, 266)).resize((112, 112)), (112, 112))
@@ -410,7 +410,7 @@ def test_grad_cam_finds_the_cat_pasted_into_another_photo(lite0, cat):
 @pytest.fixture(scope="module")
 def photos(lite0):
     """Three shipped photos as uint8 (3, 3, 128, 128)."""
-    from tl_lab.samples import sample_photo
+    from tl_lab.backbones.samples import sample_photo
 
     to_pixels = lite0.make_transform(128)
     mean = torch.tensor(lite0.spec.mean).view(3, 1, 1)
@@ -445,9 +445,9 @@ def test_sanity_check_weight_randomisation(lite0, photos):
 @pytest.mark.slow
 def test_fine_tuned_maps_fall_on_the_object(tmp_path):
     """Fine-tune Lite0 on shapes; Grad-CAM and IG put far more positive mass on the object than its area."""
-    from tl_lab.data import load_dataset
-    from tl_lab.freeze import FreezePlan
-    from tl_lab.train import fit
+    from tl_lab.data.datasets import load_dataset
+    from tl_lab.training.freeze import FreezePlan
+    from tl_lab.training.loop import fit
 
     data = load_dataset("shapes", shots=10, image_size=128, per_class=30)
     run = fit("efficientnet_lite0", data, plan=FreezePlan.fine_tune(), epochs=5, progress=False, run_dir=tmp_path)

@@ -7,7 +7,7 @@ import urllib.error
 import pytest
 import torch
 
-from tl_lab.backbones import (
+from tl_lab.backbones.registry import (
     BackboneSpec,
     WeightsUnavailableError,
     get_spec,
@@ -76,7 +76,7 @@ def test_lite0_stage_shapes_and_parameter_counts(lite0):
 
 
 def test_lite0_recognises_the_sample_photos(lite0):
-    from tl_lab.samples import sample_photos
+    from tl_lab.backbones.samples import sample_photos
 
     lite0.model.eval()
     right = {}
@@ -191,7 +191,7 @@ def test_embedded_weights_are_real_linear_probe(lite0):
     Random convolutional features separate digits well (Saxe et al. 2011, "On random weights and unsupervised
     feature learning"), so the random-init bar is asserted on clipart, where ImageNet features carry the signal.
     """
-    from tl_lab.data import load_dataset
+    from tl_lab.data.datasets import load_dataset
 
     digits = load_dataset("digits", shots=10, seed=0, image_size=64)
     assert _pooled_probe(lite0, digits) >= 0.78

@@ -7,11 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from tl_lab.backbones import load_backbone
-from tl_lab.cka import MinibatchCKA, StageSimilarity, cka, cka_matrix, cka_minibatch, compare_stages
-from tl_lab.data import load_dataset
-from tl_lab.freeze import FreezePlan
-from tl_lab.train import fit
+from tl_lab.backbones.registry import load_backbone
+from tl_lab.data.datasets import load_dataset
+from tl_lab.inside.cka import (
+    MinibatchCKA,
+    StageSimilarity,
+    cka,
+    cka_matrix,
+    cka_minibatch,
+    compare_stages,
+)
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.loop import fit
 
 
 def reference_cka(x: np.ndarray, y: np.ndarray) -> float:

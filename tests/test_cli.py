@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tl_lab.bench import PeakMemory, bench_throughput, throughput_line
-from tl_lab.cli import build_parser, copy_lessons, lessons_source, main
+from tl_lab.app.bench import PeakMemory, bench_throughput, throughput_line
+from tl_lab.app.cli import build_parser, copy_lessons, lessons_source, main
 
 
 def test_lab_dry_run_opens_the_lessons(capsys):
@@ -87,7 +87,7 @@ def test_throughput_reports_amp_and_channels_last_gains(tmp_path):
     oom.pop("channels_last_gain")
     assert throughput_line(oom).endswith("out of GPU memory at batch 64")
     rows = [fp32, amp, oom]
-    from tl_lab.bench import _gains
+    from tl_lab.app.bench import _gains
 
     _gains(rows)
     assert "channels_last_gain" not in oom and "amp_gain" in amp
@@ -95,7 +95,7 @@ def test_throughput_reports_amp_and_channels_last_gains(tmp_path):
 
 @pytest.mark.slow
 def test_panel_bench_case_measures_both_sides(tmp_path):
-    from tl_lab.bench import bench_panel
+    from tl_lab.app.bench import bench_panel
 
     result = bench_panel(tmp_path, epochs=1, repeats=1)
     cases = {c["case"]: c for c in result["cases"]}
@@ -125,8 +125,8 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 @pytest.mark.slow
 def test_cache_bench_case_compares_the_same_training(tmp_path):
-    from tl_lab.bench import bench_cache
-    from tl_lab.data import load_dataset
+    from tl_lab.app.bench import bench_cache
+    from tl_lab.data.datasets import load_dataset
 
     result = bench_cache(load_dataset("digits", shots=10, seed=0, image_size=64), tmp_path, epochs=2)
     cached, naive = result["cases"]

@@ -15,16 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tl_lab import imagefiles, sources
-from tl_lab.data import (
-    DatasetSplits,
-    DatasetUnavailableError,
-    ImageSplit,
-    SkippedFile,
-    baseline,
-    list_datasets,
-    load_dataset,
-)
+from tl_lab.data import imagefiles, sources
+from tl_lab.data.baseline import baseline
+from tl_lab.data.datasets import DatasetSplits, ImageSplit, list_datasets, load_dataset
+from tl_lab.data.imagefiles import SkippedFile
+from tl_lab.data.sources import DatasetUnavailableError
 
 OFFLINE = ("clipart", "digits", "shapes", "textures")
 

@@ -1,4 +1,4 @@
-"""tl_lab.doctor (environment report with fixes) and tl_lab.device (device choice)."""
+"""tl_lab.doctor (environment report with fixes) and tl_lab.training.device (device choice)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import importlib.metadata
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
-import tl_lab.device
-from tl_lab.device import device_summary, pick_device
-from tl_lab.doctor import MINIMUM_VERSIONS, Check, DoctorReport, doctor
+import tl_lab.training.device
+from tl_lab.app.doctor import MINIMUM_VERSIONS, Check, DoctorReport, doctor
+from tl_lab.training.device import device_summary, pick_device
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_device_line_names_the_device_this_machine_would_use(report):
 
 def test_device_line_says_cpu_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(tl_lab.device, "_mps_available", lambda: False)
+    monkeypatch.setattr(tl_lab.training.device, "_mps_available", lambda: False)
     device = doctor(print_report=False).check("device")
     assert device.ok
     assert device.detail.startswith(f"cpu ({torch.get_num_threads()} threads)")
@@ -157,7 +157,7 @@ def test_a_crashing_check_is_reported_not_raised(monkeypatch):
     def boom(device=None):
         raise RuntimeError("driver exploded")
 
-    monkeypatch.setattr(tl_lab.device, "device_summary", boom)
+    monkeypatch.setattr(tl_lab.training.device, "device_summary", boom)
     rep = doctor(print_report=False)
     failed = [c for c in rep.checks if c.section == "Device"]
     assert len(failed) == 1 and not failed[0].ok and "driver exploded" in failed[0].detail
@@ -194,7 +194,7 @@ def test_warning_does_not_fail_the_report():
 
 def test_auto_picks_cpu_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(tl_lab.device, "_mps_available", lambda: False)
+    monkeypatch.setattr(tl_lab.training.device, "_mps_available", lambda: False)
     assert pick_device() == torch.device("cpu")
     assert pick_device("auto") == torch.device("cpu")
 
@@ -207,7 +207,7 @@ def test_auto_is_cpu_on_this_machine():
 
 def test_explicit_cuda_without_a_gpu_is_refused_clearly(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(tl_lab.device, "_mps_available", lambda: False)
+    monkeypatch.setattr(tl_lab.training.device, "_mps_available", lambda: False)
     with pytest.raises(ValueError) as err:
         pick_device("cuda")
     message = str(err.value)
@@ -236,6 +236,6 @@ def test_cpu_summary():
 
 
 def test_doctor_module_has_no_star_imports():
-    source = (ROOT / "tl_lab" / "doctor.py").read_text() + (ROOT / "tl_lab" / "device.py").read_text()
+    source = (ROOT / "tl_lab" / "app" / "doctor.py").read_text() + (ROOT / "tl_lab" / "training" / "device.py").read_text()
     assert "import *" not in source
-    assert sys.modules["tl_lab.doctor"].__all__ == ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS"]
+    assert sys.modules["tl_lab.app.doctor"].__all__ == ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS"]

@@ -11,22 +11,17 @@ import pytest
 import torch
 from PIL import Image
 
-from tl_lab.backbones import load_backbone
-from tl_lab.data import load_dataset
-from tl_lab.features import (
-    FeatureMaps,
-    clear_feature_cache,
-    cut_at,
-    embed,
-    feature_maps,
-    filters,
-    probe_stages,
-    stage_features,
-    tap,
-)
-from tl_lab.freeze import FreezePlan
-from tl_lab.staged import ClassifierHead, StagedModel
-from tl_lab.train import fit
+from tl_lab.backbones.cut import cut_at
+from tl_lab.backbones.registry import load_backbone
+from tl_lab.backbones.staged import ClassifierHead, StagedModel
+from tl_lab.data.datasets import load_dataset
+from tl_lab.inside.embedding import embed
+from tl_lab.inside.feature_maps import FeatureMaps, feature_maps, filters
+from tl_lab.inside.probes import probe_stages
+from tl_lab.inside.stage_features import clear_feature_cache, stage_features
+from tl_lab.inside.taps import tap
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.loop import fit
 
 LITE0_64 = {  # documented Lite0 stage outputs for 64 px inputs (C, H, W)
     "stem": (32, 32, 32), "stage1": (16, 32, 32), "stage2": (24, 16, 16), "stage3": (40, 8, 8),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tl_lab.backbones import load_backbone
-from tl_lab.freeze import FreezePlan
+from tl_lab.backbones.registry import load_backbone
+from tl_lab.training.freeze import FreezePlan
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The lesson notebooks: each runs top to bottom under TL_LAB_FAST=1 and the claims in its metadata hold.
 
-Every lesson reports its measured numbers as ``RESULT name = value`` lines (``tl_lab.lesson.result``) and lists the
+Every lesson reports its measured numbers as ``RESULT name = value`` lines (``tl_lab.app.lesson.result``) and lists the
 claims they must satisfy in ``metadata["tl_lab"]["checks"]``, e.g. ``["clipart_frozen_head", ">",
 "clipart_raw_pixels"]`` (the right side is a result name or a number). The slow tests execute each notebook with
 nbclient in a fresh temporary folder (a copy of the notebook, so runs and checkpoints never land in the repo), on
@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tl_lab.lesson import parse_results
+from tl_lab.app.lesson import parse_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -157,7 +157,7 @@ def test_lesson_runs_and_its_claims_hold(path, tmp_path, monkeypatch):
     failures = evaluate_checks(meta.get("checks", []), results)
     (tmp_path / "results.json").write_text(json.dumps({"seconds": seconds, "results": results}, indent=1))
     print(f"{path.name}: {seconds:.1f} s, {len(results)} results")
-    assert results, f"{path.name}: ran, but printed no RESULT lines (use tl_lab.lesson.result)"
+    assert results, f"{path.name}: ran, but printed no RESULT lines (use tl_lab.app.lesson.result)"
     assert not failures, (f"{path.name}: {len(failures)} claim(s) did not hold in this run ({seconds:.0f} s):\n  "
                           + "\n  ".join(failures) + "\nall results: "
                           + ", ".join(f"{k}={v:.3f}" for k, v in sorted(results.items())))

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tl_lab.lessons_bench import bench_lessons, evaluate_checks, lesson_paths, main
+from tl_lab.app.lessons_bench import bench_lessons, evaluate_checks, lesson_paths, main
 
 ALLOC_MB = 300
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tl_lab import plots
-from tl_lab.plots_style import OKABE_ITO, STRATEGY_COLORS, subtitle_of
+from tl_lab.plots.style import OKABE_ITO, STRATEGY_COLORS, subtitle_of
 
 STAGES = ["stem", "stage1", "stage2", "stage3"]
 

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from tl_lab.cli import main as cli_main
-from tl_lab.data import load_dataset
-from tl_lab.freeze import FreezePlan
-from tl_lab.rerun import load_config, rerun
-from tl_lab.train import fit
+from tl_lab.app.cli import main as cli_main
+from tl_lab.app.rerun import load_config, rerun
+from tl_lab.data.datasets import load_dataset
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.loop import fit
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_bad_configs_name_the_problem(tmp_path):
 def test_two_process_ddp_matches_single_process(recorded, tmp_path):
     """torchrun with 2 gloo workers: both finish, rank 0 alone writes one checkpoint set, accuracy within 2 points."""
     out_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "tl_lab.cli", "train", str(recorded.run_dir / "run.json"), "--nproc", "2",
+    cmd = [sys.executable, "-m", "tl_lab.app.cli", "train", str(recorded.run_dir / "run.json"), "--nproc", "2",
            "--run-dir", str(out_dir), "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

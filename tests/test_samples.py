@@ -8,8 +8,14 @@ import json
 import pytest
 from PIL import Image
 
-import tl_lab.samples
-from tl_lab.samples import PHOTOS_DIR, SamplePhoto, imagenet_categories, sample_photo, sample_photos
+import tl_lab.backbones.samples
+from tl_lab.backbones.samples import (
+    PHOTOS_DIR,
+    SamplePhoto,
+    imagenet_categories,
+    sample_photo,
+    sample_photos,
+)
 
 
 def test_four_photos_each_load_as_rgb_and_small():
@@ -63,7 +69,7 @@ def test_imagenet_categories_offline(no_network):
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(tl_lab.samples, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(tl_lab.backbones.samples, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
 
 

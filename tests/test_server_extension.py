@@ -19,8 +19,9 @@ import pytest
 from pytest_jupyter import jupyter_server as _jupyter_plugin
 
 import tl_lab
-from tl_lab.cli import lessons_source
-from tl_lab.jupyter_server import handlers, lessons
+from tl_lab.app import lessons
+from tl_lab.app.cli import lessons_source
+from tl_lab.app.jupyter_server import handlers
 
 # pytest-jupyter's fixtures for this module only: loading it as a plugin (pytest_plugins, -p) would give every test
 # in the suite its autouse event-loop and server-cleanup fixtures.
@@ -350,7 +351,7 @@ def test_the_real_lessons_are_listed_with_titles(tmp_path):
 
 def test_extension_entry_points_name_existing_things():
     (point,) = tl_lab._jupyter_server_extension_points()
-    assert point["module"] == "tl_lab.jupyter_server"
+    assert point["module"] == "tl_lab.app.jupyter_server"
     assert callable(__import__(point["module"], fromlist=["x"])._load_jupyter_server_extension)
     (lab,) = tl_lab._jupyter_labextension_paths()
     assert lab["dest"] == json.loads((REPO / "labextension" / "package.json").read_text())["name"]

@@ -9,12 +9,23 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tl_lab.backbones import load_backbone
-from tl_lab.checkpoints import CheckpointMismatchError, apply_model_state, load_checkpoint
-from tl_lab.data import DatasetSplits, load_dataset
-from tl_lab.events import BatchEnd, EpochEnd, FitEnd, FitStart, StopToken, Stopped
-from tl_lab.freeze import FreezePlan
-from tl_lab.train import fit, lr_factor
+from tl_lab.backbones.registry import load_backbone
+from tl_lab.data.datasets import DatasetSplits, load_dataset
+from tl_lab.training.checkpoints import (
+    CheckpointMismatchError,
+    apply_model_state,
+    load_checkpoint,
+)
+from tl_lab.training.events import (
+    BatchEnd,
+    EpochEnd,
+    FitEnd,
+    FitStart,
+    Stopped,
+    StopToken,
+)
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.loop import fit, lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -248,9 +259,9 @@ def test_checkpoint_keys_looked_up_once_match_a_full_lookup():
     # fit computes the checkpoint's names once per run and passes them on; the result must equal a fresh lookup
     import torch
 
-    from tl_lab.backbones import load_backbone
-    from tl_lab.checkpoints import model_state_to_save, state_keys
-    from tl_lab.freeze import FreezePlan
+    from tl_lab.backbones.registry import load_backbone
+    from tl_lab.training.checkpoints import model_state_to_save, state_keys
+    from tl_lab.training.freeze import FreezePlan
 
     bb = load_backbone("efficientnet_lite0", num_classes=3)
     FreezePlan(trainable_from="stage7").apply(bb, lr=1e-3)
@@ -266,8 +277,8 @@ def test_checkpoint_keys_looked_up_once_match_a_full_lookup():
 
 
 def test_switching_only_running_stages_keeps_locked_modules_in_eval():
-    from tl_lab.backbones import load_backbone
-    from tl_lab.freeze import FreezePlan
+    from tl_lab.backbones.registry import load_backbone
+    from tl_lab.training.freeze import FreezePlan
 
     bb = load_backbone("efficientnet_lite0", num_classes=3)
     FreezePlan(trainable_from="stage7", bn="eval").apply(bb, lr=1e-3)

@@ -13,9 +13,16 @@ import numpy as np
 import pytest
 
 import tl_lab
-from tl_lab.freeze import FreezePlan
-from tl_lab.widgets import (AttributionExplorer, BackbonePicker, CompareRuns, FeatureExplorer, StageFreezer,
-                            TrainPanel, TransferLab)
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.widgets import (
+    AttributionExplorer,
+    BackbonePicker,
+    CompareRuns,
+    FeatureExplorer,
+    StageFreezer,
+    TrainPanel,
+    TransferLab,
+)
 from tl_lab.widgets import train_panel as train_panel_module
 from tl_lab.widgets.common import Throttle
 from tl_lab.widgets.inside import read_upload
@@ -149,7 +156,7 @@ def test_stop_takes_effect_within_a_batch_and_keeps_the_best_checkpoint(tmp_path
 
     def click_stop_after_two_epochs(event):
         real(event)
-        if isinstance(event, tl_lab.events.EpochEnd) and event.epoch == 1:
+        if isinstance(event, tl_lab.training.events.EpochEnd) and event.epoch == 1:
             panel.stop_button.click()
             stopped_at["epoch"] = event.epoch
 
@@ -306,8 +313,8 @@ def test_transfer_lab_tabs_share_one_state(tmp_path):
 
 
 def test_record_and_replay_make_a_small_json_and_an_offline_page(head_run, tmp_path):
-    from tl_lab.embed import load_record, replay, save_html
     from tl_lab.plots import comparison_bars
+    from tl_lab.plots.embed import load_record, replay, save_html
 
     fig = comparison_bars([{"strategy": "frozen_head", "test_acc": head_run.best["test_acc"]}])
     path = head_run.record(tmp_path / "run.json", figures={"Result": fig})

@@ -3,7 +3,7 @@
 Reusable pieces (other browser test files use them; see ``test_smoke.py`` for a complete example):
 
 - ``lab_server`` (session): a JupyterLab started on a free local port with a token, in a temporary copy of the
-  lessons (``tl_lab.cli.copy_lessons``), with ``TL_LAB_FAST=1`` in its environment so every kernel inherits it.
+  lessons (``tl_lab.app.cli.copy_lessons``), with ``TL_LAB_FAST=1`` in its environment so every kernel inherits it.
   Yields a :class:`LabServer`: ``.base_url``, ``.token``, ``.root`` (the server's root folder, a ``Path``),
   ``.url(path)`` (a URL that logs in with the token), ``.log()`` (the server's output so far).
   Private Jupyter config/data/runtime/settings/workspace folders keep the user's setup out; installed
@@ -228,7 +228,7 @@ def chromium_path() -> str:
 def lab_server(tmp_path_factory, chromium_path) -> LabServer:
     """A JupyterLab on a free port with a token, rooted in a temporary copy of the lessons; always shut down."""
     pytest.importorskip("jupyterlab")
-    from tl_lab.cli import copy_lessons
+    from tl_lab.app.cli import copy_lessons
 
     base = tmp_path_factory.mktemp("jupyter")
     root = base / "root"

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tl_lab.jupyter_server import lessons
+from tl_lab.app import lessons
 
 pytestmark = pytest.mark.browser
 

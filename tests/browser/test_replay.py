@@ -12,8 +12,8 @@ pytestmark = pytest.mark.browser
 def replay_page(tmp_path_factory):
     """A short frozen-head run on clipart, recorded with one extra figure, replayed to a standalone HTML page."""
     import tl_lab
-    from tl_lab.embed import replay
     from tl_lab.plots import filter_grid
+    from tl_lab.plots.embed import replay
 
     folder = tmp_path_factory.mktemp("replay")
     data = tl_lab.load_dataset("clipart", shots=2, seed=0)

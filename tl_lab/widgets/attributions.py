@@ -1,7 +1,7 @@
 """AttributionExplorer: which pixels does each model use? Pretrained, fine-tuned and scratch side by side.
 
 Rows are models (the pretrained ImageNet network and the runs you trained), columns are methods (captum's saliency,
-integrated gradients, Grad-CAM, occlusion …, from :func:`tl_lab.attribution.list_methods`). The sanity check
+integrated gradients, Grad-CAM, occlusion …, from :func:`tl_lab.inside.attribution.list_methods`). The sanity check
 (Adebayo et al. 2018) randomises the first model's weights from the head down and reports whether each method's
 map changes, which it must if the map explains the model.
 
@@ -19,10 +19,10 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 
-from tl_lab.attribution import explain, list_methods
-from tl_lab.plots_inside import attribution_overlays
-from tl_lab.run import Run
-from tl_lab.sanity import sanity_check
+from tl_lab.inside.attribution import explain, list_methods
+from tl_lab.inside.sanity import sanity_check
+from tl_lab.plots.inside import attribution_overlays
+from tl_lab.training.run import Run
 from tl_lab.widgets.common import FigureSlot, StatusLine, Worker, guarded
 from tl_lab.widgets.state import LabState
 
@@ -42,7 +42,7 @@ class AttributionExplorer(W.VBox):
 
     ``runs``: trained Runs to compare (with a shared ``state``, every run made in the Train tab). ``dataset``: where
     the image comes from when there are no runs (else the first run's data). ``methods``: names from
-    :func:`~tl_lab.attribution.list_methods` selected at the start.
+    :func:`~tl_lab.inside.attribution.list_methods` selected at the start.
     """
 
     def __init__(self, runs: list[Run] | None = None, *, backbone: str | None = None, dataset: str | None = None,

@@ -17,10 +17,10 @@ from typing import Any
 
 import ipywidgets as W
 
-from tl_lab.cka import StageSimilarity, compare_stages
-from tl_lab.data import baseline
-from tl_lab.plots_stages import cka_by_stage
-from tl_lab.run import Run
+from tl_lab.data.baseline import baseline
+from tl_lab.inside.cka import StageSimilarity, compare_stages
+from tl_lab.plots.stages import cka_by_stage
+from tl_lab.training.run import Run
 from tl_lab.widgets.attributions import PRETRAINED, model_options
 from tl_lab.widgets.common import FigureSlot, StatusLine, Worker, guarded, html_table
 from tl_lab.widgets.state import LabState

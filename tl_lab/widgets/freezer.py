@@ -2,7 +2,7 @@
 
 One button per stage, in forward order. Clicking a frozen stage unfreezes it and everything after it; clicking the
 first trainable stage freezes it (training starts one stage later). The head always trains. The parameter totals,
-the per-stage table and the resulting :class:`~tl_lab.freeze.FreezePlan` update on every change; nothing here counts
+the per-stage table and the resulting :class:`~tl_lab.training.freeze.FreezePlan` update on every change; nothing here counts
 parameters itself (``FreezePlan.summary`` does).
 
 Example::
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from tl_lab.backbones import Backbone, load_backbone
-from tl_lab.freeze import BODY, FreezePlan
+from tl_lab.backbones.registry import Backbone, load_backbone
+from tl_lab.training.freeze import BODY, FreezePlan
 from tl_lab.widgets.common import StatusLine, fmt_int, guarded
 from tl_lab.widgets.state import LabState
 

@@ -3,7 +3,7 @@
 Pick an image (a sample photo, an image of the dataset, or one you upload) and a stage: the explorer shows that
 stage's most active feature maps beside the image and the first-layer filters; two more buttons run the per-stage
 linear probes on the dataset (with the raw-pixel baseline) and a 2-D embedding of the chosen stage's features.
-Every number comes from :mod:`tl_lab.features`; every picture from :mod:`tl_lab.plots`.
+Every number comes from :mod:`tl_lab.inside`; every picture from :mod:`tl_lab.plots`.
 
 Example::
 
@@ -19,10 +19,13 @@ import ipywidgets as W
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from tl_lab.features import embed, feature_maps, filters, probe_stages, stage_features
-from tl_lab.plots_inside import embedding_scatter, feature_map_grid, filter_grid
-from tl_lab.plots_stages import probe_by_stage
-from tl_lab.samples import sample_photos
+from tl_lab.backbones.samples import sample_photos
+from tl_lab.inside.embedding import embed
+from tl_lab.inside.feature_maps import feature_maps, filters
+from tl_lab.inside.probes import probe_stages
+from tl_lab.inside.stage_features import stage_features
+from tl_lab.plots.inside import embedding_scatter, feature_map_grid, filter_grid
+from tl_lab.plots.stages import probe_by_stage
 from tl_lab.widgets.common import FigureSlot, StatusLine, Worker, guarded
 from tl_lab.widgets.state import LabState
 

@@ -19,7 +19,13 @@ import threading
 
 import ipywidgets as W
 
-from tl_lab.backbones import Backbone, WeightsUnavailableError, get_spec, list_backbones, load_backbone
+from tl_lab.backbones.registry import (
+    Backbone,
+    WeightsUnavailableError,
+    get_spec,
+    list_backbones,
+    load_backbone,
+)
 from tl_lab.widgets.common import StatusLine, fmt_int, guarded
 from tl_lab.widgets.state import LabState
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import traitlets as T
 
-from tl_lab.backbones import Backbone, load_backbone
-from tl_lab.data import DatasetSplits, load_dataset
-from tl_lab.freeze import FreezePlan
-from tl_lab.run import Run
+from tl_lab.backbones.registry import Backbone, load_backbone
+from tl_lab.data.datasets import DatasetSplits, load_dataset
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.run import Run
 
 __all__ = ["LabState", "OFFLINE_DATASETS"]
 

@@ -24,14 +24,28 @@ from typing import Any
 
 import ipywidgets as W
 
-from tl_lab.data import baseline
-from tl_lab.events import BatchEnd, EpochEnd, FitEnd, FitStart, Stopped, StopToken
-from tl_lab.experiments import RECIPES
-from tl_lab.freeze import FreezePlan
-from tl_lab.plots_training import add_run, append_epochs, empty_training_figure
-from tl_lab.run import Run, run_label
-from tl_lab.train import fit
-from tl_lab.widgets.common import FigureSlot, StatusLine, Throttle, fmt_acc, guarded, html_table
+from tl_lab.data.baseline import baseline
+from tl_lab.plots.training import add_run, append_epochs, empty_training_figure
+from tl_lab.training.events import (
+    BatchEnd,
+    EpochEnd,
+    FitEnd,
+    FitStart,
+    Stopped,
+    StopToken,
+)
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.loop import fit
+from tl_lab.training.recipes import RECIPES
+from tl_lab.training.run import Run, run_label
+from tl_lab.widgets.common import (
+    FigureSlot,
+    StatusLine,
+    Throttle,
+    fmt_acc,
+    guarded,
+    html_table,
+)
 from tl_lab.widgets.state import OFFLINE_DATASETS, LabState
 
 __all__ = ["TrainPanel", "PLAN_CHOICES"]

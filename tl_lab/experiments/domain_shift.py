@@ -1,0 +1,216 @@
+"""Domain shift and negative transfer, measured: what a shift costs and what labelled target data recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from tl_lab._checks import check_choice
+from tl_lab.backbones.registry import Backbone, load_backbone
+from tl_lab.data.baseline import baseline
+from tl_lab.data.datasets import DatasetSplits, load_dataset
+from tl_lab.experiments.results import ExperimentResult
+from tl_lab.training.recipes import (
+    RECIPES,
+    RecordCallback,
+    Records,
+    recipe_epochs,
+    train_run,
+)
+from tl_lab.training.run import evaluate_model
+
+try:  # written in parallel; forgetting() adds the photos when the module is there
+    from tl_lab.backbones.samples import sample_photos
+except ImportError:  # pragma: no cover - depends on the checkout
+    sample_photos = None
+
+from tl_lab.data.shifts import SHIFTS, shift_data
+
+TRAINABLE = ("frozen_head", "fine_tune", "scratch")
+
+
+# ---- domain shift --------------------------------------------------------------------------------------------
+
+
+def domain_shift(
+    backbone_name: str = "efficientnet_lite0",
+    dataset: str = "digits",
+    *,
+    shifts: Sequence[str] = SHIFTS,
+    shots: int | None = 10,
+    strategies: Sequence[str] = ("frozen_head", "fine_tune"),
+    adapt: bool = True,
+    target_only: bool = True,
+    seed: int = 0,
+    image_size: int | None = None,
+    epochs: int | Mapping[str, int] | None = None,
+    fast: bool = False,
+    val_per_class: int | None = None,
+    callback: RecordCallback | None = None,
+    run_dir: str | Path | None = None,
+) -> ExperimentResult:
+    """Train on the clean domain, test on shifted copies of the test split; then adapt on a few shifted images.
+
+    Why: a model is only as good as the match between its training and test distributions (Quiñonero-Candela
+    et al. 2009, "Dataset Shift in Machine Learning"; Recht et al. 2019, "Do ImageNet Classifiers Generalize to
+    ImageNet?"). Each record has a ``training`` column: ``clean`` (trained on clean images, tested on the shift),
+    ``adapted`` (the clean model trained further, same recipe, on the same number of shifted training images per
+    class, shifted validation images choosing the epoch) or, with ``target_only``, ``target_only`` (raw pixels and
+    scratch trained on the shifted images alone). The notes report negative transfer, an adapted
+    pretrained model doing worse than training on the shifted images alone (Rosenstein et al. 2005; Wang et al.
+    2019, "Characterizing and Avoiding Negative Transfer", CVPR), where it occurs and say so when it does not.
+
+    Records: strategy, shift (``none`` = clean test), training, test_acc, seconds, plus the settings.
+
+    Example::
+
+        >>> r = domain_shift(dataset="digits", shifts=("inverted",), strategies=("frozen_head",), fast=True)
+        >>> print(r)            # inverted digits: accuracy falls; adapting on 10 shifted shots wins some back
+    """
+    check_choice("shift", shifts, SHIFTS)
+    check_choice("strategy", strategies, TRAINABLE)
+    start = time.perf_counter()
+    data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size, val_per_class=val_per_class)
+    shifted = {s: shift_data(data, s, seed=seed) for s in shifts}
+    records: Records = []
+    context = {"dataset": dataset, "backbone": backbone_name, "shots": shots, "seed": seed}
+
+    def emit(strategy: str, shift: str, training: str, acc: float, since: float) -> None:
+        record = {"strategy": strategy, "shift": shift, "training": training, "test_acc": acc,
+                  "seconds": time.perf_counter() - since, **context}
+        records.append(record)
+        if callback is not None:
+            callback(record)
+
+    t = time.perf_counter()
+    emit("raw_pixels", "none", "clean", baseline(data)["test_acc"], t)
+    for s in shifts:
+        t = time.perf_counter()
+        emit("raw_pixels", s, "clean", baseline(replace(data, test=shifted[s].test))["test_acc"], t)
+        if target_only:
+            t = time.perf_counter()
+            emit("raw_pixels", s, "target_only", baseline(shifted[s])["test_acc"], t)
+    for strategy in strategies:
+        r, n_epochs = RECIPES[strategy], recipe_epochs(strategy, epochs, fast)
+        t = time.perf_counter()
+        run = train_run(backbone_name, data, r, epochs=n_epochs, seed=seed, run_dir=run_dir, name=f"{strategy}-clean")
+        emit(strategy, "none", "clean", run.best["test_acc"], t)
+        device = next(run.model.parameters()).device
+        for s in shifts:
+            t = time.perf_counter()
+            emit(strategy, s, "clean", evaluate_model(run.backbone, shifted[s].test, device=device)["acc"], t)
+            if adapt:
+                t = time.perf_counter()
+                model = copy_backbone(run.backbone, num_classes=len(data.classes), seed=seed)
+                adapted = train_run(model, shifted[s], r, epochs=n_epochs, seed=seed, run_dir=run_dir,
+                                    name=f"{strategy}-adapted-{s}")
+                emit(strategy, s, "adapted", adapted.best["test_acc"], t)
+    if target_only:
+        r, n_epochs = RECIPES["scratch"], recipe_epochs("scratch", epochs, fast)
+        for s in shifts:
+            t = time.perf_counter()
+            run = train_run(backbone_name, shifted[s], r, epochs=n_epochs, seed=seed, run_dir=run_dir,
+                            name=f"scratch-target-{s}")
+            emit("scratch", s, "target_only", run.best["test_acc"], t)
+    config = {**context, "image_size": data.image_size, "fast": fast}
+    return ExperimentResult("domain shift", records, time.perf_counter() - start, config,
+                            _negative_transfer_notes(records, shifts), pivot=(("strategy", "training"), "shift"))
+
+
+def copy_backbone(backbone: Backbone, *, num_classes: int, seed: int = 0) -> Backbone:
+    """A fresh Backbone of the same network holding ``backbone``'s weights (the original keeps training apart)."""
+    new = load_backbone(backbone.name, pretrained=False, num_classes=num_classes, seed=seed)
+    new.model.load_state_dict(backbone.model.state_dict())
+    new.meta.update(pretrained=backbone.meta.get("pretrained", True), weights=backbone.meta.get("weights"))
+    return new
+
+
+def _negative_transfer_notes(records: Records, shifts: Sequence[str]) -> list[str]:
+    notes = []
+    for s in shifts:
+        alone = [r for r in records if r["shift"] == s and r["training"] == "target_only"]
+        adapted = [r for r in records if r["shift"] == s and r["training"] == "adapted" and r["strategy"] != "scratch"]
+        if not alone or not adapted:
+            continue
+        best = max(alone, key=lambda r: r["test_acc"])
+        worse = [r for r in adapted if r["test_acc"] < best["test_acc"]]
+        for r in worse:
+            notes.append(f"negative transfer on {s}: {r['strategy']} adapted {r['test_acc']:.3f} < {best['strategy']} "
+                         f"trained on the shifted images alone {best['test_acc']:.3f}")
+        if not worse:
+            notes.append(f"no negative transfer on {s}: every adapted pretrained model matched or beat training on "
+                         f"the shifted images alone (best: {best['strategy']} {best['test_acc']:.3f})")
+    return notes
+
+
+# ---- negative transfer through an intermediate source ----------------------------------------------------------
+
+
+def negative_transfer(
+    backbone_name: str = "efficientnet_lite0",
+    source: str = "digits",
+    target: str = "clipart",
+    *,
+    shots: int | None = 10,
+    source_shots: int | None = 20,
+    image_size: int = 64,
+    seed: int = 0,
+    epochs: int | Mapping[str, int] | None = None,
+    fast: bool = False,
+    callback: RecordCallback | None = None,
+    run_dir: str | Path | None = None,
+) -> ExperimentResult:
+    """Does a detour through a far source task hurt? ImageNet -> ``source`` -> ``target`` vs ImageNet -> target.
+
+    Why: transfer helps only when source and target share structure; otherwise it can do worse than no transfer
+    at all, negative transfer (Rosenstein et al. 2005, "To transfer or not to transfer"; Wang et al. 2019, CVPR).
+    Routes, each ending in a frozen-feature linear head on the target (so the features are what is compared):
+    ``ImageNet -> target``; ``ImageNet -> source -> target`` (the body first fine-tuned on ``source``, then
+    frozen); and the target-only floors ``scratch`` and ``raw pixels``. The notes give the verdict as measured.
+
+    Records: route, test_acc (target), source_test_acc (the detour's source accuracy), seconds.
+    """
+    start = time.perf_counter()
+    tgt = load_dataset(target, shots=shots, seed=seed, image_size=image_size)
+    src = load_dataset(source, shots=source_shots, seed=seed, image_size=image_size)
+    records: Records = []
+
+    def train(key: str, backbone: Backbone | str, data: DatasetSplits, name: str):
+        return train_run(backbone, data, RECIPES[key], epochs=recipe_epochs(key, epochs, fast), seed=seed,
+                         run_dir=run_dir, name=name)
+
+    def emit(route: str, acc: float, since: float, source_acc: float | None = None) -> None:
+        record = {"route": route, "test_acc": acc, "source_test_acc": source_acc,
+                  "seconds": time.perf_counter() - since, "source": source, "target": target, "shots": shots,
+                  "backbone": backbone_name, "seed": seed}
+        records.append(record)
+        if callback is not None:
+            callback(record)
+
+    t = time.perf_counter()
+    emit("raw pixels (target only)", baseline(tgt)["test_acc"], t)
+    t = time.perf_counter()
+    emit("scratch (target only)", train("scratch", backbone_name, tgt, "scratch-target").best["test_acc"], t)
+    t = time.perf_counter()
+    emit("ImageNet -> target", train("frozen_head", backbone_name, tgt, "imagenet-target").best["test_acc"], t)
+    t = time.perf_counter()
+    detour = train("fine_tune", backbone_name, src, "source")
+    model = load_backbone(backbone_name, num_classes=len(tgt.classes), seed=seed)
+    for stage in model.body_stages:
+        model.model.get_submodule(stage).load_state_dict(detour.model.get_submodule(stage).state_dict())
+    run = train("frozen_head", model, tgt, "source-target")
+    emit(f"ImageNet -> {source} -> target", run.best["test_acc"], t, detour.best["test_acc"])
+    floor = max(records[:2], key=lambda r: r["test_acc"])
+    notes = []
+    for r in records[2:]:
+        verdict = "negative transfer" if r["test_acc"] < floor["test_acc"] else "positive transfer"
+        notes.append(f"{verdict}: {r['route']} {r['test_acc']:.3f} vs best target-only ({floor['route']}) "
+                     f"{floor['test_acc']:.3f}")
+    diff = records[3]["test_acc"] - records[2]["test_acc"]
+    notes.append(f"the detour through {source} changed target accuracy by {diff:+.3f} against ImageNet directly")
+    config = {"backbone": backbone_name, "source": source, "target": target, "shots": shots,
+              "source_shots": source_shots, "image_size": image_size, "seed": seed, "fast": fast}
+    return ExperimentResult("negative transfer", records, time.perf_counter() - start, config, notes,
+                            ("route", "test_acc", "source_test_acc", "seconds"))

@@ -1,0 +1,155 @@
+"""Catastrophic forgetting: how much of the ImageNet task survives fine-tuning, and freezing as the remedy."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from tl_lab._checks import check_choice
+from tl_lab.backbones.registry import Backbone, load_backbone
+from tl_lab.data.datasets import load_dataset
+from tl_lab.experiments.results import ExperimentResult
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.recipes import (
+    RECIPES,
+    Recipe,
+    RecordCallback,
+    Records,
+    recipe_epochs,
+    train_run,
+)
+
+try:  # written in parallel; forgetting() adds the photos when the module is there
+    from tl_lab.backbones.samples import sample_photos
+except ImportError:  # pragma: no cover - depends on the checkout
+    sample_photos = None
+
+
+
+# ---- catastrophic forgetting -------------------------------------------------------------------------------------
+
+
+def forgetting(
+    backbone_name: str = "efficientnet_lite0",
+    dataset: str = "clipart",
+    *,
+    plans: Sequence[str | FreezePlan] = ("frozen_head", "fine_tune"),
+    shots: int | None = 10,
+    seed: int = 0,
+    image_size: int | None = None,
+    epochs: int | Mapping[str, int] | None = None,
+    fast: bool = False,
+    photos: bool = True,
+    callback: RecordCallback | None = None,
+    run_dir: str | Path | None = None,
+) -> ExperimentResult:
+    """How much of the original ImageNet task survives training on a new task (task B).
+
+    Why: a network trained on a new task loses the old one, catastrophic forgetting (McCloskey & Cohen 1989;
+    Kirkpatrick et al. 2017, "Overcoming catastrophic forgetting in neural networks", PNAS). With no ImageNet
+    images offline, task A is measured as agreement with the pretrained model itself: the original 1000-class head
+    is put back on the body after task-B training, and its predictions are compared with the untouched model's on
+    images task B never trained on (the sample photos at the backbone's input size, and the task-B test images).
+    A frozen body must agree 100%; fine-tuning moves the body and some predictions change.
+
+    Args:
+        plans: ``"frozen_head"``, ``"fine_tune"`` (the :data:`RECIPES`) or FreezePlans (lr 3e-3; fine-tune epochs,
+            or frozen-head epochs for a head-only plan).
+        photos: include :func:`tl_lab.backbones.samples.sample_photos` when that module is installed.
+
+    Records (one per plan and image set): plan, images, n_images, top1_agreement, kl_mean (KL(original || after),
+    nats), p_top_before / p_top_after (mean probability of the original top class), body_change (relative L2
+    change of the body's weights), task_b_test_acc, seconds.
+
+    Example::
+
+        >>> r = forgetting(dataset="clipart", image_size=64, fast=True)
+        >>> {(x["plan"], x["images"]): x["top1_agreement"] for x in r.to_records()}   # frozen: 1.0; fine-tuned: less
+    """
+    start = time.perf_counter()
+    reference = load_backbone(backbone_name)
+    if reference.meta.get("categories") is None:
+        raise ValueError(f"{backbone_name} has no ImageNet head to compare; use a backbone with ImageNet weights")
+    data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size)
+    probe_sets: dict[str, torch.Tensor] = {}
+    notes: list[str] = []
+    if photos and sample_photos is not None:
+        probe_sets["sample photos"] = torch.stack([reference.transform(p.image()) for p in sample_photos()])
+    elif photos:
+        notes.append("sample photos unavailable (tl_lab.backbones.samples missing); only task-B test images were used")
+    probe_sets[f"{dataset} test"] = reference.normalize(data.test.images)
+    before = {name: _probabilities(reference.model, x) for name, x in probe_sets.items()}
+    records: Records = []
+    for plan in plans:
+        label, recipe, n_epochs = _forgetting_recipe(plan, epochs, fast, reference.head)
+        t = time.perf_counter()
+        run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=seed, run_dir=run_dir,
+                        name=f"forgetting-{label}")
+        imagenet = reattach_head(run.backbone, reference)
+        change = _relative_change(reference, imagenet)
+        for name, x in probe_sets.items():
+            p0, p1 = before[name], _probabilities(imagenet.model, x)
+            top = p0.argmax(1)
+            record = {
+                "plan": label, "images": name, "n_images": len(x),
+                "top1_agreement": (p1.argmax(1) == top).double().mean().item(),
+                "kl_mean": (p0 * (p0.clamp_min(1e-12).log() - p1.clamp_min(1e-12).log())).sum(1).mean().item(),
+                "p_top_before": p0.gather(1, top[:, None]).mean().item(),
+                "p_top_after": p1.gather(1, top[:, None]).mean().item(),
+                "body_change": change, "task_b_test_acc": run.best["test_acc"], "epochs": n_epochs,
+                "seconds": time.perf_counter() - t, "dataset": dataset, "backbone": backbone_name,
+            }
+            records.append(record)
+            if callback is not None:
+                callback(record)
+    config = {"backbone": backbone_name, "dataset": dataset, "shots": shots, "seed": seed,
+              "image_size": data.image_size, "fast": fast}
+    return ExperimentResult("forgetting", records, time.perf_counter() - start, config, notes,
+                            ("plan", "images", "top1_agreement", "kl_mean", "p_top_before", "p_top_after",
+                             "body_change", "task_b_test_acc"))
+
+
+def reattach_head(trained: Backbone, reference: Backbone) -> Backbone:
+    """A copy of ``reference`` (with its original head) whose body stages hold ``trained``'s weights."""
+    model = load_backbone(reference.name)
+    model.model.load_state_dict(reference.model.state_dict())
+    for stage in reference.body_stages:
+        model.model.get_submodule(stage).load_state_dict(trained.model.get_submodule(stage).state_dict())
+    return model
+
+
+def _forgetting_recipe(plan: str | FreezePlan, epochs, fast: bool, head: str) -> tuple[str, Recipe, int]:
+    if isinstance(plan, str):
+        check_choice("plan", [plan], ("frozen_head", "fine_tune"))
+        return plan, RECIPES[plan], recipe_epochs(plan, epochs, fast)
+    key = "frozen_head" if plan.trainable_from == head else "fine_tune"
+    return plan.describe(), replace(RECIPES[key], plan=plan), recipe_epochs(key, epochs, fast)
+
+
+@torch.no_grad()
+def _probabilities(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        return torch.cat([model(x[i : i + batch_size].to(device)).float().softmax(1).cpu()
+                          for i in range(0, len(x), batch_size)]).double()
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def _relative_change(before: Backbone, after: Backbone) -> float:
+    """||w_after - w_before|| / ||w_before|| over every body parameter."""
+    num = den = 0.0
+    for stage in before.body_stages:
+        pa = dict(after.model.get_submodule(stage).named_parameters())
+        for name, w0 in before.model.get_submodule(stage).named_parameters():
+            num += (pa[name].detach().cpu().double() - w0.detach().cpu().double()).pow(2).sum().item()
+            den += w0.detach().double().pow(2).sum().item()
+    return math.sqrt(num / max(den, 1e-30))

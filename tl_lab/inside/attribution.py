@@ -1,0 +1,673 @@
+"""Attribution maps through one interface: ``explain(method, model, images, target)`` for every captum method.
+
+Why one function and a registry: a lesson compares methods side by side, and a widget builds its menu from
+:func:`list_methods` (display name, whether the method needs a layer or a baseline). Every method is computed by
+captum; tl_lab only prepares inputs (a Backbone's own preprocessing), resolves targets (class names too), keeps
+the model's state untouched, and returns plain data: an :class:`Attribution` with ``(N, H, W)`` numpy maps.
+
+Methods (``list_methods()``), with the paper each comes from:
+
+- ``saliency``: |d output / d pixel| (Simonyan et al. 2014, arXiv:1312.6034). The paper takes the max over colour
+  channels; here channels are summed like every other method.
+- ``integrated_gradients``: path integral of gradients from a baseline (Sundararajan et al. 2017,
+  arXiv:1703.01365). Completeness: the map sums to f(x) - f(baseline) up to ``diagnostics["convergence_delta"]``.
+- ``grad_cam``: channel-weighted activations of a layer (Selvaraju et al. 2017, arXiv:1610.02391), upsampled
+  (bilinear; captum's default is nearest) to the input size. ReLU applied as in the paper (captum's default is
+  signed). Transformer token layers are reshaped to their patch grid first.
+- ``occlusion``: drop of the output when a square patch is replaced by the baseline (Zeiler & Fergus 2014,
+  arXiv:1311.2901); window about 1/7 of the image, stride half the window.
+- ``guided_backprop``: gradients with negative values stopped at every ReLU (Springenberg et al. 2015,
+  arXiv:1412.6806). captum hooks ``nn.ReLU`` only; tl_lab also hooks ``nn.ReLU6`` (EfficientNet-Lite0 and
+  MobileNetV2 use it), else on Lite0 the "guided" map would silently be the plain gradient.
+- ``noise_tunnel=True`` wraps any of them in SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825): the mean map
+  over ``nt_samples`` noisy copies, noise sd = ``noise_level`` x the input range (the paper's 10-20 %).
+
+Example::
+
+    >>> import tl_lab
+    >>> bb = tl_lab.load_backbone()                                  # ImageNet Lite0, offline
+    >>> cat = tl_lab.sample_photo("cat").image()                     # PIL image(s) or uint8 (N, 3, H, W)
+    >>> att = tl_lab.explain("grad_cam", bb, cat, "tabby")           # target: index, name, list, or None
+    >>> att.maps.shape, att.layer, att.images.shape                 # maps at the input size, overlay pixels
+    ((1, 224, 224), 'conv_head', (1, 224, 224, 3))
+    >>> att.normalized("positive")                                   # [0, 1], clipped at the 99th percentile
+    >>> ig = tl_lab.explain("integrated_gradients", bb, cat, "tabby", n_steps=128)
+    >>> ig.diagnostics["relative_delta"]                             # completeness error, about 0.02 here
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from captum._utils.common import _register_backward_hook
+from captum.attr import (
+    GuidedBackprop,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+)
+from torch import nn
+
+from tl_lab.backbones.registry import Backbone
+
+__all__ = ["Attribution", "MethodInfo", "explain", "get_method", "list_methods", "resolve_target"]
+
+Baseline = Literal["black", "blur"] | torch.Tensor | None
+# Above this completeness error (|delta| / |f(x) - f(baseline)|) an IG map gets a warning naming the fix. Lite0 at
+# 224 px, cat photo: 29% at 50 steps, 10% at 64, 2% at 128, 0.2-0.5% at 256 (at 112 px: 0.7% at 64).
+IG_DELTA_WARNING = 0.05
+NormKind = Literal["abs", "positive", "signed"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What one explanation method needs and how to show it.
+
+    ``needs_layer``: it explains a layer's activations (default: the backbone's Grad-CAM stage).
+    ``needs_baseline``: it compares the image with a reference ("black" by default).
+    ``signed``: its maps carry evidence for (+) and against (-); display with ``normalized("signed")``.
+    ``options``: the method-specific keywords :func:`explain` accepts for it.
+    """
+
+    name: str
+    display_name: str
+    needs_layer: bool
+    needs_baseline: bool
+    captum_class: type
+    description: str
+    paper: str
+    signed: bool = False
+    options: tuple[str, ...] = ()
+
+
+_METHODS: dict[str, MethodInfo] = {}
+
+
+def _register(info: MethodInfo) -> None:
+    if info.name in _METHODS:
+        raise ValueError(f"a method named {info.name!r} is already registered")
+    _METHODS[info.name] = info
+
+
+_register(MethodInfo(
+    "saliency", "Saliency (gradient)", False, False, Saliency,
+    "How much each pixel's tiny change moves the class score: |gradient|, summed over colour channels.",
+    "Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks (arXiv:1312.6034)"))
+_register(MethodInfo(
+    "integrated_gradients", "Integrated Gradients", False, True, IntegratedGradients,
+    "Gradients averaged along the straight path from a baseline image to the input, times the difference; "
+    "the map adds up to f(input) - f(baseline).",
+    "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks (arXiv:1703.01365)",
+    signed=True, options=("n_steps",)))
+_register(MethodInfo(
+    "grad_cam", "Grad-CAM", True, False, LayerGradCam,
+    "A layer's feature maps weighted by the class score's average gradient, ReLU'd and upsampled: coarse "
+    "'where does the network look' regions.",
+    "Selvaraju et al. 2017, Grad-CAM (arXiv:1610.02391)",
+    options=("interpolate_mode",)))
+_register(MethodInfo(
+    "occlusion", "Occlusion", False, True, Occlusion,
+    "Slide a patch of baseline colour over the image and record how much the class score drops.",
+    "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks (arXiv:1311.2901)",
+    signed=True, options=("window", "stride")))
+_register(MethodInfo(
+    "guided_backprop", "Guided Backprop", False, False, GuidedBackprop,
+    "The gradient with negative values stopped at every ReLU/ReLU6: sharp, edge-like maps (which Adebayo et al. "
+    "2018 showed barely depend on the weights: see tl_lab.inside.sanity).",
+    "Springenberg et al. 2015, Striving for Simplicity (arXiv:1412.6806)",
+    signed=True))
+
+
+def list_methods() -> list[MethodInfo]:
+    """Every method, in menu order: ``[(m.display_name, m.name) for m in list_methods()]`` builds a dropdown."""
+    return list(_METHODS.values())
+
+
+def get_method(name: str) -> MethodInfo:
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown attribution method {name!r}; choose one of: {', '.join(_METHODS)}") from None
+
+
+@dataclass(frozen=True, eq=False)
+class Attribution:
+    """Maps from one call of :func:`explain`.
+
+    ``maps``: ``(N, H, W)`` float32 numpy at the input size (channels summed for per-pixel gradient methods).
+    ``raw``: the method's own output before that: ``(N, C, H, W)`` for pixel methods, the layer-resolution
+    ``(N, 1, h, w)`` map for Grad-CAM. ``images``: ``(N, H, W, 3)`` uint8 pixels for overlays (None when unknown).
+    ``target``: the class index explained for each image. ``diagnostics``: method-specific numbers (IG
+    convergence delta, steps, Occlusion window, notes about what the method could not do on this network).
+    """
+
+    method: str
+    display_name: str
+    maps: np.ndarray
+    target: tuple[int, ...]
+    layer: str | None = None
+    diagnostics: Mapping[str, Any] = field(default_factory=dict)
+    images: np.ndarray | None = None
+    raw: np.ndarray | None = field(default=None, repr=False)
+    target_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def normalized(self, kind: NormKind = "abs", *, percentile: float = 99.0) -> np.ndarray:
+        """Maps scaled for display, per image, clipped at the ``percentile`` of their magnitude.
+
+        ``"abs"``: |map| in [0, 1]; ``"positive"``: only evidence for the class, in [0, 1]; ``"signed"``: [-1, 1].
+        Clipping at a high percentile (as captum's visualisation does with its outlier threshold) keeps a few
+        extreme pixels from making the rest of the map invisible.
+        """
+        if kind not in ("abs", "positive", "signed"):
+            raise ValueError(f"kind must be 'abs', 'positive' or 'signed'; got {kind!r}")
+        out = np.empty_like(self.maps, dtype=np.float32)
+        for i, m in enumerate(self.maps):
+            v = np.abs(m) if kind == "abs" else np.maximum(m, 0) if kind == "positive" else m
+            mag = np.abs(v)
+            scale = np.percentile(mag, percentile)
+            scale = scale if scale > 0 else mag.max()
+            lo = -1.0 if kind == "signed" else 0.0
+            out[i] = np.clip(v / scale, lo, 1.0) if scale > 0 else 0.0
+        return out
+
+
+# ---- explain ----------------------------------------------------------------------------------------------------
+
+
+def explain(
+    method: str,
+    model: Backbone | nn.Module | Any,
+    images: Any,
+    target: int | str | Sequence[int | str] | torch.Tensor | None = None,
+    *,
+    layer: str | nn.Module | None = None,
+    baseline: Baseline = None,
+    noise_tunnel: bool = False,
+    nt_samples: int = 10,
+    noise_level: float = 0.15,
+    n_steps: int | None = None,
+    window: int | None = None,
+    stride: int | None = None,
+    interpolate_mode: str | None = None,
+    classes: Sequence[str] | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> Attribution:
+    """Explain ``model``'s score for ``target`` on ``images`` with one of :func:`list_methods`.
+
+    Args:
+        model: a :class:`~tl_lab.backbones.Backbone` (preferred), a training ``Run``, or a plain ``nn.Module``.
+        images: for a Backbone, uint8 ``(N, 3, H, W)`` / ``(3, H, W)``, float pixels in [0, 1], or PIL image(s)
+            (resized and cropped by ``backbone.transform``); for a plain module, its float input ``(N, C, H, W)``.
+        target: class index, one per image (list/tensor), a class name (from ``backbone.meta["categories"]``, the
+            Run's classes, or ``classes``), or None for the predicted class.
+        layer: for Grad-CAM, a stage name or module path (default ``backbone.spec.gradcam_layer``) or a module.
+        baseline: "black" (default for IG and Occlusion; true black pixels for a Backbone, zeros for a plain
+            module), "blur" (a heavily blurred copy: Sturmfels et al. 2020, Distill) or a tensor like ``images``.
+        noise_tunnel: average over ``nt_samples`` noisy copies (SmoothGrad), noise sd ``noise_level`` x range.
+        n_steps: IG steps (default 50, captum's; a warning says when more are needed: Lite0 at 224 px needs about
+            128 for a 2 % completeness error). ``window``/``stride``: Occlusion patch (default about H/7 and half that).
+        interpolate_mode: how Grad-CAM's layer map is upsampled (default "bilinear"; captum's is "nearest").
+        batch_size: images (or IG steps, noisy copies, occlusion patches) per forward pass; lower it to save memory.
+        seed: for the noise tunnel's noise.
+    Returns:
+        an :class:`Attribution`; ``maps`` ``(N, H, W)``.
+
+    The model is put in eval mode and its parameters stop requiring gradients for the call; both are restored
+    afterwards, and no parameter's ``.grad`` changes.
+    """
+    info = get_method(method)
+    _check_options(info, layer=layer, baseline=baseline, n_steps=n_steps, window=window, stride=stride,
+                   interpolate_mode=interpolate_mode, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
+                   noise_level=noise_level, batch_size=batch_size)
+    backbone, net, categories = _unwrap(model, classes)
+    device = next(net.parameters()).device
+    x, display = _prepare(backbone, images, device)
+    n, _, h, w = x.shape
+
+    diagnostics: dict[str, Any] = {}
+    layer_name = layer_module = None
+    if info.needs_layer:
+        layer_name, layer_module = _resolve_layer(backbone, net, layer)
+    base = _baseline(backbone, baseline if baseline is not None else "black", x) if info.needs_baseline else None
+    if base is not None:
+        diagnostics["baseline"] = "tensor" if torch.is_tensor(baseline) else baseline or "black"
+
+    with _attribution_mode(net), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        logits = _forward(net, x, batch_size)
+        targets = resolve_target(target, n, categories, logits=logits)
+        diagnostics["target_prob"] = logits.softmax(1)[torch.arange(n), targets].numpy()
+        diagnostics["predicted"] = logits.argmax(1).numpy()
+        call = _Call(net, diagnostics, batch_size, nt_samples if noise_tunnel else 0,
+                     float(noise_level * (x.max() - x.min())) if noise_tunnel else 0.0,
+                     {"n_steps": n_steps, "window": window, "stride": stride}, layer_name, layer_module)
+        if noise_tunnel:
+            diagnostics.update(noise_tunnel="smoothgrad", nt_samples=nt_samples, noise_sd=call.stdev)
+        try:
+            raw = call.all_chunks(_COMPUTE[method], x, targets, base)
+        except _NoGradient as exc:
+            # A ViT's registered Grad-CAM stage may be its last block, whose patch tokens get no gradient: the
+            # default then moves one stage down, and says so (an explicit layer is never overridden).
+            if not (exc.tokens and layer is None and backbone is not None and backbone.stages.index(layer_name) > 0):
+                raise
+            previous = backbone.stages[backbone.stages.index(layer_name) - 1]
+            diagnostics["layer_note"] = (f"default stage {layer_name!r} gets no gradient on its patch tokens; "
+                                         f"used {previous!r} (its input) instead")
+            layer_name = call.layer_name = previous
+            call.layer = net.get_submodule(previous)
+            raw = call.all_chunks(_COMPUTE[method], x, targets, base)
+        if call.deltas:
+            _ig_report(diagnostics, net, x, base, targets, torch.cat(call.deltas), raw, batch_size, noise_tunnel)
+
+    if method == "grad_cam":
+        maps = LayerAttribution.interpolate(raw, (h, w), interpolate_mode or "bilinear")[:, 0]
+    elif method == "occlusion":
+        maps = raw[:, 0]  # every channel of a window gets the same value
+    else:
+        maps = raw.sum(1)
+    names = tuple(categories[t] for t in targets.tolist()) if categories else None
+    return Attribution(
+        method=method,
+        display_name=info.display_name + (" + SmoothGrad" if noise_tunnel else ""),
+        maps=maps.numpy().astype(np.float32),
+        target=tuple(targets.tolist()),
+        layer=layer_name,
+        diagnostics=MappingProxyType(diagnostics),
+        images=display,
+        raw=raw.numpy(),
+        target_names=names,
+    )
+
+
+@dataclass
+class _Call:
+    """One explain() call's settings, shared by the per-method functions below."""
+
+    net: nn.Module
+    diagnostics: dict
+    batch_size: int
+    nt_samples: int  # 0: no noise tunnel
+    stdev: float
+    options: dict
+    layer_name: str | None = None
+    layer: nn.Module | None = None
+    deltas: list = field(default_factory=list)
+
+    def all_chunks(self, compute, x: torch.Tensor, targets: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        self.deltas = []
+        raws = []
+        for lo in range(0, len(x), self.batch_size):
+            chunk = slice(lo, lo + self.batch_size)
+            raw = compute(self, x[chunk], targets[chunk].tolist(), None if base is None else base[chunk])
+            raws.append(raw.detach().float().cpu())
+        return torch.cat(raws)
+
+    def attribute(self, algorithm, xb: torch.Tensor, tb: list[int], **kwargs: Any) -> Any:
+        """``algorithm.attribute``, wrapped in captum's NoiseTunnel (SmoothGrad) when asked."""
+        if not self.nt_samples:
+            return algorithm.attribute(xb, target=tb, **kwargs)
+        # IG batches its own steps, so all noisy copies go in one call (its deltas then come out image-major).
+        per = self.nt_samples if "internal_batch_size" in kwargs else max(1, self.batch_size // len(xb))
+        return NoiseTunnel(algorithm).attribute(xb, nt_type="smoothgrad", nt_samples=self.nt_samples,
+                                                nt_samples_batch_size=per, stdevs=self.stdev, target=tb, **kwargs)
+
+
+def _saliency(call: _Call, xb, tb, bb) -> torch.Tensor:
+    return call.attribute(Saliency(call.net), xb.detach().requires_grad_(), tb, abs=True)
+
+
+def _guided_backprop(call: _Call, xb, tb, bb) -> torch.Tensor:
+    gbp = _GuidedBackprop(call.net)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+        raw = call.attribute(gbp, xb.detach().requires_grad_(), tb)
+    call.diagnostics.update(gbp.report())
+    return raw
+
+
+def _integrated_gradients(call: _Call, xb, tb, bb) -> torch.Tensor:
+    steps = call.options["n_steps"] or 50
+    raw, delta = call.attribute(IntegratedGradients(call.net), xb, tb, baselines=bb, n_steps=steps,
+                                internal_batch_size=call.batch_size, return_convergence_delta=True)
+    call.deltas.append(delta.detach().reshape(len(xb), -1).abs().mean(1) if call.nt_samples else delta.detach())
+    call.diagnostics["n_steps"] = steps
+    return raw
+
+
+def _occlusion(call: _Call, xb, tb, bb) -> torch.Tensor:
+    c, h = xb.shape[1], xb.shape[2]
+    win = call.options["window"] or max(3, round(h / 7))
+    step = call.options["stride"] or max(1, win // 2)
+    call.diagnostics.update(window=win, stride=step)
+    return call.attribute(Occlusion(call.net), xb, tb, baselines=bb, sliding_window_shapes=(c, win, win),
+                          strides=(c, step, step), perturbations_per_eval=max(1, call.batch_size // len(xb)))
+
+
+def _check_options(info: MethodInfo, **kw: Any) -> None:
+    """Refuse options the method would ignore, naming which methods use them (a silent no-op misleads)."""
+
+    def uses(m: MethodInfo, key: str) -> bool:
+        return m.needs_layer if key == "layer" else m.needs_baseline if key == "baseline" else key in m.options
+
+    for key in ("layer", "baseline", "n_steps", "window", "stride", "interpolate_mode"):
+        if kw[key] is not None and not uses(info, key):
+            users = ", ".join(m.name for m in _METHODS.values() if uses(m, key))
+            raise ValueError(f"{info.name} takes no {key}; it is an option of: {users}. Leave it out.")
+    if kw["noise_tunnel"] and (not isinstance(kw["nt_samples"], int) or kw["nt_samples"] < 1 or kw["noise_level"] <= 0):
+        raise ValueError("noise_tunnel needs nt_samples >= 1 and noise_level > 0 (e.g. nt_samples=10, noise_level=0.15)")
+    if kw["interpolate_mode"] not in (None, "nearest", "bilinear", "bicubic", "area"):
+        raise ValueError(f"interpolate_mode must be 'bilinear' (default), 'bicubic', 'nearest' or 'area'; "
+                         f"got {kw['interpolate_mode']!r}")
+    if kw["n_steps"] is not None and (not isinstance(kw["n_steps"], int) or kw["n_steps"] < 2):
+        raise ValueError(f"n_steps must be an int >= 2 (e.g. 50); got {kw['n_steps']!r}")
+    if not isinstance(kw["batch_size"], int) or kw["batch_size"] < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {kw['batch_size']!r}")
+
+
+def _unwrap(model: Any, classes: Sequence[str] | None) -> tuple[Backbone | None, nn.Module, tuple[str, ...] | None]:
+    if isinstance(getattr(model, "backbone", None), Backbone):  # a training Run: its data names the classes
+        data = getattr(model, "data", None)
+        classes = classes if classes is not None else getattr(data, "classes", None)
+        model = model.backbone
+    if isinstance(model, Backbone):
+        cats = tuple(classes) if classes is not None else model.meta.get("categories")
+        return model, model.model, tuple(cats) if cats else None
+    if isinstance(model, nn.Module):
+        return None, model, tuple(classes) if classes is not None else None
+    raise TypeError(f"explain needs a Backbone, a Run or an nn.Module; got {type(model).__name__}")
+
+
+def _prepare(backbone: Backbone | None, images: Any, device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Model input (N, C, H, W) on ``device`` and the (N, H, W, 3) uint8 pixels to overlay maps on."""
+    from PIL import Image
+
+    pil = isinstance(images, Image.Image) or (
+        isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(i, Image.Image) for i in images))
+    if backbone is None:
+        if pil or not torch.is_tensor(images) or not images.is_floating_point():
+            raise TypeError("a plain nn.Module needs its float input tensor (N, C, H, W); to pass PIL images or uint8 "
+                            "pixels, pass a Backbone (load_backbone(...)) so its own preprocessing is applied")
+        x = images[None] if images.dim() == 3 else images
+        if x.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W) or (C, H, W); got shape {tuple(images.shape)}")
+        x = x.detach().to(device, torch.float32)
+        display = None
+        if x.shape[1] == 3:
+            lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+            display = _to_uint8((x - lo) / (hi - lo).clamp_min(1e-12))
+        return x, display
+    if pil:
+        ims = [images] if isinstance(images, Image.Image) else list(images)
+        x = torch.stack([backbone.transform(im.convert("RGB")) for im in ims]).to(device)
+    elif torch.is_tensor(images):
+        t = images[None] if images.dim() == 3 else images
+        if t.dim() != 4 or t.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W) or (3, H, W) RGB; got shape {tuple(images.shape)}")
+        if t.is_floating_point() and (t.min() < -1e-4 or t.max() > 1 + 1e-4):
+            raise ValueError("float images for a Backbone must be pixels in [0, 1] (or pass uint8); to explain "
+                             "already-normalised inputs, pass backbone.model instead of the Backbone")
+        x = backbone.normalize(t.detach().to(device))
+    else:
+        raise TypeError(f"images must be a uint8/float tensor or PIL image(s); got {type(images).__name__}")
+    backbone.check_input_size(int(x.shape[-1]))
+    mean = torch.tensor(backbone.spec.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.spec.std, device=device).view(1, 3, 1, 1)
+    return x, _to_uint8(x * std + mean)
+
+
+def _to_uint8(x01: torch.Tensor) -> np.ndarray:
+    return (x01.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def resolve_target(target: Any, n: int, categories: Sequence[str] | None, *,
+                   logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Class indices ``(n,)`` from an index, a name, a list of either (one per image), or None (the prediction).
+
+    Names match ``categories`` case-insensitively; an unknown name raises with the closest names.
+    """
+    if target is None:
+        if logits is None:
+            raise ValueError("target=None means 'the predicted class', which needs the model's logits")
+        return logits.argmax(1).cpu()
+    if torch.is_tensor(target):
+        target = target.tolist() if target.dim() else int(target)
+    items = list(target) if isinstance(target, (list, tuple)) else [target] * n
+    if len(items) != n:
+        raise ValueError(f"got {len(items)} targets for {n} images; give one target, or one per image")
+    out = [_one_target(t, categories) for t in items]
+    k = logits.shape[1] if logits is not None else None
+    bad = [t for t in out if t < 0 or (k is not None and t >= k)]
+    if bad:
+        raise ValueError(f"target index {bad[0]} is out of range: the model has {k} classes (0..{(k or 1) - 1})")
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _one_target(t: Any, categories: Sequence[str] | None) -> int:
+    if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+        return int(t)
+    if not isinstance(t, str):
+        raise TypeError(f"a target is a class index or a class name; got {t!r}")
+    if not categories:
+        raise ValueError(f"cannot look up class name {t!r}: this model has no class names; pass "
+                         f"classes=(...) (e.g. data.classes) or a class index")
+    lower = [c.lower() for c in categories]
+    if t.lower() in lower:
+        return lower.index(t.lower())
+    close = difflib.get_close_matches(t.lower(), lower, n=5, cutoff=0.5)
+    close += [c for c in lower if t.lower() in c and c not in close][: 5 - len(close)]
+    hint = f"; did you mean: {', '.join(repr(categories[lower.index(c)]) for c in close)}?" if close else ""
+    raise ValueError(f"unknown class name {t!r}{hint} ({len(categories)} classes, e.g. {categories[0]!r})")
+
+
+def _resolve_layer(backbone: Backbone | None, net: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+    if isinstance(layer, nn.Module):
+        name = next((n for n, m in net.named_modules() if m is layer), None)
+        if name is None:
+            raise ValueError("the layer module given is not part of this model; pass one of its modules or a name")
+        return name or type(layer).__name__, layer
+    if layer is None:
+        if backbone is None:
+            convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)][-3:]
+            raise ValueError(f"a plain nn.Module has no default Grad-CAM layer; pass layer=<module path>, e.g. one of "
+                             f"{convs} (usually the last convolutional block), or pass a Backbone")
+        layer = backbone.spec.gradcam_layer
+    try:
+        return layer, net.get_submodule(layer)
+    except AttributeError:
+        stages = getattr(net, "stage_names", None) or [n for n, _ in net.named_children()]
+        raise ValueError(f"unknown layer {layer!r}; use a stage name ({', '.join(stages)}) or a module path from "
+                         f"model.named_modules()") from None
+
+
+def _baseline(backbone: Backbone | None, baseline: Any, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(baseline, str):
+        if baseline == "black":
+            if backbone is None:
+                return torch.zeros_like(x)
+            return backbone.normalize(torch.zeros(x.shape, dtype=torch.uint8, device=x.device))
+        if baseline == "blur":
+            from torchvision.transforms.v2.functional import gaussian_blur
+
+            sigma = max(1.0, x.shape[-1] / 16)
+            k = min(2 * math.ceil(3 * sigma) + 1, 2 * (min(x.shape[-2:]) // 2) - 1)
+            return gaussian_blur(x, [k, k], [sigma, sigma])  # blur commutes with per-channel normalisation
+        raise ValueError(f"baseline must be 'black', 'blur' or a tensor; got {baseline!r}")
+    if torch.is_tensor(baseline):
+        b = baseline.to(x.device)
+        if backbone is not None:
+            b = backbone.normalize(b)
+        try:
+            return torch.broadcast_to(b.float(), x.shape).contiguous()
+        except RuntimeError:
+            raise ValueError(f"a baseline tensor must broadcast to the images' shape {tuple(x.shape)}; "
+                             f"got {tuple(baseline.shape)}") from None
+    raise ValueError(f"baseline must be 'black', 'blur' or a tensor; got {type(baseline).__name__}")
+
+
+@contextmanager
+def _attribution_mode(net: nn.Module) -> Iterator[None]:
+    """Eval mode and frozen parameters for the call (inputs alone need gradients); both restored afterwards."""
+    modes = [(m, m.training) for m in net.modules()]
+    grads = [(p, p.requires_grad) for p in net.parameters()]
+    net.eval()
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, req in grads:
+            p.requires_grad_(req)
+
+
+@torch.no_grad()
+def _forward(net: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([net(x[lo : lo + batch_size]).float().cpu() for lo in range(0, len(x), batch_size)])
+
+
+def _ig_report(diag: dict, net: nn.Module, x: torch.Tensor, base: torch.Tensor, targets: torch.Tensor,
+               delta: torch.Tensor, raw: torch.Tensor, batch_size: int, noise_tunnel: bool) -> None:
+    """Completeness check in numbers: f(x) - f(baseline) beside the map's sum and captum's delta."""
+    idx = torch.arange(len(x))
+    diff = (_forward(net, x, batch_size)[idx, targets] - _forward(net, base, batch_size)[idx, targets]).numpy()
+    delta = delta.float().cpu().numpy()
+    diag.update(convergence_delta=delta, output_difference=diff, attribution_sum=raw.sum((1, 2, 3)).numpy(),
+                relative_delta=np.abs(delta) / np.maximum(np.abs(diff), 1e-12))
+    if noise_tunnel:
+        diag["note"] = ("with the noise tunnel, convergence_delta is the mean |delta| over the noisy copies; "
+                        "completeness holds for each noisy copy, not for the clean image")
+    worst = float(diag["relative_delta"].max()) if len(diff) else 0.0
+    if worst > IG_DELTA_WARNING and not noise_tunnel:
+        steps = diag["n_steps"]
+        diag["warning"] = (f"integrated gradients has not converged: the map misses f(x) - f(baseline) by up to "
+                           f"{worst:.0%}; raise n_steps (now {steps}, try {4 * steps})")
+        warnings.warn(diag["warning"], stacklevel=3)
+
+
+# ---- Grad-CAM on feature maps or token grids -------------------------------------------------------------------
+
+
+class _NoGradient(ValueError):
+    def __init__(self, message: str, *, tokens: bool) -> None:
+        super().__init__(message)
+        self.tokens = tokens
+
+
+
+def _grad_cam(call: _Call, xb: torch.Tensor, tb: list[int], bb: None = None) -> torch.Tensor:
+    """captum's LayerGradCam on ``layer``; transformer tokens (N, T, D) are viewed as a (N, D, s, s) grid first.
+
+    captum averages gradients over dims 2+ and sums over dim 1, i.e. it assumes channels first. For a ViT block
+    the output is (N, 1 + s*s, D): the patch tokens are reshaped to a grid (the class token is dropped), as
+    jacobgil's pytorch-grad-cam does with its ``reshape_transform``. The grid passes through an ``nn.Identity``
+    that captum hooks, so the gradients are captum's own.
+    """
+    net, layer, layer_name, diagnostics = call.net, call.layer, call.layer_name, call.diagnostics
+    grid = nn.Identity()
+    seen: dict[str, Any] = {}
+
+    def to_grid(module, inputs, out):
+        if torch.is_tensor(out) and out.dim() == 4:
+            seen["shape"] = tuple(out.shape[1:])
+            return grid(out)
+        if torch.is_tensor(out) and out.dim() == 3:
+            n, t, d = out.shape
+            s, cls = math.isqrt(t - 1), 1
+            if s * s != t - 1:
+                s, cls = math.isqrt(t), 0
+            if s * s != t - cls:
+                raise ValueError(f"Grad-CAM cannot lay the {t} tokens of {layer_name!r} on a square grid; choose a "
+                                 f"convolutional layer or a transformer block with 1 + s*s tokens")
+            seen.update(shape=(d, s, s), tokens=t, class_token=bool(cls))
+            g = grid(out[:, cls:].transpose(1, 2).reshape(n, d, s, s))
+            return torch.cat([out[:, :cls], g.flatten(2).transpose(1, 2)], dim=1)
+        shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"Grad-CAM needs a layer whose output is a feature map (N, C, H, W) or transformer tokens "
+                         f"(N, T, D); {layer_name!r} gives {shape}. Choose a stage such as the backbone's "
+                         f"spec.gradcam_layer")
+
+    handle = layer.register_forward_hook(to_grid)
+    try:
+        cam = call.attribute(LayerGradCam(net, grid), xb, tb, relu_attributions=True)
+        # All zero after the ReLU: negative evidence, or (last ViT block) no gradient at all? The signed map tells.
+        no_gradient = not cam.detach().abs().sum() and not LayerGradCam(net, grid).attribute(xb, target=tb).abs().sum()
+    finally:
+        handle.remove()
+    diagnostics["layer_shape"] = seen.get("shape")
+    if "tokens" in seen:
+        diagnostics["note"] = (f"{layer_name!r} outputs {seen['tokens']} tokens; Grad-CAM used its patch tokens "
+                               f"as a {seen['shape'][1]}x{seen['shape'][2]} grid"
+                               + (" (class token dropped)" if seen["class_token"] else ""))
+    if no_gradient:
+        why = ("no gradient reaches its patch tokens. A ViT's head reads only the class token, so the last block's "
+               "patch tokens never get one: use an earlier block (e.g. the one before it, the input of the last "
+               "block, as pytorch-grad-cam does)" if "tokens" in seen else
+               "the target's score does not depend on this layer (a constant output?); choose another stage")
+        raise _NoGradient(f"Grad-CAM at {layer_name!r} is zero everywhere: {why}", tokens="tokens" in seen)
+    empty = [i for i, c in enumerate(cam.detach()) if not c.abs().sum()]
+    if empty:
+        diagnostics["zero_maps"] = diagnostics.get("zero_maps", 0) + len(empty)
+        diagnostics["zero_maps_note"] = ("Grad-CAM is all zero for some images: the layer's evidence for the target "
+                                         "is entirely negative and the ReLU removes it; try the predicted class")
+    return cam
+
+
+# ---- guided backprop for ReLU and ReLU6 --------------------------------------------------------------------------
+
+
+class _GuidedBackprop(GuidedBackprop):
+    """captum's GuidedBackprop, hooking ``nn.ReLU6`` as well as ``nn.ReLU``.
+
+    captum's backward hook keeps only the positive part of the gradient leaving each hooked activation (the
+    activation's own forward mask is already applied by autograd). For ReLU6 that is exactly guided backprop's
+    rule applied to a clipped ReLU. Other activations (SiLU, GELU, Hardswish) are not ReLUs and pass plain
+    gradients; :meth:`report` counts both, so a map that is partly a plain gradient says so.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.hooked: dict[str, int] = {}
+
+    def _register_hooks(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.ReLU, nn.ReLU6)):
+            self.backward_hooks.extend(_register_backward_hook(module, self._backward_hook, self))
+            self.hooked[type(module).__name__] = self.hooked.get(type(module).__name__, 0) + 1
+
+    def report(self) -> dict:
+        others: dict[str, int] = {}
+        for m in self.model.modules():
+            if isinstance(m, (nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)):
+                others[type(m).__name__] = others.get(type(m).__name__, 0) + 1
+        out: dict[str, Any] = {"guided_activations": dict(self.hooked)}
+        if others:
+            out["unguided_activations"] = others
+        if not self.hooked:
+            out["note"] = ("no nn.ReLU/nn.ReLU6 modules found: this map is the plain gradient (functional ReLUs "
+                           "cannot be hooked)")
+        elif others:
+            out["note"] = (f"only ReLU/ReLU6 modules are guided; {sum(others.values())} other activations "
+                           f"({', '.join(others)}) pass plain gradients")
+        return out
+
+
+# One compute function per registered method: explain() dispatches here.
+_COMPUTE = {"saliency": _saliency, "integrated_gradients": _integrated_gradients, "grad_cam": _grad_cam,
+            "occlusion": _occlusion, "guided_backprop": _guided_backprop}
+if set(_COMPUTE) != set(_METHODS):  # pragma: no cover - guards adding a method to one table only
+    raise RuntimeError("every registered attribution method needs a compute function in _COMPUTE")

@@ -1,0 +1,92 @@
+"""Plotly figure builders: plain data in, ``plotly.graph_objects.Figure`` out, never shown.
+
+Why a separate layer: every figure a widget shows can be rebuilt in a plain script or a test from the numbers the
+analyses return (``ProbeResult.to_records()``, ``StageSimilarity.per_stage``, ``Run.history``, ``Attribution.maps``),
+so the display never hides a computation. Builders ask each figure's question in its title, label every axis
+with units, use the Okabe-Ito colour-blind-safe palette with one fixed colour per strategy, and raise
+``ValueError`` naming the problem when their inputs disagree.
+
+Where things live (all re-exported here; import from ``tl_lab.plots``):
+
+- ``plots_inside``: :func:`filter_grid`, :func:`feature_map_grid`, :func:`attribution_overlays`,
+  :func:`embedding_scatter` (what the network sees).
+- ``plots_stages``: :func:`probe_by_stage`, :func:`cka_by_stage`, :func:`cka_matrix` (one value per stage).
+- ``plots_training``: :func:`training_curves`, :func:`empty_training_figure`, :func:`append_epoch`,
+  :func:`data_efficiency`, :func:`freeze_sweep`, :func:`comparison_bars`, :func:`confusion_matrix`.
+- ``plots_export``: :func:`save_html` (offline, one plotly.js per page), :func:`to_png` / :func:`to_pngs` (kaleido).
+- ``plots_style``: the palette (:data:`OKABE_ITO`, :data:`STRATEGY_COLORS`) and the shared layout.
+
+Example::
+
+    >>> from tl_lab.plots import probe_by_stage, save_html
+    >>> result = probe_stages(backbone, data)                      # tl_lab.inside
+    >>> fig = probe_by_stage(result.to_records(), baseline=result.baseline_test_acc)
+    >>> save_html(fig, "probes.html")
+    PosixPath('probes.html')
+"""
+
+from __future__ import annotations
+
+from tl_lab.plots.export import (
+    ImageExportError,
+    find_browser,
+    save_html,
+    to_png,
+    to_pngs,
+)
+from tl_lab.plots.inside import (
+    attribution_overlays,
+    embedding_scatter,
+    feature_map_grid,
+    filter_grid,
+)
+from tl_lab.plots.stages import cka_by_stage, cka_matrix, probe_by_stage
+from tl_lab.plots.style import (
+    INIT_COLORS,
+    OKABE_ITO,
+    STRATEGY_COLORS,
+    STRATEGY_NAMES,
+    TEMPLATE,
+)
+from tl_lab.plots.training import (
+    TRAINING_METRICS,
+    add_run,
+    append_epoch,
+    append_epochs,
+    comparison_bars,
+    confusion_matrix,
+    data_efficiency,
+    empty_training_figure,
+    freeze_sweep,
+    training_curves,
+)
+
+__all__ = [
+    "INIT_COLORS",
+    "ImageExportError",
+    "OKABE_ITO",
+    "STRATEGY_COLORS",
+    "STRATEGY_NAMES",
+    "TEMPLATE",
+    "TRAINING_METRICS",
+    "add_run",
+    "append_epoch",
+    "append_epochs",
+    "attribution_overlays",
+    "cka_by_stage",
+    "cka_matrix",
+    "comparison_bars",
+    "confusion_matrix",
+    "data_efficiency",
+    "embedding_scatter",
+    "empty_training_figure",
+    "feature_map_grid",
+    "filter_grid",
+    "find_browser",
+    "freeze_sweep",
+    "probe_by_stage",
+    "save_html",
+    "to_png",
+    "to_pngs",
+    "training_curves",
+]

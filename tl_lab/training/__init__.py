@@ -1,0 +1,20 @@
+"""Training: the one loop (:func:`fit`), freeze plans, events and stop tokens, checkpoints, device choice, the
+frozen-prefix feature cache, :class:`Run` and the named recipes. Imports :mod:`tl_lab.data` and
+:mod:`tl_lab.backbones`, nothing above."""
+
+from tl_lab.training.events import (
+           BatchEnd,
+           Callback,
+           EpochEnd,
+           FitEnd,
+           FitStart,
+           Stopped,
+           StopToken,
+)
+from tl_lab.training.freeze import FreezePlan, FreezeSummary
+from tl_lab.training.loop import fit
+from tl_lab.training.recipes import RECIPES, Recipe
+from tl_lab.training.run import Run
+
+__all__ = ["RECIPES", "BatchEnd", "Callback", "EpochEnd", "FitEnd", "FitStart", "FreezePlan", "FreezeSummary",
+           "Recipe", "Run", "StopToken", "Stopped", "fit"]

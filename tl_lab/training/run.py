@@ -1,0 +1,209 @@
+"""The result of one training run: history, best metrics, checkpoints, config, and the trained model.
+
+A :class:`Run` is what ``fit`` returns, what widgets tabulate and overlay, and what ``tl-lab train`` reproduces from
+``run.config``. Its files live in ``run_dir``: ``best.safetensors``, ``last.safetensors`` and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tl_lab.backbones.registry import Backbone
+from tl_lab.data.datasets import DatasetSplits, ImageSplit
+
+__all__ = ["Run", "evaluate_model", "predict_images", "run_label"]
+
+
+@dataclass
+class Run:
+    name: str
+    backbone: Backbone = field(repr=False)
+    data: DatasetSplits = field(repr=False)
+    config: dict
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=dict)
+    run_dir: Path | None = None
+    checkpoint: Path | None = None  # the best checkpoint
+    last_checkpoint: Path | None = None
+    timings: dict = field(default_factory=dict)
+    cache: str = ""
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+    trainable_parameters: int = 0
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.backbone.model
+
+    @property
+    def label(self) -> str:
+        """A legend label: backbone, plan and shots, e.g. ``lite0, frozen to head, 10-shot``."""
+        return run_label(self.config)
+
+    def evaluate(self, split: str = "test", *, batch_size: int = 64) -> dict:
+        """Loss and accuracy of the current model on ``split`` ("train", "val" or "test")."""
+        data = _split(self.data, split)
+        return evaluate_model(self.backbone, data, device=_device_of(self.model), batch_size=batch_size)
+
+    def predict(self, images: torch.Tensor | Any, *, batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities (N, classes) for uint8/float image tensors (N, 3, H, W) or a list of PIL images."""
+        return predict_images(self.backbone, images, device=_device_of(self.model), batch_size=batch_size)
+
+    def table_row(self) -> dict:
+        """One row for a runs table."""
+        return {
+            "run": self.label,
+            "best val acc": self.best.get("val_acc"),
+            "test acc": self.best.get("test_acc"),
+            "best epoch": self.best.get("epoch"),
+            "epochs run": len(self.history),
+            "seconds": round(self.timings.get("total_s", 0.0), 1),
+            "trainable params": self.trainable_parameters,
+            "stopped": self.stop_reason or "",
+        }
+
+    def summary(self) -> str:
+        b = self.best
+        lines = [f"Run {self.name}: {self.label}"]
+        if b:
+            lines.append(
+                f"  best val acc {b.get('val_acc', float('nan')):.3f} at epoch {b.get('epoch')}, "
+                f"test acc {b.get('test_acc', float('nan')):.3f}"
+            )
+        lines.append(f"  {len(self.history)} epochs in {self.timings.get('total_s', 0):.1f} s; cache {self.cache}")
+        if self.stop_reason:
+            lines.append(f"  stopped early: {self.stop_reason}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        if self.checkpoint:
+            lines.append(f"  best checkpoint: {self.checkpoint}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "config": self.config,
+            "history": self.history,
+            "best": self.best,
+            "timings": self.timings,
+            "cache": self.cache,
+            "stopped_early": self.stopped_early,
+            "stop_reason": self.stop_reason,
+            "notes": self.notes,
+            "trainable_parameters": self.trainable_parameters,
+        }
+
+    def record(self, path: str | Path, *, figures: dict | None = None, baseline: float | None | str = "auto") -> Path:
+        """Save this run as a small JSON recording for course pages; ``tl_lab.embed.replay(path)`` makes the HTML.
+
+        ``figures``: ``{title: plotly figure}`` to include; ``baseline``: the raw-pixel test accuracy shown beside
+        it ("auto" computes it from this run's data). See :mod:`tl_lab.embed`.
+        """
+        from tl_lab.training.record import record
+
+        return record(self, path, figures=figures, baseline=baseline)
+
+    def save_json(self) -> Path | None:
+        if self.run_dir is None:
+            return None
+        path = Path(self.run_dir) / "run.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(_dumps_run(self.to_json()))
+        tmp.replace(path)
+        return path
+
+
+def _dumps_run(info: dict) -> str:
+    """run.json's text: indented, with one history row per line.
+
+    Readable in an editor, and fast enough to rewrite every epoch: ``indent`` makes ``json`` use its pure-Python
+    encoder, so the rows (the bulk of the file) are encoded compactly by the C encoder and joined by hand.
+    """
+    rows = info.get("history") or []
+    text = json.dumps({**info, "history": "\0history\0"}, indent=1, default=str)
+    body = ",\n  ".join(json.dumps(row, default=str) for row in rows)
+    return text.replace('"\\u0000history\\u0000"', f"[\n  {body}\n ]" if rows else "[]")
+
+
+def run_label(config: dict) -> str:
+    """The legend label of a run from its config (``FitStart.config`` or ``Run.config``)."""
+    shots = config.get("data", {}).get("shots")
+    parts = [config["backbone"].replace("efficientnet_", ""), config["plan_label"]]
+    parts.append(f"{shots}-shot" if shots else "all data")
+    if not config.get("pretrained", True):
+        parts.insert(1, "scratch")
+    return ", ".join(parts)
+
+
+def _split(data: DatasetSplits, split: str) -> ImageSplit:
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    return getattr(data, split)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def evaluate_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    """Mean cross-entropy and accuracy over ``(logits, labels)`` batches: ``{"loss", "acc", "n"}``.
+
+    The one place evaluation sums up, whether the logits come from images (:func:`evaluate_model`) or from the
+    training engine's cached features.
+    """
+    loss_sum, correct, n = 0.0, 0, 0
+    for logits, y in batches:
+        logits = logits.float()
+        loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        n += len(y)
+    return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1), "n": n}
+
+
+@torch.no_grad()
+def evaluate_model(backbone: Backbone, split: ImageSplit, *, device: torch.device, batch_size: int = 64) -> dict:
+    model = backbone.model
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate_batches(
+            (model(backbone.normalize(split.images[lo : lo + batch_size].to(device))),
+             split.labels[lo : lo + batch_size].to(device))
+            for lo in range(0, len(split), batch_size)
+        )
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def predict_images(backbone: Backbone, images: Any, *, device: torch.device, batch_size: int = 64) -> torch.Tensor:
+    if not torch.is_tensor(images):
+        images = torch.stack([backbone.transform(im) for im in images])
+        prepared = True
+    else:
+        prepared = False
+    if images.dim() == 3:
+        images = images[None]
+    model = backbone.model
+    was_training = model.training
+    model.eval()
+    try:
+        outs = []
+        for lo in range(0, len(images), batch_size):
+            x = images[lo : lo + batch_size].to(device)
+            x = x if prepared else backbone.normalize(x)
+            outs.append(model(x).float().softmax(1).cpu())
+        return torch.cat(outs)
+    finally:
+        model.train(was_training)
