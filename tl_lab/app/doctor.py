@@ -5,7 +5,7 @@ same to a learner: "it doesn't work". The doctor looks at the usual causes one b
 device, the JupyterLab widget front-ends, the embedded backbone's weights, torch's weight cache) and prints one
 line per check, with the single command that fixes each problem.
 
-    >>> from tl_lab.doctor import doctor
+    >>> from tl_lab.app.doctor import doctor
     >>> report = doctor(print_report=False)
     >>> report.ok                                     # every critical check passed
     True

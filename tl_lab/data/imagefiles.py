@@ -7,7 +7,7 @@ here returns pixels or a :class:`SkippedFile` that says what was wrong and what 
 
 Example::
 
-    >>> from tl_lab.imagefiles import read_image, scan_class_folders
+    >>> from tl_lab.data.imagefiles import read_image, scan_class_folders
     >>> scan = scan_class_folders("my_photos")            # doctest: +SKIP
     >>> image = read_image(scan.files[0][0], size=128)    # doctest: +SKIP
     >>> image.shape, image.dtype                          # doctest: +SKIP

@@ -16,7 +16,7 @@ The random parameters of image ``i`` of class ``c`` come from their own generato
 
 Example::
 
-    >>> from tl_lab.procedural import make_shapes
+    >>> from tl_lab.data.procedural import make_shapes
     >>> images, labels, masks, classes = make_shapes(per_class=2, size=64)
     >>> images.shape, masks.shape, classes[:3]
     ((12, 64, 64, 3), (12, 64, 64), ('circle', 'square', 'triangle'))

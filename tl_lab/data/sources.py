@@ -9,7 +9,7 @@ address it downloads from, and the datasets that work offline.
 
 Example::
 
-    >>> from tl_lab.sources import clipart_pool
+    >>> from tl_lab.data.sources import clipart_pool
     >>> pool = clipart_pool(128)
     >>> pool.images.shape[1:], pool.classes[0]
     ((128, 128, 3), 'animal')

@@ -36,7 +36,7 @@ NAMESPACE = "tl-lab"
 # its device check (which initialises CUDA when there is a GPU) does not hold GPU memory in the server for good.
 DOCTOR_COMMAND: list[str] = [
     sys.executable, "-c",
-    "import json; from tl_lab.doctor import doctor; r = doctor(print_report=False); "
+    "import json; from tl_lab.app.doctor import doctor; r = doctor(print_report=False); "
     "print(json.dumps(dict(r.to_dict(), text=r.render())))",
 ]
 DOCTOR_TIMEOUT_S = 300.0
