@@ -17,8 +17,10 @@ Methods (``list_methods()``), with the paper each comes from:
 - ``occlusion``: drop of the output when a square patch is replaced by the baseline (Zeiler & Fergus 2014,
   arXiv:1311.2901); window about 1/7 of the image, stride half the window.
 - ``guided_backprop``: gradients with negative values stopped at every ReLU (Springenberg et al. 2015,
-  arXiv:1412.6806). captum hooks ``nn.ReLU`` only; tl_lab also hooks ``nn.ReLU6`` (EfficientNet-Lite0 and
-  MobileNetV2 use it), else on Lite0 the "guided" map would silently be the plain gradient.
+  arXiv:1412.6806). captum's ``GuidedBackprop`` hooks ``nn.ReLU`` modules only; EfficientNet-Lite0 and MobileNetV2
+  use ``nn.ReLU6``, so tl_lab runs captum on a copy of the model whose ReLU6 modules are rewritten as
+  ``hardtanh(ReLU(x), 0, 6)`` (the same function and gradient, with an ``nn.ReLU`` captum hooks), else on Lite0
+  the "guided" map would silently be the plain gradient.
 - ``noise_tunnel=True`` wraps any of them in SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825): the mean map
   over ``nt_samples`` noisy copies, noise sd = ``noise_level`` x the input range (the paper's 10-20 %).
 
@@ -37,17 +39,19 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from captum._utils.common import _register_backward_hook
+import torch.nn.functional as F
 from captum.attr import (
     GuidedBackprop,
     IntegratedGradients,
@@ -61,7 +65,8 @@ from torch import nn
 
 from tl_lab.backbones.registry import Backbone
 
-__all__ = ["Attribution", "MethodInfo", "explain", "get_method", "list_methods", "resolve_target"]
+__all__ = ["Attribution", "GuidedReLU6", "MethodInfo", "explain", "get_method", "guided_copy", "list_methods",
+           "register_method", "resolve_target", "unwrap_model"]
 
 Baseline = Literal["black", "blur"] | torch.Tensor | None
 # Above this completeness error (|delta| / |f(x) - f(baseline)|) an IG map gets a warning naming the fix. Lite0 at
@@ -72,12 +77,15 @@ NormKind = Literal["abs", "positive", "signed"]
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """What one explanation method needs and how to show it.
+    """One explanation method: everything tl_lab knows about it, declared once (see the registry at the end).
 
     ``needs_layer``: it explains a layer's activations (default: the backbone's Grad-CAM stage).
     ``needs_baseline``: it compares the image with a reference ("black" by default).
     ``signed``: its maps carry evidence for (+) and against (-); display with ``normalized("signed")``.
     ``options``: the method-specific keywords :func:`explain` accepts for it.
+    ``compute``: ``compute(call, images, targets, baselines) -> raw`` for one chunk of images, through captum.
+    ``to_maps``: ``to_maps(raw, (H, W), call) -> (N, H, W)``: the raw output as one map per image at the input
+    size (default: the sum over colour channels).
     """
 
     name: str
@@ -87,46 +95,21 @@ class MethodInfo:
     captum_class: type
     description: str
     paper: str
+    compute: Callable[..., torch.Tensor] = field(repr=False, compare=False)
     signed: bool = False
     options: tuple[str, ...] = ()
+    to_maps: Callable[..., torch.Tensor] = field(default=lambda raw, size, call: raw.sum(1), repr=False, compare=False)
 
 
-_METHODS: dict[str, MethodInfo] = {}
+_METHODS: dict[str, MethodInfo] = {}  # filled by register_method() at the end of this module, in menu order
 
 
-def _register(info: MethodInfo) -> None:
+def register_method(info: MethodInfo) -> MethodInfo:
+    """Add a method to :func:`list_methods` (and so to every menu built from it); refuses duplicate names."""
     if info.name in _METHODS:
         raise ValueError(f"a method named {info.name!r} is already registered")
     _METHODS[info.name] = info
-
-
-_register(MethodInfo(
-    "saliency", "Saliency (gradient)", False, False, Saliency,
-    "How much each pixel's tiny change moves the class score: |gradient|, summed over colour channels.",
-    "Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks (arXiv:1312.6034)"))
-_register(MethodInfo(
-    "integrated_gradients", "Integrated Gradients", False, True, IntegratedGradients,
-    "Gradients averaged along the straight path from a baseline image to the input, times the difference; "
-    "the map adds up to f(input) - f(baseline).",
-    "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks (arXiv:1703.01365)",
-    signed=True, options=("n_steps",)))
-_register(MethodInfo(
-    "grad_cam", "Grad-CAM", True, False, LayerGradCam,
-    "A layer's feature maps weighted by the class score's average gradient, ReLU'd and upsampled: coarse "
-    "'where does the network look' regions.",
-    "Selvaraju et al. 2017, Grad-CAM (arXiv:1610.02391)",
-    options=("interpolate_mode",)))
-_register(MethodInfo(
-    "occlusion", "Occlusion", False, True, Occlusion,
-    "Slide a patch of baseline colour over the image and record how much the class score drops.",
-    "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks (arXiv:1311.2901)",
-    signed=True, options=("window", "stride")))
-_register(MethodInfo(
-    "guided_backprop", "Guided Backprop", False, False, GuidedBackprop,
-    "The gradient with negative values stopped at every ReLU/ReLU6: sharp, edge-like maps (which Adebayo et al. "
-    "2018 showed barely depend on the weights: see tl_lab.inside.sanity).",
-    "Springenberg et al. 2015, Striving for Simplicity (arXiv:1412.6806)",
-    signed=True))
+    return info
 
 
 def list_methods() -> list[MethodInfo]:
@@ -234,7 +217,7 @@ def explain(
     _check_options(info, layer=layer, baseline=baseline, n_steps=n_steps, window=window, stride=stride,
                    interpolate_mode=interpolate_mode, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
                    noise_level=noise_level, batch_size=batch_size)
-    backbone, net, categories = _unwrap(model, classes)
+    backbone, net, categories = unwrap_model(model, classes)
     device = next(net.parameters()).device
     x, display = _prepare(backbone, images, device)
     n, _, h, w = x.shape
@@ -255,11 +238,12 @@ def explain(
         diagnostics["predicted"] = logits.argmax(1).numpy()
         call = _Call(net, diagnostics, batch_size, nt_samples if noise_tunnel else 0,
                      float(noise_level * (x.max() - x.min())) if noise_tunnel else 0.0,
-                     {"n_steps": n_steps, "window": window, "stride": stride}, layer_name, layer_module)
+                     {"n_steps": n_steps, "window": window, "stride": stride,
+                      "interpolate_mode": interpolate_mode or "bilinear"}, layer_name, layer_module)
         if noise_tunnel:
             diagnostics.update(noise_tunnel="smoothgrad", nt_samples=nt_samples, noise_sd=call.stdev)
         try:
-            raw = call.all_chunks(_COMPUTE[method], x, targets, base)
+            raw = call.all_chunks(info.compute, x, targets, base)
         except _NoGradient as exc:
             # A ViT's registered Grad-CAM stage may be its last block, whose patch tokens get no gradient: the
             # default then moves one stage down, and says so (an explicit layer is never overridden).
@@ -270,16 +254,11 @@ def explain(
                                          f"used {previous!r} (its input) instead")
             layer_name = call.layer_name = previous
             call.layer = net.get_submodule(previous)
-            raw = call.all_chunks(_COMPUTE[method], x, targets, base)
+            raw = call.all_chunks(info.compute, x, targets, base)
         if call.deltas:
             _ig_report(diagnostics, net, x, base, targets, torch.cat(call.deltas), raw, batch_size, noise_tunnel)
 
-    if method == "grad_cam":
-        maps = LayerAttribution.interpolate(raw, (h, w), interpolate_mode or "bilinear")[:, 0]
-    elif method == "occlusion":
-        maps = raw[:, 0]  # every channel of a window gets the same value
-    else:
-        maps = raw.sum(1)
+    maps = info.to_maps(raw, (h, w), call)
     names = tuple(categories[t] for t in targets.tolist()) if categories else None
     return Attribution(
         method=method,
@@ -307,6 +286,7 @@ class _Call:
     layer_name: str | None = None
     layer: nn.Module | None = None
     deltas: list = field(default_factory=list)
+    memo: dict = field(default_factory=dict)  # per-call state a method reuses across chunks
 
     def all_chunks(self, compute, x: torch.Tensor, targets: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
         self.deltas = []
@@ -332,12 +312,12 @@ def _saliency(call: _Call, xb, tb, bb) -> torch.Tensor:
 
 
 def _guided_backprop(call: _Call, xb, tb, bb) -> torch.Tensor:
-    gbp = _GuidedBackprop(call.net)
+    if "guided_net" not in call.memo:  # one copy per explain() call, shared by its chunks
+        call.memo["guided_net"], report = guided_copy(call.net)
+        call.diagnostics.update(report)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        raw = call.attribute(gbp, xb.detach().requires_grad_(), tb)
-    call.diagnostics.update(gbp.report())
-    return raw
+        return call.attribute(GuidedBackprop(call.memo["guided_net"]), xb.detach().requires_grad_(), tb)
 
 
 def _integrated_gradients(call: _Call, xb, tb, bb) -> torch.Tensor:
@@ -379,7 +359,8 @@ def _check_options(info: MethodInfo, **kw: Any) -> None:
         raise ValueError(f"batch_size must be an int >= 1; got {kw['batch_size']!r}")
 
 
-def _unwrap(model: Any, classes: Sequence[str] | None) -> tuple[Backbone | None, nn.Module, tuple[str, ...] | None]:
+def unwrap_model(model: Any, classes: Sequence[str] | None = None) -> tuple[Backbone | None, nn.Module, tuple[str, ...] | None]:
+    """``(backbone or None, the nn.Module to run, class names or None)`` from a Backbone, a training Run or a module."""
     if isinstance(getattr(model, "backbone", None), Backbone):  # a training Run: its data names the classes
         data = getattr(model, "data", None)
         classes = classes if classes is not None else getattr(data, "classes", None)
@@ -631,43 +612,92 @@ def _grad_cam(call: _Call, xb: torch.Tensor, tb: list[int], bb: None = None) -> 
 # ---- guided backprop for ReLU and ReLU6 --------------------------------------------------------------------------
 
 
-class _GuidedBackprop(GuidedBackprop):
-    """captum's GuidedBackprop, hooking ``nn.ReLU6`` as well as ``nn.ReLU``.
+class GuidedReLU6(nn.Module):
+    """ReLU6 written as ``hardtanh(ReLU(x), 0, 6)``: the same values and gradient, with an ``nn.ReLU`` inside.
 
-    captum's backward hook keeps only the positive part of the gradient leaving each hooked activation (the
-    activation's own forward mask is already applied by autograd). For ReLU6 that is exactly guided backprop's
-    rule applied to a clipped ReLU. Other activations (SiLU, GELU, Hardswish) are not ReLUs and pass plain
-    gradients; :meth:`report` counts both, so a map that is partly a plain gradient says so.
+    captum's :class:`~captum.attr.GuidedBackprop` keeps only the positive part of the gradient leaving every
+    ``nn.ReLU`` module (autograd has already applied the forward mask ``[x > 0]``) and hooks nothing else. Here
+    the gradient reaching the inner ReLU is ``g * [0 < relu(x) < 6]`` (hardtanh's own mask), so captum's rule gives
+    ``max(g, 0) * [0 < x < 6]``: guided backprop's rule for a clipped ReLU, through captum's public API only.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
-        self.hooked: dict[str, int] = {}
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
 
-    def _register_hooks(self, module: nn.Module) -> None:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardtanh(self.relu(x), 0.0, 6.0)
+
+
+_UNGUIDED = (nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
+
+
+def guided_copy(net: nn.Module) -> tuple[nn.Module, dict]:
+    """A deep copy of ``net`` whose ``nn.ReLU6`` modules are :class:`GuidedReLU6`, and a report of what is guided.
+
+    The report counts the ReLU/ReLU6 modules guided backprop will hook (``guided_activations``) and the other
+    activations, which pass plain gradients (``unguided_activations``, with a ``note``); functional ReLUs
+    (``F.relu`` inside ``forward``) cannot be hooked at all. The original ``net`` is left untouched.
+    """
+    guided = copy.deepcopy(net)
+    hooked: dict[str, int] = {}
+    others: dict[str, int] = {}
+    seen: set[int] = set()
+    # remove_duplicate=False: a module reachable under two names is replaced under both (counted once)
+    for name, module in list(guided.named_modules(remove_duplicate=False)):
+        kind = type(module).__name__
+        if isinstance(module, nn.ReLU6) and name:  # (a model that is one bare ReLU6 is not worth a case)
+            parent, _, child = name.rpartition(".")
+            setattr(guided.get_submodule(parent) if parent else guided, child, GuidedReLU6())
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
         if isinstance(module, (nn.ReLU, nn.ReLU6)):
-            self.backward_hooks.extend(_register_backward_hook(module, self._backward_hook, self))
-            self.hooked[type(module).__name__] = self.hooked.get(type(module).__name__, 0) + 1
-
-    def report(self) -> dict:
-        others: dict[str, int] = {}
-        for m in self.model.modules():
-            if isinstance(m, (nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)):
-                others[type(m).__name__] = others.get(type(m).__name__, 0) + 1
-        out: dict[str, Any] = {"guided_activations": dict(self.hooked)}
-        if others:
-            out["unguided_activations"] = others
-        if not self.hooked:
-            out["note"] = ("no nn.ReLU/nn.ReLU6 modules found: this map is the plain gradient (functional ReLUs "
-                           "cannot be hooked)")
-        elif others:
-            out["note"] = (f"only ReLU/ReLU6 modules are guided; {sum(others.values())} other activations "
-                           f"({', '.join(others)}) pass plain gradients")
-        return out
+            hooked[kind] = hooked.get(kind, 0) + 1
+        elif isinstance(module, _UNGUIDED):
+            others[kind] = others.get(kind, 0) + 1
+    report: dict[str, Any] = {"guided_activations": hooked}
+    if others:
+        report["unguided_activations"] = others
+    if not hooked:
+        report["note"] = ("no nn.ReLU/nn.ReLU6 modules found: this map is the plain gradient (functional ReLUs "
+                          "cannot be hooked)")
+    elif others:
+        report["note"] = (f"only ReLU/ReLU6 modules are guided; {sum(others.values())} other activations "
+                          f"({', '.join(others)}) pass plain gradients")
+    return guided, report
 
 
-# One compute function per registered method: explain() dispatches here.
-_COMPUTE = {"saliency": _saliency, "integrated_gradients": _integrated_gradients, "grad_cam": _grad_cam,
-            "occlusion": _occlusion, "guided_backprop": _guided_backprop}
-if set(_COMPUTE) != set(_METHODS):  # pragma: no cover - guards adding a method to one table only
-    raise RuntimeError("every registered attribution method needs a compute function in _COMPUTE")
+# ---- the registry: one entry per method, in menu order -------------------------------------------------------------
+
+
+register_method(MethodInfo(
+    "saliency", "Saliency (gradient)", False, False, Saliency,
+    "How much each pixel's tiny change moves the class score: |gradient|, summed over colour channels.",
+    "Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks (arXiv:1312.6034)",
+    compute=_saliency))
+register_method(MethodInfo(
+    "integrated_gradients", "Integrated Gradients", False, True, IntegratedGradients,
+    "Gradients averaged along the straight path from a baseline image to the input, times the difference; "
+    "the map adds up to f(input) - f(baseline).",
+    "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks (arXiv:1703.01365)",
+    compute=_integrated_gradients, signed=True, options=("n_steps",)))
+register_method(MethodInfo(
+    "grad_cam", "Grad-CAM", True, False, LayerGradCam,
+    "A layer's feature maps weighted by the class score's average gradient, ReLU'd and upsampled: coarse "
+    "'where does the network look' regions.",
+    "Selvaraju et al. 2017, Grad-CAM (arXiv:1610.02391)",
+    compute=_grad_cam, options=("interpolate_mode",),
+    to_maps=lambda raw, size, call: LayerAttribution.interpolate(raw, size, call.options["interpolate_mode"])[:, 0]))
+register_method(MethodInfo(
+    "occlusion", "Occlusion", False, True, Occlusion,
+    "Slide a patch of baseline colour over the image and record how much the class score drops.",
+    "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks (arXiv:1311.2901)",
+    compute=_occlusion, signed=True, options=("window", "stride"),
+    to_maps=lambda raw, size, call: raw[:, 0]))  # every channel of a window gets the same value
+register_method(MethodInfo(
+    "guided_backprop", "Guided Backprop", False, False, GuidedBackprop,
+    "The gradient with negative values stopped at every ReLU/ReLU6: sharp, edge-like maps (which Adebayo et al. "
+    "2018 showed barely depend on the weights: see tl_lab.inside.sanity).",
+    "Springenberg et al. 2015, Striving for Simplicity (arXiv:1412.6806)",
+    compute=_guided_backprop, signed=True))
