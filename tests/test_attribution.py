@@ -97,22 +97,24 @@ def test_registry_says_what_each_method_needs():
         register_method(infos["saliency"])
 
 
-def test_attribution_uses_captum_public_api_only():
+@pytest.mark.parametrize("module", ["attribution", "attribution_inputs", "guided", "sanity"])
+def test_attribution_uses_captum_public_api_only(module):
     """No ``captum._utils`` / ``captum.<pkg>._private`` imports and no overridden private captum methods."""
     import ast
+    import importlib
 
-    import tl_lab.inside.attribution as mod
-
-    tree = ast.parse(Path(mod.__file__).read_text())
+    source = Path(importlib.import_module(f"tl_lab.inside.{module}").__file__).read_text()
+    tree = ast.parse(source)
     modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
     modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert [m for m in modules if m.startswith("captum") and any(p.startswith("_") for p in m.split("."))] == []
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("captum")
              for a in n.names]
-    assert names and not [n for n in names if n.startswith("_")]
+    assert not [n for n in names if n.startswith("_")]
     methods = [f.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body
                if isinstance(f, ast.FunctionDef)]
     assert "_register_hooks" not in methods and "_backward_hook" not in methods
+    assert "captum._" not in source
 
 
 def test_unknown_method_lists_the_valid_ones(lite0, images):

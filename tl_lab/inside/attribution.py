@@ -39,8 +39,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
-import difflib
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -51,7 +49,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from captum.attr import (
     GuidedBackprop,
     IntegratedGradients,
@@ -64,6 +61,14 @@ from captum.attr import (
 from torch import nn
 
 from tl_lab.backbones.registry import Backbone
+from tl_lab.inside.attribution_inputs import (
+    baseline_tensor,
+    prepare_images,
+    resolve_layer,
+    resolve_target,
+    unwrap_model,
+)
+from tl_lab.inside.guided import GuidedReLU6, guided_copy
 
 __all__ = ["Attribution", "GuidedReLU6", "MethodInfo", "explain", "get_method", "guided_copy", "list_methods",
            "register_method", "resolve_target", "unwrap_model"]
@@ -219,14 +224,14 @@ def explain(
                    noise_level=noise_level, batch_size=batch_size)
     backbone, net, categories = unwrap_model(model, classes)
     device = next(net.parameters()).device
-    x, display = _prepare(backbone, images, device)
+    x, display = prepare_images(backbone, images, device)
     n, _, h, w = x.shape
 
     diagnostics: dict[str, Any] = {}
     layer_name = layer_module = None
     if info.needs_layer:
-        layer_name, layer_module = _resolve_layer(backbone, net, layer)
-    base = _baseline(backbone, baseline if baseline is not None else "black", x) if info.needs_baseline else None
+        layer_name, layer_module = resolve_layer(backbone, net, layer)
+    base = baseline_tensor(backbone, baseline if baseline is not None else "black", x) if info.needs_baseline else None
     if base is not None:
         diagnostics["baseline"] = "tensor" if torch.is_tensor(baseline) else baseline or "black"
 
@@ -359,147 +364,6 @@ def _check_options(info: MethodInfo, **kw: Any) -> None:
         raise ValueError(f"batch_size must be an int >= 1; got {kw['batch_size']!r}")
 
 
-def unwrap_model(model: Any, classes: Sequence[str] | None = None) -> tuple[Backbone | None, nn.Module, tuple[str, ...] | None]:
-    """``(backbone or None, the nn.Module to run, class names or None)`` from a Backbone, a training Run or a module."""
-    if isinstance(getattr(model, "backbone", None), Backbone):  # a training Run: its data names the classes
-        data = getattr(model, "data", None)
-        classes = classes if classes is not None else getattr(data, "classes", None)
-        model = model.backbone
-    if isinstance(model, Backbone):
-        cats = tuple(classes) if classes is not None else model.meta.get("categories")
-        return model, model.model, tuple(cats) if cats else None
-    if isinstance(model, nn.Module):
-        return None, model, tuple(classes) if classes is not None else None
-    raise TypeError(f"explain needs a Backbone, a Run or an nn.Module; got {type(model).__name__}")
-
-
-def _prepare(backbone: Backbone | None, images: Any, device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:
-    """Model input (N, C, H, W) on ``device`` and the (N, H, W, 3) uint8 pixels to overlay maps on."""
-    from PIL import Image
-
-    pil = isinstance(images, Image.Image) or (
-        isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(i, Image.Image) for i in images))
-    if backbone is None:
-        if pil or not torch.is_tensor(images) or not images.is_floating_point():
-            raise TypeError("a plain nn.Module needs its float input tensor (N, C, H, W); to pass PIL images or uint8 "
-                            "pixels, pass a Backbone (load_backbone(...)) so its own preprocessing is applied")
-        x = images[None] if images.dim() == 3 else images
-        if x.dim() != 4:
-            raise ValueError(f"images must be (N, C, H, W) or (C, H, W); got shape {tuple(images.shape)}")
-        x = x.detach().to(device, torch.float32)
-        display = None
-        if x.shape[1] == 3:
-            lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
-            display = _to_uint8((x - lo) / (hi - lo).clamp_min(1e-12))
-        return x, display
-    if pil:
-        ims = [images] if isinstance(images, Image.Image) else list(images)
-        x = torch.stack([backbone.transform(im.convert("RGB")) for im in ims]).to(device)
-    elif torch.is_tensor(images):
-        t = images[None] if images.dim() == 3 else images
-        if t.dim() != 4 or t.shape[1] != 3:
-            raise ValueError(f"images must be (N, 3, H, W) or (3, H, W) RGB; got shape {tuple(images.shape)}")
-        if t.is_floating_point() and (t.min() < -1e-4 or t.max() > 1 + 1e-4):
-            raise ValueError("float images for a Backbone must be pixels in [0, 1] (or pass uint8); to explain "
-                             "already-normalised inputs, pass backbone.model instead of the Backbone")
-        x = backbone.normalize(t.detach().to(device))
-    else:
-        raise TypeError(f"images must be a uint8/float tensor or PIL image(s); got {type(images).__name__}")
-    backbone.check_input_size(int(x.shape[-1]))
-    mean = torch.tensor(backbone.spec.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(backbone.spec.std, device=device).view(1, 3, 1, 1)
-    return x, _to_uint8(x * std + mean)
-
-
-def _to_uint8(x01: torch.Tensor) -> np.ndarray:
-    return (x01.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def resolve_target(target: Any, n: int, categories: Sequence[str] | None, *,
-                   logits: torch.Tensor | None = None) -> torch.Tensor:
-    """Class indices ``(n,)`` from an index, a name, a list of either (one per image), or None (the prediction).
-
-    Names match ``categories`` case-insensitively; an unknown name raises with the closest names.
-    """
-    if target is None:
-        if logits is None:
-            raise ValueError("target=None means 'the predicted class', which needs the model's logits")
-        return logits.argmax(1).cpu()
-    if torch.is_tensor(target):
-        target = target.tolist() if target.dim() else int(target)
-    items = list(target) if isinstance(target, (list, tuple)) else [target] * n
-    if len(items) != n:
-        raise ValueError(f"got {len(items)} targets for {n} images; give one target, or one per image")
-    out = [_one_target(t, categories) for t in items]
-    k = logits.shape[1] if logits is not None else None
-    bad = [t for t in out if t < 0 or (k is not None and t >= k)]
-    if bad:
-        raise ValueError(f"target index {bad[0]} is out of range: the model has {k} classes (0..{(k or 1) - 1})")
-    return torch.tensor(out, dtype=torch.long)
-
-
-def _one_target(t: Any, categories: Sequence[str] | None) -> int:
-    if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
-        return int(t)
-    if not isinstance(t, str):
-        raise TypeError(f"a target is a class index or a class name; got {t!r}")
-    if not categories:
-        raise ValueError(f"cannot look up class name {t!r}: this model has no class names; pass "
-                         f"classes=(...) (e.g. data.classes) or a class index")
-    lower = [c.lower() for c in categories]
-    if t.lower() in lower:
-        return lower.index(t.lower())
-    close = difflib.get_close_matches(t.lower(), lower, n=5, cutoff=0.5)
-    close += [c for c in lower if t.lower() in c and c not in close][: 5 - len(close)]
-    hint = f"; did you mean: {', '.join(repr(categories[lower.index(c)]) for c in close)}?" if close else ""
-    raise ValueError(f"unknown class name {t!r}{hint} ({len(categories)} classes, e.g. {categories[0]!r})")
-
-
-def _resolve_layer(backbone: Backbone | None, net: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
-    if isinstance(layer, nn.Module):
-        name = next((n for n, m in net.named_modules() if m is layer), None)
-        if name is None:
-            raise ValueError("the layer module given is not part of this model; pass one of its modules or a name")
-        return name or type(layer).__name__, layer
-    if layer is None:
-        if backbone is None:
-            convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)][-3:]
-            raise ValueError(f"a plain nn.Module has no default Grad-CAM layer; pass layer=<module path>, e.g. one of "
-                             f"{convs} (usually the last convolutional block), or pass a Backbone")
-        layer = backbone.spec.gradcam_layer
-    try:
-        return layer, net.get_submodule(layer)
-    except AttributeError:
-        stages = getattr(net, "stage_names", None) or [n for n, _ in net.named_children()]
-        raise ValueError(f"unknown layer {layer!r}; use a stage name ({', '.join(stages)}) or a module path from "
-                         f"model.named_modules()") from None
-
-
-def _baseline(backbone: Backbone | None, baseline: Any, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(baseline, str):
-        if baseline == "black":
-            if backbone is None:
-                return torch.zeros_like(x)
-            return backbone.normalize(torch.zeros(x.shape, dtype=torch.uint8, device=x.device))
-        if baseline == "blur":
-            from torchvision.transforms.v2.functional import gaussian_blur
-
-            sigma = max(1.0, x.shape[-1] / 16)
-            k = min(2 * math.ceil(3 * sigma) + 1, 2 * (min(x.shape[-2:]) // 2) - 1)
-            return gaussian_blur(x, [k, k], [sigma, sigma])  # blur commutes with per-channel normalisation
-        raise ValueError(f"baseline must be 'black', 'blur' or a tensor; got {baseline!r}")
-    if torch.is_tensor(baseline):
-        b = baseline.to(x.device)
-        if backbone is not None:
-            b = backbone.normalize(b)
-        try:
-            return torch.broadcast_to(b.float(), x.shape).contiguous()
-        except RuntimeError:
-            raise ValueError(f"a baseline tensor must broadcast to the images' shape {tuple(x.shape)}; "
-                             f"got {tuple(baseline.shape)}") from None
-    raise ValueError(f"baseline must be 'black', 'blur' or a tensor; got {type(baseline).__name__}")
-
-
 @contextmanager
 def _attribution_mode(net: nn.Module) -> Iterator[None]:
     """Eval mode and frozen parameters for the call (inputs alone need gradients); both restored afterwards."""
@@ -610,62 +474,6 @@ def _grad_cam(call: _Call, xb: torch.Tensor, tb: list[int], bb: None = None) -> 
 
 
 # ---- guided backprop for ReLU and ReLU6 --------------------------------------------------------------------------
-
-
-class GuidedReLU6(nn.Module):
-    """ReLU6 written as ``hardtanh(ReLU(x), 0, 6)``: the same values and gradient, with an ``nn.ReLU`` inside.
-
-    captum's :class:`~captum.attr.GuidedBackprop` keeps only the positive part of the gradient leaving every
-    ``nn.ReLU`` module (autograd has already applied the forward mask ``[x > 0]``) and hooks nothing else. Here
-    the gradient reaching the inner ReLU is ``g * [0 < relu(x) < 6]`` (hardtanh's own mask), so captum's rule gives
-    ``max(g, 0) * [0 < x < 6]``: guided backprop's rule for a clipped ReLU, through captum's public API only.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.relu = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.hardtanh(self.relu(x), 0.0, 6.0)
-
-
-_UNGUIDED = (nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)
-
-
-def guided_copy(net: nn.Module) -> tuple[nn.Module, dict]:
-    """A deep copy of ``net`` whose ``nn.ReLU6`` modules are :class:`GuidedReLU6`, and a report of what is guided.
-
-    The report counts the ReLU/ReLU6 modules guided backprop will hook (``guided_activations``) and the other
-    activations, which pass plain gradients (``unguided_activations``, with a ``note``); functional ReLUs
-    (``F.relu`` inside ``forward``) cannot be hooked at all. The original ``net`` is left untouched.
-    """
-    guided = copy.deepcopy(net)
-    hooked: dict[str, int] = {}
-    others: dict[str, int] = {}
-    seen: set[int] = set()
-    # remove_duplicate=False: a module reachable under two names is replaced under both (counted once)
-    for name, module in list(guided.named_modules(remove_duplicate=False)):
-        kind = type(module).__name__
-        if isinstance(module, nn.ReLU6) and name:  # (a model that is one bare ReLU6 is not worth a case)
-            parent, _, child = name.rpartition(".")
-            setattr(guided.get_submodule(parent) if parent else guided, child, GuidedReLU6())
-        if id(module) in seen:
-            continue
-        seen.add(id(module))
-        if isinstance(module, (nn.ReLU, nn.ReLU6)):
-            hooked[kind] = hooked.get(kind, 0) + 1
-        elif isinstance(module, _UNGUIDED):
-            others[kind] = others.get(kind, 0) + 1
-    report: dict[str, Any] = {"guided_activations": hooked}
-    if others:
-        report["unguided_activations"] = others
-    if not hooked:
-        report["note"] = ("no nn.ReLU/nn.ReLU6 modules found: this map is the plain gradient (functional ReLUs "
-                          "cannot be hooked)")
-    elif others:
-        report["note"] = (f"only ReLU/ReLU6 modules are guided; {sum(others.values())} other activations "
-                          f"({', '.join(others)}) pass plain gradients")
-    return guided, report
 
 
 # ---- the registry: one entry per method, in menu order -------------------------------------------------------------
