@@ -18,16 +18,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from tl_lab.backbones.registry import Backbone
-
-if TYPE_CHECKING:
-    from tl_lab.data.datasets import DatasetSplits
-
+from tl_lab.data.baseline import baseline as raw_pixel_baseline
 from tl_lab.data.datasets import DatasetSplits
 from tl_lab.inside.stage_features import stage_features
 from tl_lab.inside.taps import _body_stages
@@ -133,11 +130,7 @@ def probe_stages(
         fitted = fit_probe({split: (feats[split][stage], labels[split]) for split in splits}, C=C, max_iter=max_iter)
         probes.append(StageProbe(stage=stage, index=backbone.stages.index(stage),
                                  dim=int(feats["train"][stage].shape[1]), **fitted.scores))
-    base = None
-    if baseline:
-        from tl_lab.data.baseline import baseline as raw_pixel_baseline
-
-        base = float(raw_pixel_baseline(data)["test_acc"])
+    base = float(raw_pixel_baseline(data)["test_acc"]) if baseline else None
     meta = getattr(data, "meta", None) or {}
     return ProbeResult(
         backbone=backbone.name, pretrained=bool(backbone.meta.get("pretrained", True)), dataset=data.name,
