@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from tl_lab.inside.attribution import Attribution, explain, get_method, list_methods
+from tl_lab.inside.attribution import (
+    Attribution,
+    GuidedReLU6,
+    explain,
+    get_method,
+    guided_copy,
+    list_methods,
+    register_method,
+)
 from tl_lab.inside.sanity import mask_scores, randomize_stage, sanity_check
 
 # IG with a handful of steps (to keep tests cheap) rightly warns that it has not converged.
@@ -80,9 +89,32 @@ def test_registry_says_what_each_method_needs():
     assert len({m.display_name for m in infos.values()}) == len(infos)
     for m in infos.values():
         assert m.captum_class.__module__.startswith("captum.attr"), m
+        assert m.compute.__name__ == f"_{m.name}"  # each method's function is declared in its one entry
         assert "20" in m.paper and m.description
     with pytest.raises(dataclasses.FrozenInstanceError):
         infos["saliency"].needs_layer = True
+    with pytest.raises(ValueError, match="a method named 'saliency' is already registered"):
+        register_method(infos["saliency"])
+
+
+@pytest.mark.parametrize("module", ["attribution", "attribution_inputs", "guided", "sanity"])
+def test_attribution_uses_captum_public_api_only(module):
+    """No ``captum._utils`` / ``captum.<pkg>._private`` imports and no overridden private captum methods."""
+    import ast
+    import importlib
+
+    source = Path(importlib.import_module(f"tl_lab.inside.{module}").__file__).read_text()
+    tree = ast.parse(source)
+    modules = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert [m for m in modules if m.startswith("captum") and any(p.startswith("_") for p in m.split("."))] == []
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("captum")
+             for a in n.names]
+    assert not [n for n in names if n.startswith("_")]
+    methods = [f.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body
+               if isinstance(f, ast.FunctionDef)]
+    assert "_register_hooks" not in methods and "_backward_hook" not in methods
+    assert "captum._" not in source
 
 
 def test_unknown_method_lists_the_valid_ones(lite0, images):
@@ -95,7 +127,7 @@ def test_unknown_method_lists_the_valid_ones(lite0, images):
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_gives_input_sized_maps_for_a_batch(lite0, images, method):
     att = explain(method, lite0, images, [281, 7], **CHEAP.get(method, {}))
-    assert isinstance(att, Attribution) and att.method == method
+    assert att.method == method and att.display_name == get_method(method).display_name
     assert att.maps.shape == (2, 64, 64) and att.maps.dtype == np.float32
     assert np.isfinite(att.maps).all() and np.abs(att.maps).sum() > 0
     assert att.images.shape == (2, 64, 64, 3) and att.images.dtype == np.uint8
@@ -262,6 +294,84 @@ def test_guided_backprop_follows_the_rule_through_relu6():
     expected = (g.clamp(min=0) @ l1.weight).reshape(1, 1, 2, 3)
     np.testing.assert_allclose(att.raw, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
     assert att.diagnostics["guided_activations"] == {"ReLU6": 1}
+
+
+class _GuidedReLU6Rule(torch.autograd.Function):
+    """Reference guided backprop through ReLU6, written from the rule (no captum): max(g, 0) * [0 < x < 6]."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g.clamp(min=0) * ((x > 0) & (x < 6))
+
+
+class _RuleReLU6(nn.Module):
+    def forward(self, x):
+        return _GuidedReLU6Rule.apply(x)
+
+
+def _guided_reference(model: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+    """d score / d x with every nn.ReLU6 replaced by the rule above (a copy of the model, in eval mode)."""
+    import copy
+
+    ref = copy.deepcopy(model).eval()
+    for name, m in list(ref.named_modules()):
+        if isinstance(m, nn.ReLU6):
+            parent, _, child = name.rpartition(".")
+            setattr(ref.get_submodule(parent), child, _RuleReLU6())
+    x = x.clone().requires_grad_()
+    ref(x)[:, target].sum().backward()
+    return x.grad
+
+
+def test_guided_relu6_is_relu6_forward_and_guided_backward():
+    x = torch.tensor([-2.0, 0.0, 0.5, 5.9, 6.0, 7.0], requires_grad=True)
+    g = torch.tensor([1.0, 1.0, -1.0, 2.0, 1.0, 1.0])
+    torch.testing.assert_close(GuidedReLU6()(x), nn.ReLU6()(x), rtol=0, atol=0)
+    net, report = guided_copy(nn.Sequential(nn.ReLU6(), nn.ReLU(), nn.SiLU()))
+    assert isinstance(net[0], GuidedReLU6)  # the copy is rewritten ...
+    assert report["guided_activations"] == {"ReLU6": 1, "ReLU": 1} and report["unguided_activations"] == {"SiLU": 1}
+    assert "1 other activations (SiLU) pass plain gradients" in report["note"]
+    # plain autograd through the rewrite is ReLU6's gradient: g * [0 < x < 6] (captum adds the max(., 0))
+    (grad,) = torch.autograd.grad(GuidedReLU6()(x), x, g)
+    torch.testing.assert_close(grad, torch.tensor([0.0, 0.0, -1.0, 2.0, 0.0, 0.0]))
+
+
+def test_guided_backprop_matches_the_rule_on_a_mixed_relu_relu6_net():
+    """ReLU and ReLU6 (one module used twice, as Lite0's blocks do) against the rule computed by hand."""
+    torch.manual_seed(0)
+    act6 = nn.ReLU6()
+    net = nn.Sequential(nn.Flatten(), nn.Linear(8, 7), act6, nn.Linear(7, 6), nn.ReLU(), nn.Linear(6, 5), act6,
+                        nn.Linear(5, 3))
+    x = torch.randn(4, 1, 2, 4) * 4
+    att = explain("guided_backprop", net, x, [0, 1, 2, 0])
+    # by hand, layer by layer: z_i pre-activations, g the gradient flowing back, guided at each activation
+    l1, l2, l3, l4 = net[1], net[3], net[5], net[7]
+    with torch.no_grad():
+        z1 = l1(x.flatten(1))
+        z2 = l2(z1.clamp(0, 6))
+        z3 = l3(z2.clamp(min=0))
+        g = l4.weight[[0, 1, 2, 0]]
+        g = g.clamp(min=0) * ((z3 > 0) & (z3 < 6))
+        g = (g @ l3.weight).clamp(min=0) * (z2 > 0)
+        g = (g @ l2.weight).clamp(min=0) * ((z1 > 0) & (z1 < 6))
+        expected = (g @ l1.weight).reshape(x.shape)
+    np.testing.assert_allclose(att.raw, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert att.diagnostics["guided_activations"] == {"ReLU6": 1, "ReLU": 1}
+    assert all(type(m) is not GuidedReLU6 for m in net.modules())  # the caller's model is never rewritten
+
+
+def test_guided_backprop_on_lite0_equals_the_rule_applied_by_hand(lite0, images):
+    ours = explain("guided_backprop", lite0, images, 281)
+    with eval_mode(lite0.model) as model:
+        expected = _guided_reference(model, lite0.normalize(images), 281)
+    np.testing.assert_allclose(ours.raw, expected.numpy(), rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+    assert all(type(m) is not GuidedReLU6 for m in lite0.model.modules())
 
 
 def test_guided_backprop_on_lite0_is_not_the_plain_gradient(lite0, images):

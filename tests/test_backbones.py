@@ -47,8 +47,10 @@ def test_spec_refuses_a_head_that_is_not_last():
 def test_torchvision_architecture_builds_offline_with_named_stages(name, no_network):
     bb = load_backbone(name, pretrained=False, num_classes=7)
     assert bb.stages[-1] == bb.head == "head"
-    for stage in bb.stages:  # every stage is a real module path
-        assert isinstance(bb.model.get_submodule(stage), torch.nn.Module)
+    # every stage is a real module path, the model's own stages in forward order, holding all its parameters
+    assert [name for name, _ in bb.model.named_children()] == list(bb.stages) == list(bb.model.stage_names)
+    assert sum(p.numel() for s in bb.stages for p in bb.model.get_submodule(s).parameters()) == \
+        sum(p.numel() for p in bb.model.parameters())
     size = 224 if bb.spec.fixed_input_size else 64
     bb.model.eval()
     with torch.no_grad():

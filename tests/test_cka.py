@@ -108,7 +108,7 @@ def test_minibatch_cka_of_one_batch_is_the_unbiased_estimate_and_close_to_full_b
 def test_compare_stages_of_a_backbone_with_itself_is_one_everywhere(lite0):
     images = load_dataset("digits", shots=2).test.images
     sim = compare_stages(lite0, lite0, images, max_images=32, spatial=True, batch_size=16)
-    assert isinstance(sim, StageSimilarity) and sim.n_images == 32
+    assert type(sim) is StageSimilarity and sim.n_images == 32 and sim.per_stage.keys() == set(lite0.body_stages)
     assert sim.stages == lite0.body_stages and sim.matrix.shape == (9, 9)
     np.testing.assert_allclose(list(sim.per_stage.values()), 1.0, atol=1e-9)
     np.testing.assert_allclose(list(sim.spatial.values()), 1.0, atol=1e-9)

@@ -96,20 +96,35 @@ def test_throughput_reports_amp_and_channels_last_gains(tmp_path):
 @pytest.mark.slow
 def test_panel_bench_case_measures_both_sides(tmp_path):
     from tl_lab.app.bench import bench_panel
+    from tl_lab.data.datasets import load_dataset
 
-    result = bench_panel(tmp_path, epochs=1, repeats=1)
+    data = load_dataset("digits", shots=10, seed=0, image_size=64)
+    result = bench_panel(data, tmp_path, epochs=2, repeats=1)
     cases = {c["case"]: c for c in result["cases"]}
-    assert set(cases) == {"bare fit 0", "TrainPanel 0"}
+    assert set(cases) == {"bare fit 0", "live chart 0"}
     for c in cases.values():
-        assert c["seconds"] > 0 and c["peak_rss_mb"] > 0 and c["epochs"] == 1
-    assert cases["TrainPanel 0"]["points_drawn"] == 1  # the chart holds the run's one epoch
-    assert cases["TrainPanel 0"]["test_acc"] == pytest.approx(cases["bare fit 0"]["test_acc"])  # same work
-    assert isinstance(result["overhead_pct"], float) and result["noise_pct"] == 0.0  # one bare run: no spread
-    panel = cases["TrainPanel 0"]
-    # the panel's own work is timed directly: its event callbacks ran (FitStart, epoch, FitEnd at least) and the
-    # time outside fit is a small positive remainder, both far below the whole run
-    assert 0 < panel["callbacks_s"] < panel["seconds"] and 0 < panel["outside_fit_s"] < panel["seconds"]
-    assert result["panel_work_s"] == pytest.approx(panel["callbacks_s"] + panel["outside_fit_s"], abs=1e-3)
+        assert c["seconds"] > 0 and c["peak_rss_mb"] > 0 and c["epochs"] == 2
+    chart = cases["live chart 0"]
+    assert chart["points_drawn"] == 2  # the chart holds both epochs (the last one drawn by the final flush)
+    assert chart["test_acc"] == cases["bare fit 0"]["test_acc"]  # same work: a listener never changes training
+    assert result["noise_pct"] == 0.0  # one bare run: no spread
+    median = result["median_s"]
+    assert result["overhead_pct"] == pytest.approx(100 * (median["other"] - median["bare"]) / median["bare"], abs=0.01)
+    # the chart's own work is timed directly inside its callback: positive, far below the whole run
+    assert 0 < chart["callbacks_s"] < chart["seconds"] and result["panel_work_s"] == chart["callbacks_s"]
+
+
+def test_live_chart_draws_throttled_epochs_like_the_panel():
+    from tl_lab.app.bench import LiveChart
+    from tl_lab.training.events import EpochEnd, FitEnd
+
+    chart = LiveChart("x", epochs=3, interval=3600)  # one redraw an hour: only the first epoch and the end draw
+    for epoch in range(3):
+        metrics = {"epoch": epoch + 1, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.5, "val_acc": 0.1 * epoch}
+        chart(EpochEnd(epoch=epoch, epochs=3, metrics=metrics, is_best=False))
+        assert len(chart.figure.data[-1].y or ()) == 1 and len(chart.pending) == epoch
+    chart(FitEnd(run=None))
+    assert chart.figure.data[-1].y == (0.0, 0.1, 0.2) and chart.pending == [] and chart.seconds > 0
 
 
 def test_ci_runs_exactly_the_readme_test_command():

@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from tl_lab.backbones.cut import cut_at
 from tl_lab.backbones.registry import load_backbone
@@ -17,7 +21,7 @@ from tl_lab.backbones.staged import ClassifierHead, StagedModel
 from tl_lab.data.datasets import load_dataset
 from tl_lab.inside.embedding import embed
 from tl_lab.inside.feature_maps import FeatureMaps, feature_maps, filters
-from tl_lab.inside.probes import probe_stages
+from tl_lab.inside.probes import C_GRID, fit_probe, probe_stages
 from tl_lab.inside.stage_features import clear_feature_cache, stage_features
 from tl_lab.inside.taps import tap
 from tl_lab.training.freeze import FreezePlan
@@ -89,7 +93,6 @@ def test_filters_are_the_first_conv_scaled_per_filter_around_mid_grey(lite0):
     w = lite0.model.get_submodule("stem.0").weight.detach().numpy().transpose(0, 2, 3, 1)
     m = np.abs(w).reshape(32, -1).max(axis=1)
     np.testing.assert_allclose(f.tiles, 0.5 + w / (2 * m[:, None, None, None]), atol=1e-6)
-    assert f.tiles.min() >= 0 and f.tiles.max() <= 1
     extremes = np.abs(f.tiles - 0.5).reshape(32, -1).max(axis=1)
     np.testing.assert_allclose(extremes, 0.5, atol=1e-6)  # each filter reaches black or white on its own
     assert f.mosaic(columns=8, pad=1).shape == (4 * 4 - 1, 8 * 4 - 1, 3)
@@ -108,7 +111,10 @@ def test_feature_maps_keep_the_strongest_channels_per_image(lite0, digits):
     maps = feature_maps(lite0, images, ["stage1", "stage4"], top_k=5)
     assert set(maps) == {"stage1", "stage4"}
     fm = maps["stage4"]
-    assert isinstance(fm, FeatureMaps) and fm.activations.shape == (3, *LITE0_64["stage4"]) and not fm.tokens
+    assert type(fm) is FeatureMaps and fm.stage == "stage4" and not fm.tokens
+    with torch.no_grad(), tap(lite0.model, ["stage4"]) as acts:  # the reference: the stage's own output
+        lite0.model(lite0.normalize(images))
+    np.testing.assert_allclose(fm.activations, acts["stage4"].numpy(), rtol=1e-5, atol=1e-6)
     assert fm.activations.dtype == np.float32 and fm.top_channels.shape == (3, 5) and fm.top_maps.shape == (3, 5, 4, 4)
     means = fm.activations.mean(axis=(2, 3))
     np.testing.assert_allclose(fm.channel_means, means, rtol=1e-5, atol=1e-6)
@@ -237,8 +243,16 @@ def test_probe_with_fixed_C_and_chosen_stages_gives_records_with_context(lite0, 
             "dataset", "shots", "image_size"} <= set(records[0])
     assert (result.backbone, result.pretrained, result.dataset, result.shots, result.image_size) == (
         "efficientnet_lite0", True, "digits", 10, 64)
-    assert all(0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["train_acc"] <= 1.0 for r in records)
-    assert result.best_stage in ("stage1", "stage3")
+    # the reference: scikit-learn directly on the same pooled features (scaler + logistic regression, C=0.5)
+    feats = {split: stage_features(lite0, getattr(small, split), ["stage1", "stage3"]) for split in ("train", "val", "test")}
+    for r in records:
+        ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=5000))
+        ref.fit(feats["train"][r["stage"]], small.train.labels.numpy())
+        for split in ("train", "val", "test"):
+            expected = accuracy_score(getattr(small, split).labels.numpy(), ref.predict(feats[split][r["stage"]]))
+            assert r[f"{split}_acc"] == pytest.approx(expected, abs=1e-12), (r["stage"], split)
+    # best on val accuracy, ties to the lower val log-loss, whichever of the two that is
+    assert result.best_stage == max(records, key=lambda r: (r["val_acc"], -r["val_loss"]))["stage"]
     assert list(result.curve("val")) == ["stage1", "stage3"] and result.curve()["stage3"] == records[1]["test_acc"]
     no_val = dataclasses.replace(small, val=digits.val.subset([]))
     unchosen = probe_stages(lite0, no_val, ["stage1"], baseline=False)
@@ -249,13 +263,63 @@ def test_probe_with_fixed_C_and_chosen_stages_gives_records_with_context(lite0, 
         probe_stages(lite0, digits, ["layer4"])
 
 
+def _reference_probe(splits, grid):
+    """The C search written out with plain scikit-learn calls: fit on train, score on val, test only measured."""
+    (xt, yt), (xv, yv), (xs, ys) = splits["train"], splits["val"], splits["test"]
+    rows = []
+    for c in grid:
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000)).fit(xt, yt)
+        rows.append((accuracy_score(yv, model.predict(xv)), -log_loss(yv, model.predict_proba(xv)), c, model))
+    acc, neg_loss, c, model = max(rows, key=lambda r: r[:2])  # first of equal (acc, -loss): grid order
+    return {"C": c, "train_acc": accuracy_score(yt, model.predict(xt)), "val_acc": acc, "val_loss": -neg_loss,
+            "test_acc": accuracy_score(ys, model.predict(xs))}
+
+
+@pytest.mark.parametrize("noise", [0.5, 2.0, 4.0])
+def test_fit_probe_equals_a_direct_sklearn_search_on_synthetic_data(noise):
+    rng = np.random.default_rng(int(noise * 10))
+    centers = rng.normal(0, 1, (3, 12))
+
+    def split(n):
+        y = np.arange(n) % 3
+        return centers[y] + rng.normal(0, noise, (n, 12)), y
+
+    splits = {"train": split(30), "val": split(24), "test": split(60)}
+    got = fit_probe(splits)
+    expected = _reference_probe(splits, C_GRID)
+    assert got.scores.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got.scores[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    # the test split never chooses: other test labels change test_acc only
+    flipped = {**splits, "test": (splits["test"][0], (splits["test"][1] + 1) % 3)}
+    other = fit_probe(flipped)
+    assert {k: other.scores[k] for k in ("C", "val_acc", "val_loss")} == {k: got.scores[k] for k in ("C", "val_acc", "val_loss")}
+
+
+def test_fit_probe_breaks_accuracy_ties_by_val_log_loss():
+    rng = np.random.default_rng(1)
+    y = np.arange(40) % 2
+    x = rng.normal(0, 0.3, (40, 4)) + 3 * y[:, None]  # separable: every C is 100% on val
+    splits = {"train": (x[:20], y[:20]), "val": (x[20:30], y[20:30]), "test": (x[30:], y[30:])}
+    got = fit_probe(splits)
+    assert got.scores["val_acc"] == 1.0
+    assert got.scores["C"] == 10.0  # the weakest regularisation gives the most confident, lowest-loss probe
+    assert got.scores == pytest.approx(_reference_probe(splits, C_GRID), rel=1e-9)
+    assert fit_probe(splits, C=0.3).scores["C"] == 0.3  # a fixed C is used as given
+    no_val = {**splits, "val": (x[:0], y[:0])}
+    assert fit_probe(no_val).scores["C"] == 1.0 and np.isnan(fit_probe(no_val).scores["val_acc"])
+    with pytest.raises(ValueError, match=r"val split has classes the train split lacks \(\[1\]\)"):
+        fit_probe({**splits, "train": (x[:20:2], y[:20:2])})
+
+
 # ---- cuts ------------------------------------------------------------------------------------------------------
 
 
 def test_cut_at_builds_an_independent_staged_model_with_a_new_head(lite0):
     cut = cut_at(lite0, "stage4", 7)
     assert cut.stages == ("stem", "stage1", "stage2", "stage3", "stage4", "head") and cut.head == "head"
-    assert isinstance(cut.model, StagedModel) and isinstance(cut.model.head, ClassifierHead)
+    assert type(cut.model) is StagedModel and type(cut.model.head) is ClassifierHead
+    assert (cut.model.head.classifier.in_features, cut.model.head.classifier.out_features) == (80, 7)  # stage4: 80 ch
     assert cut.meta["cut_at"] == "stage4" and cut.meta["num_classes"] == 7 and cut.spec.gradcam_layer == "stage4"
     assert cut.meta["total_parameters"] == sum(p.numel() for p in cut.model.parameters())
     cut.model.eval()

@@ -33,10 +33,12 @@ import platform
 import re
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
+
+from tl_lab.app.memory import PeakMemory
 
 __all__ = ["bench_lessons", "bench_notebook", "evaluate_checks", "lesson_paths", "main"]
 
@@ -73,77 +75,6 @@ def evaluate_checks(checks: Iterable[Sequence[Any]], results: dict[str, float]) 
         ok = bool(_OPS[op](float(values[0]), float(values[1])))
         out.append({"check": text, "ok": ok, "why": f"{values[0]:.4g} {op} {values[1]:.4g}"})
     return out
-
-
-class _TreeSampler:
-    """Samples the summed RSS (MB) of a process and its descendants in a background thread."""
-
-    def __init__(self, pid: int, interval: float) -> None:
-        self.pid, self.interval = pid, interval
-        self.peak_mb = 0.0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _tree_rss_mb(self) -> float:
-        try:
-            import psutil
-        except ImportError:
-            psutil = None
-        if psutil is not None:
-            try:
-                proc = psutil.Process(self.pid)
-                procs = [proc, *proc.children(recursive=True)]
-            except psutil.Error:
-                return 0.0
-            total = 0
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            return total / 2**20
-        pids = {self.pid} | _descendants(self.pid)
-        return sum(_proc_rss_mb(p) for p in pids)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._tree_rss_mb())
-            self.samples += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "_TreeSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _proc_rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def _descendants(pid: int) -> set[int]:
-    """Child processes from /proc (Linux without psutil)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    return found
 
 
 def _kernel_peak_mb(pid: int) -> float | None:
@@ -216,7 +147,7 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
         with client.setup_kernel(env=env, cwd=str(cwd)):
             pid = client.km.provisioner.pid if client.km.provisioner is not None else None
             cells_start = time.perf_counter()
-            sampler = _TreeSampler(pid, interval) if pid else None
+            sampler = PeakMemory(pid, children=True, interval=interval) if pid else None
             try:
                 if sampler:
                     sampler.__enter__()

@@ -5,11 +5,11 @@ from tl_lab.inside.attribution import Attribution, explain, list_methods
 from tl_lab.inside.cka import cka, compare_stages
 from tl_lab.inside.embedding import embed
 from tl_lab.inside.feature_maps import FeatureMaps, FilterTiles, feature_maps, filters
-from tl_lab.inside.probes import ProbeResult, StageProbe, probe_stages
+from tl_lab.inside.probes import ProbeResult, StageProbe, fit_probe, probe_stages
 from tl_lab.inside.sanity import mask_scores, sanity_check
 from tl_lab.inside.stage_features import clear_feature_cache, stage_features
 from tl_lab.inside.taps import tap
 
 __all__ = ["Attribution", "FeatureMaps", "FilterTiles", "ProbeResult", "StageProbe", "cka", "clear_feature_cache",
-           "compare_stages", "embed", "explain", "feature_maps", "filters", "list_methods", "mask_scores",
+           "compare_stages", "embed", "explain", "feature_maps", "filters", "fit_probe", "list_methods", "mask_scores",
            "probe_stages", "sanity_check", "stage_features", "tap"]

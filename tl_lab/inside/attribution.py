@@ -17,8 +17,10 @@ Methods (``list_methods()``), with the paper each comes from:
 - ``occlusion``: drop of the output when a square patch is replaced by the baseline (Zeiler & Fergus 2014,
   arXiv:1311.2901); window about 1/7 of the image, stride half the window.
 - ``guided_backprop``: gradients with negative values stopped at every ReLU (Springenberg et al. 2015,
-  arXiv:1412.6806). captum hooks ``nn.ReLU`` only; tl_lab also hooks ``nn.ReLU6`` (EfficientNet-Lite0 and
-  MobileNetV2 use it), else on Lite0 the "guided" map would silently be the plain gradient.
+  arXiv:1412.6806). captum's ``GuidedBackprop`` hooks ``nn.ReLU`` modules only; EfficientNet-Lite0 and MobileNetV2
+  use ``nn.ReLU6``, so tl_lab runs captum on a copy of the model whose ReLU6 modules are rewritten as
+  ``hardtanh(ReLU(x), 0, 6)`` (the same function and gradient, with an ``nn.ReLU`` captum hooks), else on Lite0
+  the "guided" map would silently be the plain gradient.
 - ``noise_tunnel=True`` wraps any of them in SmoothGrad (Smilkov et al. 2017, arXiv:1706.03825): the mean map
   over ``nt_samples`` noisy copies, noise sd = ``noise_level`` x the input range (the paper's 10-20 %).
 
@@ -37,17 +39,16 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterator, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from captum._utils.common import _register_backward_hook
 from captum.attr import (
     GuidedBackprop,
     IntegratedGradients,
@@ -60,8 +61,17 @@ from captum.attr import (
 from torch import nn
 
 from tl_lab.backbones.registry import Backbone
+from tl_lab.inside.attribution_inputs import (
+    baseline_tensor,
+    prepare_images,
+    resolve_layer,
+    resolve_target,
+    unwrap_model,
+)
+from tl_lab.inside.guided import GuidedReLU6, guided_copy
 
-__all__ = ["Attribution", "MethodInfo", "explain", "get_method", "list_methods", "resolve_target"]
+__all__ = ["Attribution", "GuidedReLU6", "MethodInfo", "explain", "get_method", "guided_copy", "list_methods",
+           "register_method", "resolve_target", "unwrap_model"]
 
 Baseline = Literal["black", "blur"] | torch.Tensor | None
 # Above this completeness error (|delta| / |f(x) - f(baseline)|) an IG map gets a warning naming the fix. Lite0 at
@@ -72,12 +82,15 @@ NormKind = Literal["abs", "positive", "signed"]
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """What one explanation method needs and how to show it.
+    """One explanation method: everything tl_lab knows about it, declared once (see the registry at the end).
 
     ``needs_layer``: it explains a layer's activations (default: the backbone's Grad-CAM stage).
     ``needs_baseline``: it compares the image with a reference ("black" by default).
     ``signed``: its maps carry evidence for (+) and against (-); display with ``normalized("signed")``.
     ``options``: the method-specific keywords :func:`explain` accepts for it.
+    ``compute``: ``compute(call, images, targets, baselines) -> raw`` for one chunk of images, through captum.
+    ``to_maps``: ``to_maps(raw, (H, W), call) -> (N, H, W)``: the raw output as one map per image at the input
+    size (default: the sum over colour channels).
     """
 
     name: str
@@ -87,46 +100,21 @@ class MethodInfo:
     captum_class: type
     description: str
     paper: str
+    compute: Callable[..., torch.Tensor] = field(repr=False, compare=False)
     signed: bool = False
     options: tuple[str, ...] = ()
+    to_maps: Callable[..., torch.Tensor] = field(default=lambda raw, size, call: raw.sum(1), repr=False, compare=False)
 
 
-_METHODS: dict[str, MethodInfo] = {}
+_METHODS: dict[str, MethodInfo] = {}  # filled by register_method() at the end of this module, in menu order
 
 
-def _register(info: MethodInfo) -> None:
+def register_method(info: MethodInfo) -> MethodInfo:
+    """Add a method to :func:`list_methods` (and so to every menu built from it); refuses duplicate names."""
     if info.name in _METHODS:
         raise ValueError(f"a method named {info.name!r} is already registered")
     _METHODS[info.name] = info
-
-
-_register(MethodInfo(
-    "saliency", "Saliency (gradient)", False, False, Saliency,
-    "How much each pixel's tiny change moves the class score: |gradient|, summed over colour channels.",
-    "Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks (arXiv:1312.6034)"))
-_register(MethodInfo(
-    "integrated_gradients", "Integrated Gradients", False, True, IntegratedGradients,
-    "Gradients averaged along the straight path from a baseline image to the input, times the difference; "
-    "the map adds up to f(input) - f(baseline).",
-    "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks (arXiv:1703.01365)",
-    signed=True, options=("n_steps",)))
-_register(MethodInfo(
-    "grad_cam", "Grad-CAM", True, False, LayerGradCam,
-    "A layer's feature maps weighted by the class score's average gradient, ReLU'd and upsampled: coarse "
-    "'where does the network look' regions.",
-    "Selvaraju et al. 2017, Grad-CAM (arXiv:1610.02391)",
-    options=("interpolate_mode",)))
-_register(MethodInfo(
-    "occlusion", "Occlusion", False, True, Occlusion,
-    "Slide a patch of baseline colour over the image and record how much the class score drops.",
-    "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks (arXiv:1311.2901)",
-    signed=True, options=("window", "stride")))
-_register(MethodInfo(
-    "guided_backprop", "Guided Backprop", False, False, GuidedBackprop,
-    "The gradient with negative values stopped at every ReLU/ReLU6: sharp, edge-like maps (which Adebayo et al. "
-    "2018 showed barely depend on the weights: see tl_lab.inside.sanity).",
-    "Springenberg et al. 2015, Striving for Simplicity (arXiv:1412.6806)",
-    signed=True))
+    return info
 
 
 def list_methods() -> list[MethodInfo]:
@@ -234,16 +222,16 @@ def explain(
     _check_options(info, layer=layer, baseline=baseline, n_steps=n_steps, window=window, stride=stride,
                    interpolate_mode=interpolate_mode, noise_tunnel=noise_tunnel, nt_samples=nt_samples,
                    noise_level=noise_level, batch_size=batch_size)
-    backbone, net, categories = _unwrap(model, classes)
+    backbone, net, categories = unwrap_model(model, classes)
     device = next(net.parameters()).device
-    x, display = _prepare(backbone, images, device)
+    x, display = prepare_images(backbone, images, device)
     n, _, h, w = x.shape
 
     diagnostics: dict[str, Any] = {}
     layer_name = layer_module = None
     if info.needs_layer:
-        layer_name, layer_module = _resolve_layer(backbone, net, layer)
-    base = _baseline(backbone, baseline if baseline is not None else "black", x) if info.needs_baseline else None
+        layer_name, layer_module = resolve_layer(backbone, net, layer)
+    base = baseline_tensor(backbone, baseline if baseline is not None else "black", x) if info.needs_baseline else None
     if base is not None:
         diagnostics["baseline"] = "tensor" if torch.is_tensor(baseline) else baseline or "black"
 
@@ -255,11 +243,12 @@ def explain(
         diagnostics["predicted"] = logits.argmax(1).numpy()
         call = _Call(net, diagnostics, batch_size, nt_samples if noise_tunnel else 0,
                      float(noise_level * (x.max() - x.min())) if noise_tunnel else 0.0,
-                     {"n_steps": n_steps, "window": window, "stride": stride}, layer_name, layer_module)
+                     {"n_steps": n_steps, "window": window, "stride": stride,
+                      "interpolate_mode": interpolate_mode or "bilinear"}, layer_name, layer_module)
         if noise_tunnel:
             diagnostics.update(noise_tunnel="smoothgrad", nt_samples=nt_samples, noise_sd=call.stdev)
         try:
-            raw = call.all_chunks(_COMPUTE[method], x, targets, base)
+            raw = call.all_chunks(info.compute, x, targets, base)
         except _NoGradient as exc:
             # A ViT's registered Grad-CAM stage may be its last block, whose patch tokens get no gradient: the
             # default then moves one stage down, and says so (an explicit layer is never overridden).
@@ -270,16 +259,11 @@ def explain(
                                          f"used {previous!r} (its input) instead")
             layer_name = call.layer_name = previous
             call.layer = net.get_submodule(previous)
-            raw = call.all_chunks(_COMPUTE[method], x, targets, base)
+            raw = call.all_chunks(info.compute, x, targets, base)
         if call.deltas:
             _ig_report(diagnostics, net, x, base, targets, torch.cat(call.deltas), raw, batch_size, noise_tunnel)
 
-    if method == "grad_cam":
-        maps = LayerAttribution.interpolate(raw, (h, w), interpolate_mode or "bilinear")[:, 0]
-    elif method == "occlusion":
-        maps = raw[:, 0]  # every channel of a window gets the same value
-    else:
-        maps = raw.sum(1)
+    maps = info.to_maps(raw, (h, w), call)
     names = tuple(categories[t] for t in targets.tolist()) if categories else None
     return Attribution(
         method=method,
@@ -307,6 +291,7 @@ class _Call:
     layer_name: str | None = None
     layer: nn.Module | None = None
     deltas: list = field(default_factory=list)
+    memo: dict = field(default_factory=dict)  # per-call state a method reuses across chunks
 
     def all_chunks(self, compute, x: torch.Tensor, targets: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
         self.deltas = []
@@ -332,12 +317,12 @@ def _saliency(call: _Call, xb, tb, bb) -> torch.Tensor:
 
 
 def _guided_backprop(call: _Call, xb, tb, bb) -> torch.Tensor:
-    gbp = _GuidedBackprop(call.net)
+    if "guided_net" not in call.memo:  # one copy per explain() call, shared by its chunks
+        call.memo["guided_net"], report = guided_copy(call.net)
+        call.diagnostics.update(report)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-        raw = call.attribute(gbp, xb.detach().requires_grad_(), tb)
-    call.diagnostics.update(gbp.report())
-    return raw
+        return call.attribute(GuidedBackprop(call.memo["guided_net"]), xb.detach().requires_grad_(), tb)
 
 
 def _integrated_gradients(call: _Call, xb, tb, bb) -> torch.Tensor:
@@ -377,146 +362,6 @@ def _check_options(info: MethodInfo, **kw: Any) -> None:
         raise ValueError(f"n_steps must be an int >= 2 (e.g. 50); got {kw['n_steps']!r}")
     if not isinstance(kw["batch_size"], int) or kw["batch_size"] < 1:
         raise ValueError(f"batch_size must be an int >= 1; got {kw['batch_size']!r}")
-
-
-def _unwrap(model: Any, classes: Sequence[str] | None) -> tuple[Backbone | None, nn.Module, tuple[str, ...] | None]:
-    if isinstance(getattr(model, "backbone", None), Backbone):  # a training Run: its data names the classes
-        data = getattr(model, "data", None)
-        classes = classes if classes is not None else getattr(data, "classes", None)
-        model = model.backbone
-    if isinstance(model, Backbone):
-        cats = tuple(classes) if classes is not None else model.meta.get("categories")
-        return model, model.model, tuple(cats) if cats else None
-    if isinstance(model, nn.Module):
-        return None, model, tuple(classes) if classes is not None else None
-    raise TypeError(f"explain needs a Backbone, a Run or an nn.Module; got {type(model).__name__}")
-
-
-def _prepare(backbone: Backbone | None, images: Any, device: torch.device) -> tuple[torch.Tensor, np.ndarray | None]:
-    """Model input (N, C, H, W) on ``device`` and the (N, H, W, 3) uint8 pixels to overlay maps on."""
-    from PIL import Image
-
-    pil = isinstance(images, Image.Image) or (
-        isinstance(images, (list, tuple)) and len(images) > 0 and all(isinstance(i, Image.Image) for i in images))
-    if backbone is None:
-        if pil or not torch.is_tensor(images) or not images.is_floating_point():
-            raise TypeError("a plain nn.Module needs its float input tensor (N, C, H, W); to pass PIL images or uint8 "
-                            "pixels, pass a Backbone (load_backbone(...)) so its own preprocessing is applied")
-        x = images[None] if images.dim() == 3 else images
-        if x.dim() != 4:
-            raise ValueError(f"images must be (N, C, H, W) or (C, H, W); got shape {tuple(images.shape)}")
-        x = x.detach().to(device, torch.float32)
-        display = None
-        if x.shape[1] == 3:
-            lo, hi = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
-            display = _to_uint8((x - lo) / (hi - lo).clamp_min(1e-12))
-        return x, display
-    if pil:
-        ims = [images] if isinstance(images, Image.Image) else list(images)
-        x = torch.stack([backbone.transform(im.convert("RGB")) for im in ims]).to(device)
-    elif torch.is_tensor(images):
-        t = images[None] if images.dim() == 3 else images
-        if t.dim() != 4 or t.shape[1] != 3:
-            raise ValueError(f"images must be (N, 3, H, W) or (3, H, W) RGB; got shape {tuple(images.shape)}")
-        if t.is_floating_point() and (t.min() < -1e-4 or t.max() > 1 + 1e-4):
-            raise ValueError("float images for a Backbone must be pixels in [0, 1] (or pass uint8); to explain "
-                             "already-normalised inputs, pass backbone.model instead of the Backbone")
-        x = backbone.normalize(t.detach().to(device))
-    else:
-        raise TypeError(f"images must be a uint8/float tensor or PIL image(s); got {type(images).__name__}")
-    backbone.check_input_size(int(x.shape[-1]))
-    mean = torch.tensor(backbone.spec.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(backbone.spec.std, device=device).view(1, 3, 1, 1)
-    return x, _to_uint8(x * std + mean)
-
-
-def _to_uint8(x01: torch.Tensor) -> np.ndarray:
-    return (x01.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def resolve_target(target: Any, n: int, categories: Sequence[str] | None, *,
-                   logits: torch.Tensor | None = None) -> torch.Tensor:
-    """Class indices ``(n,)`` from an index, a name, a list of either (one per image), or None (the prediction).
-
-    Names match ``categories`` case-insensitively; an unknown name raises with the closest names.
-    """
-    if target is None:
-        if logits is None:
-            raise ValueError("target=None means 'the predicted class', which needs the model's logits")
-        return logits.argmax(1).cpu()
-    if torch.is_tensor(target):
-        target = target.tolist() if target.dim() else int(target)
-    items = list(target) if isinstance(target, (list, tuple)) else [target] * n
-    if len(items) != n:
-        raise ValueError(f"got {len(items)} targets for {n} images; give one target, or one per image")
-    out = [_one_target(t, categories) for t in items]
-    k = logits.shape[1] if logits is not None else None
-    bad = [t for t in out if t < 0 or (k is not None and t >= k)]
-    if bad:
-        raise ValueError(f"target index {bad[0]} is out of range: the model has {k} classes (0..{(k or 1) - 1})")
-    return torch.tensor(out, dtype=torch.long)
-
-
-def _one_target(t: Any, categories: Sequence[str] | None) -> int:
-    if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
-        return int(t)
-    if not isinstance(t, str):
-        raise TypeError(f"a target is a class index or a class name; got {t!r}")
-    if not categories:
-        raise ValueError(f"cannot look up class name {t!r}: this model has no class names; pass "
-                         f"classes=(...) (e.g. data.classes) or a class index")
-    lower = [c.lower() for c in categories]
-    if t.lower() in lower:
-        return lower.index(t.lower())
-    close = difflib.get_close_matches(t.lower(), lower, n=5, cutoff=0.5)
-    close += [c for c in lower if t.lower() in c and c not in close][: 5 - len(close)]
-    hint = f"; did you mean: {', '.join(repr(categories[lower.index(c)]) for c in close)}?" if close else ""
-    raise ValueError(f"unknown class name {t!r}{hint} ({len(categories)} classes, e.g. {categories[0]!r})")
-
-
-def _resolve_layer(backbone: Backbone | None, net: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
-    if isinstance(layer, nn.Module):
-        name = next((n for n, m in net.named_modules() if m is layer), None)
-        if name is None:
-            raise ValueError("the layer module given is not part of this model; pass one of its modules or a name")
-        return name or type(layer).__name__, layer
-    if layer is None:
-        if backbone is None:
-            convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)][-3:]
-            raise ValueError(f"a plain nn.Module has no default Grad-CAM layer; pass layer=<module path>, e.g. one of "
-                             f"{convs} (usually the last convolutional block), or pass a Backbone")
-        layer = backbone.spec.gradcam_layer
-    try:
-        return layer, net.get_submodule(layer)
-    except AttributeError:
-        stages = getattr(net, "stage_names", None) or [n for n, _ in net.named_children()]
-        raise ValueError(f"unknown layer {layer!r}; use a stage name ({', '.join(stages)}) or a module path from "
-                         f"model.named_modules()") from None
-
-
-def _baseline(backbone: Backbone | None, baseline: Any, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(baseline, str):
-        if baseline == "black":
-            if backbone is None:
-                return torch.zeros_like(x)
-            return backbone.normalize(torch.zeros(x.shape, dtype=torch.uint8, device=x.device))
-        if baseline == "blur":
-            from torchvision.transforms.v2.functional import gaussian_blur
-
-            sigma = max(1.0, x.shape[-1] / 16)
-            k = min(2 * math.ceil(3 * sigma) + 1, 2 * (min(x.shape[-2:]) // 2) - 1)
-            return gaussian_blur(x, [k, k], [sigma, sigma])  # blur commutes with per-channel normalisation
-        raise ValueError(f"baseline must be 'black', 'blur' or a tensor; got {baseline!r}")
-    if torch.is_tensor(baseline):
-        b = baseline.to(x.device)
-        if backbone is not None:
-            b = backbone.normalize(b)
-        try:
-            return torch.broadcast_to(b.float(), x.shape).contiguous()
-        except RuntimeError:
-            raise ValueError(f"a baseline tensor must broadcast to the images' shape {tuple(x.shape)}; "
-                             f"got {tuple(baseline.shape)}") from None
-    raise ValueError(f"baseline must be 'black', 'blur' or a tensor; got {type(baseline).__name__}")
 
 
 @contextmanager
@@ -631,43 +476,36 @@ def _grad_cam(call: _Call, xb: torch.Tensor, tb: list[int], bb: None = None) -> 
 # ---- guided backprop for ReLU and ReLU6 --------------------------------------------------------------------------
 
 
-class _GuidedBackprop(GuidedBackprop):
-    """captum's GuidedBackprop, hooking ``nn.ReLU6`` as well as ``nn.ReLU``.
-
-    captum's backward hook keeps only the positive part of the gradient leaving each hooked activation (the
-    activation's own forward mask is already applied by autograd). For ReLU6 that is exactly guided backprop's
-    rule applied to a clipped ReLU. Other activations (SiLU, GELU, Hardswish) are not ReLUs and pass plain
-    gradients; :meth:`report` counts both, so a map that is partly a plain gradient says so.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
-        self.hooked: dict[str, int] = {}
-
-    def _register_hooks(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.ReLU, nn.ReLU6)):
-            self.backward_hooks.extend(_register_backward_hook(module, self._backward_hook, self))
-            self.hooked[type(module).__name__] = self.hooked.get(type(module).__name__, 0) + 1
-
-    def report(self) -> dict:
-        others: dict[str, int] = {}
-        for m in self.model.modules():
-            if isinstance(m, (nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)):
-                others[type(m).__name__] = others.get(type(m).__name__, 0) + 1
-        out: dict[str, Any] = {"guided_activations": dict(self.hooked)}
-        if others:
-            out["unguided_activations"] = others
-        if not self.hooked:
-            out["note"] = ("no nn.ReLU/nn.ReLU6 modules found: this map is the plain gradient (functional ReLUs "
-                           "cannot be hooked)")
-        elif others:
-            out["note"] = (f"only ReLU/ReLU6 modules are guided; {sum(others.values())} other activations "
-                           f"({', '.join(others)}) pass plain gradients")
-        return out
+# ---- the registry: one entry per method, in menu order -------------------------------------------------------------
 
 
-# One compute function per registered method: explain() dispatches here.
-_COMPUTE = {"saliency": _saliency, "integrated_gradients": _integrated_gradients, "grad_cam": _grad_cam,
-            "occlusion": _occlusion, "guided_backprop": _guided_backprop}
-if set(_COMPUTE) != set(_METHODS):  # pragma: no cover - guards adding a method to one table only
-    raise RuntimeError("every registered attribution method needs a compute function in _COMPUTE")
+register_method(MethodInfo(
+    "saliency", "Saliency (gradient)", False, False, Saliency,
+    "How much each pixel's tiny change moves the class score: |gradient|, summed over colour channels.",
+    "Simonyan, Vedaldi & Zisserman 2014, Deep Inside Convolutional Networks (arXiv:1312.6034)",
+    compute=_saliency))
+register_method(MethodInfo(
+    "integrated_gradients", "Integrated Gradients", False, True, IntegratedGradients,
+    "Gradients averaged along the straight path from a baseline image to the input, times the difference; "
+    "the map adds up to f(input) - f(baseline).",
+    "Sundararajan, Taly & Yan 2017, Axiomatic Attribution for Deep Networks (arXiv:1703.01365)",
+    compute=_integrated_gradients, signed=True, options=("n_steps",)))
+register_method(MethodInfo(
+    "grad_cam", "Grad-CAM", True, False, LayerGradCam,
+    "A layer's feature maps weighted by the class score's average gradient, ReLU'd and upsampled: coarse "
+    "'where does the network look' regions.",
+    "Selvaraju et al. 2017, Grad-CAM (arXiv:1610.02391)",
+    compute=_grad_cam, options=("interpolate_mode",),
+    to_maps=lambda raw, size, call: LayerAttribution.interpolate(raw, size, call.options["interpolate_mode"])[:, 0]))
+register_method(MethodInfo(
+    "occlusion", "Occlusion", False, True, Occlusion,
+    "Slide a patch of baseline colour over the image and record how much the class score drops.",
+    "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks (arXiv:1311.2901)",
+    compute=_occlusion, signed=True, options=("window", "stride"),
+    to_maps=lambda raw, size, call: raw[:, 0]))  # every channel of a window gets the same value
+register_method(MethodInfo(
+    "guided_backprop", "Guided Backprop", False, False, GuidedBackprop,
+    "The gradient with negative values stopped at every ReLU/ReLU6: sharp, edge-like maps (which Adebayo et al. "
+    "2018 showed barely depend on the weights: see tl_lab.inside.sanity).",
+    "Springenberg et al. 2015, Striving for Simplicity (arXiv:1412.6806)",
+    compute=_guided_backprop, signed=True))

@@ -147,7 +147,7 @@ class MinibatchCKA:
         self.batches = 0
         self.examples = 0
 
-    def update(self, x: Any, y: Any) -> "MinibatchCKA":
+    def update(self, x: Any, y: Any) -> MinibatchCKA:
         a, b = _pair(x, y, 4)
         k, l = a @ a.T, b @ b.T
         self._xy += _hsic_unbiased(k, l)

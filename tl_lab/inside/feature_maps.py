@@ -6,19 +6,16 @@ data (numpy arrays in frozen dataclasses) that :mod:`tl_lab.plots` draws.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from tl_lab.backbones.registry import Backbone
-
-if TYPE_CHECKING:
-    pass
-
 from tl_lab.inside.taps import _body_stages, tap
 
 # ---- first-layer filters ---------------------------------------------------------------------------------------
@@ -136,7 +133,7 @@ def feature_maps(
 
 def _tokens_to_grid(tokens: torch.Tensor, stage: str) -> torch.Tensor:
     n, t, d = tokens.shape
-    side = int(round((t - 1) ** 0.5))
+    side = math.isqrt(t - 1)
     if side * side != t - 1:
         raise ValueError(f"stage {stage!r} has {t} tokens, not 1 class token + a square grid of patches")
     return tokens[:, 1:].reshape(n, side, side, d).permute(0, 3, 1, 2)

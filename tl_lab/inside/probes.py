@@ -18,21 +18,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from tl_lab.backbones.registry import Backbone
-
-if TYPE_CHECKING:
-    from tl_lab.data.datasets import DatasetSplits
-
+from tl_lab.data.baseline import baseline as raw_pixel_baseline
 from tl_lab.data.datasets import DatasetSplits
 from tl_lab.inside.stage_features import stage_features
 from tl_lab.inside.taps import _body_stages
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)  # inverse L2 strengths tried on the val split (sklearn's default is 1.0)
+
+__all__ = ["C_GRID", "FittedProbe", "ProbeResult", "StageProbe", "fit_probe", "probe_stages"]
 
 
 # ---- linear probes ---------------------------------------------------------------------------------------------
@@ -110,9 +109,9 @@ def probe_stages(
     """Fit a linear probe (logistic regression) on each stage's pooled, standardised features.
 
     Why: a probe measures how linearly readable the classes are at each depth, which is what a frozen head can
-    exploit. ``C`` (inverse L2 strength) is chosen per stage from :data:`C_GRID` by validation accuracy (ties:
-    lower validation log-loss), never on test; pass ``C`` to fix it (with no val split sklearn's 1.0 is used).
-    ``baseline`` adds ``tl_lab.baseline(data)["test_acc"]`` (logistic regression on raw pixels).
+    exploit. ``C`` (inverse L2 strength) is chosen per stage from :data:`C_GRID` by :func:`fit_probe` (validation
+    accuracy, ties: lower validation log-loss), never on test; pass ``C`` to fix it (with no val split sklearn's
+    1.0 is used). ``baseline`` adds ``tl_lab.baseline(data)["test_acc"]`` (logistic regression on raw pixels).
 
     Example::
 
@@ -120,40 +119,18 @@ def probe_stages(
         >>> result.curve("test")["stage5"], result.baseline_test_acc     # a mid stage beats raw pixels
         (0.90..., 0.87...)
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-
     names = _body_stages(backbone, stages)
-    feats = {split: stage_features(backbone, getattr(data, split), names) for split in ("train", "val", "test")}
-    labels = {split: _numpy(getattr(data, split).labels) for split in ("train", "val", "test")}
+    splits = ("train", "val", "test")
+    feats = {split: stage_features(backbone, getattr(data, split), names) for split in splits}
+    labels = {split: _numpy(getattr(data, split).labels) for split in splits}
     if len(np.unique(labels["train"])) < 2:
         raise ValueError("the training split needs at least two classes for a probe; load more shots or classes")
-    has_val = len(labels["val"]) > 0
-    grid = (float(C),) if C is not None else (C_GRID if has_val else (1.0,))
     probes = []
     for stage in names:
-        scaler = StandardScaler().fit(feats["train"][stage])
-        x = {split: scaler.transform(feats[split][stage]) if len(labels[split]) else None for split in feats}
-        best = None
-        for c in grid:
-            # One BLAS thread: these problems are tiny; threaded BLAS was ~50x slower on a shared 2-core machine.
-            with threadpool_limits(limits=1, user_api="blas"):
-                clf = LogisticRegression(C=c, max_iter=max_iter).fit(x["train"], labels["train"])
-            val_acc, val_loss = _scores(clf, x["val"], labels["val"]) if has_val else (float("nan"),) * 2
-            if best is None or (val_acc, -val_loss) > (best[1], -best[2]):
-                best = (clf, val_acc, val_loss, c)
-        clf, val_acc, val_loss, c = best
-        probes.append(StageProbe(
-            stage=stage, index=backbone.stages.index(stage), dim=int(feats["train"][stage].shape[1]), C=c,
-            train_acc=float(clf.score(x["train"], labels["train"])), val_acc=val_acc, val_loss=val_loss,
-            test_acc=_scores(clf, x["test"], labels["test"])[0] if len(labels["test"]) else float("nan"),
-        ))
-    base = None
-    if baseline:
-        from tl_lab.data.baseline import baseline as raw_pixel_baseline
-
-        base = float(raw_pixel_baseline(data)["test_acc"])
+        fitted = fit_probe({split: (feats[split][stage], labels[split]) for split in splits}, C=C, max_iter=max_iter)
+        probes.append(StageProbe(stage=stage, index=backbone.stages.index(stage),
+                                 dim=int(feats["train"][stage].shape[1]), **fitted.scores))
+    base = float(raw_pixel_baseline(data)["test_acc"]) if baseline else None
     meta = getattr(data, "meta", None) or {}
     return ProbeResult(
         backbone=backbone.name, pretrained=bool(backbone.meta.get("pretrained", True)), dataset=data.name,
@@ -162,13 +139,74 @@ def probe_stages(
     )
 
 
-def _scores(clf: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Accuracy and mean log-loss (a class the probe never saw gets probability 1e-12)."""
-    proba = clf.predict_proba(x)
-    col = {c: i for i, c in enumerate(clf.classes_)}
-    p_true = np.array([proba[i, col[t]] if t in col else 0.0 for i, t in enumerate(y)])
-    acc = float(np.mean(clf.classes_[proba.argmax(1)] == y))
-    return acc, float(-np.mean(np.log(np.clip(p_true, 1e-12, 1.0))))
+@dataclass(frozen=True)
+class FittedProbe:
+    """A probe fit by :func:`fit_probe`: the sklearn pipeline (scaler + logistic regression, fit on train only)
+    and its scores (``C``, ``train_acc``, ``val_acc``, ``val_loss``, ``test_acc``; nan for an empty split)."""
+
+    model: Any
+    scores: dict
+
+
+def fit_probe(
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    C: float | None = None,
+    grid: Sequence[float] = C_GRID,
+    max_iter: int = 5000,
+) -> FittedProbe:
+    """Standardise, then L2 logistic regression; ``C`` chosen on the val split with scikit-learn's grid search.
+
+    ``splits`` maps ``"train"``, ``"val"``, ``"test"`` to ``(features (n, d), labels (n,))``. The search is
+    ``GridSearchCV`` over ``C`` in ``grid`` with a ``PredefinedSplit`` whose only fold trains on the train split
+    and scores on the val split (accuracy and log-loss); the chosen ``C`` has the best val accuracy, ties broken by
+    the lower val log-loss. The returned model is that ``C`` fit on train alone (``refit=False``: a refit on
+    train + val would make the val scores optimistic). The test split is only scored, never used to choose.
+
+    >>> rng = np.random.default_rng(0); y = np.arange(40) % 2; x = rng.normal(y[:, None], 1.0, (40, 5))
+    >>> probe = fit_probe({"train": (x[:20], y[:20]), "val": (x[20:30], y[20:30]), "test": (x[30:], y[30:])})
+    >>> probe.scores["C"], probe.scores["val_acc"], probe.model.predict(x[:3]).shape
+    (1.0, 0.8, (3,))
+    """
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, log_loss, make_scorer
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = (splits[k] for k in ("train", "val", "test"))
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    has_val = len(y_val) > 0
+    classes = np.unique(y_train)
+    unseen = sorted(set(np.unique(y_val).tolist()) - set(classes.tolist()))
+    if unseen:
+        raise ValueError(f"the val split has classes the train split lacks ({unseen}); a probe cannot score them. "
+                         f"Load the data with at least one training image per class")
+    # One BLAS thread: these problems are tiny; threaded BLAS was ~50x slower on a shared 2-core machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        if C is None and has_val and len(grid) > 1:
+            fold = PredefinedSplit(np.r_[np.full(len(y_train), -1), np.zeros(len(y_val))])  # -1: never a test fold
+            search = GridSearchCV(pipe, {"logisticregression__C": [float(c) for c in grid]}, cv=fold, refit=False,
+                                  scoring={"acc": "accuracy", "loss": make_scorer(
+                                      log_loss, greater_is_better=False, response_method="predict_proba",
+                                      labels=classes)}, error_score="raise")
+            search.fit(np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val]))
+            res = search.cv_results_
+            best = np.lexsort((-res["mean_test_loss"], -res["mean_test_acc"]))[0]  # accuracy, then log-loss
+            chosen = float(res["param_logisticregression__C"][best])
+        else:
+            chosen = float(C) if C is not None else (float(grid[0]) if len(grid) == 1 and has_val else 1.0)
+        model = clone(pipe).set_params(logisticregression__C=chosen).fit(x_train, y_train)
+
+        def acc(x: np.ndarray, y: np.ndarray) -> float:
+            return float(accuracy_score(y, model.predict(x))) if len(y) else float("nan")
+
+        val_loss = float(log_loss(y_val, model.predict_proba(x_val), labels=model.classes_)) if has_val else float("nan")
+        scores = {"C": chosen, "train_acc": acc(x_train, y_train), "val_acc": acc(x_val, y_val),
+                  "val_loss": val_loss, "test_acc": acc(x_test, y_test)}
+    return FittedProbe(model, scores)
 
 
 def _numpy(x: Any) -> np.ndarray:

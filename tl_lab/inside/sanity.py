@@ -26,16 +26,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from tl_lab.backbones.registry import Backbone
-from tl_lab.inside.attribution import Attribution, _unwrap, explain, get_method
+from tl_lab.inside.attribution import Attribution, explain, get_method, unwrap_model
 
 __all__ = ["SanityResult", "SanityStep", "mask_scores", "randomize_stage", "sanity_check"]
 
@@ -152,7 +153,7 @@ def sanity_check(
     unknown = set(options) - set(methods)
     if unknown:
         raise ValueError(f"options given for methods not in methods={tuple(methods)}: {sorted(unknown)}")
-    bb, _, categories = _unwrap(backbone, classes)
+    bb, _, categories = unwrap_model(backbone, classes)
     if bb is None:
         raise TypeError("sanity_check needs a Backbone (or a Run): it randomises the model stage by stage")
     order = tuple(reversed(bb.stages)) if stages is None else tuple(stages)

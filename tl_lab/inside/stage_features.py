@@ -33,7 +33,7 @@ class _Entry:
 
 
 # model -> {id(images): entry}; weak on the model, so a deleted network's features go with it.
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[int, _Entry]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[int, _Entry]] = weakref.WeakKeyDictionary()
 
 
 def clear_feature_cache() -> None:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from tl_lab.backbones.registry import Backbone
-
-if TYPE_CHECKING:
-    pass
-
-
 
 # ---- taps ------------------------------------------------------------------------------------------------------
 
