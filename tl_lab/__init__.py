@@ -45,6 +45,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "probe_stages": ("tl_lab.inside.probes", "probe_stages"),
     "stage_features": ("tl_lab.inside.stage_features", "stage_features"),
     "tap": ("tl_lab.inside.taps", "tap"),
+    "transferability": ("tl_lab.inside.transferability", "transferability"),
     "FreezePlan": ("tl_lab.training.freeze", "FreezePlan"),
     "Run": ("tl_lab.training.run", "Run"),
     "sample_photo": ("tl_lab.backbones.samples", "sample_photo"),
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.inside.sanity import mask_scores, sanity_check
     from tl_lab.inside.stage_features import stage_features
     from tl_lab.inside.taps import tap
+    from tl_lab.inside.transferability import transferability
     from tl_lab.plots import embed
     from tl_lab.training.events import StopToken
     from tl_lab.training.freeze import FreezePlan
