@@ -72,13 +72,21 @@ def logme_evidence(features: np.ndarray, target: np.ndarray, alpha: float, beta:
 def _fixed_point(x: np.ndarray, yy: float, sigma: np.ndarray, n: int, tol: float, max_iter: int) -> tuple[float, float]:
     alpha, beta = 1.0, 1.0
     x2 = x * x
+    # Keep alpha/beta within 1e-10..1e10 of the largest eigenvalue: the optimum can lie at a boundary (labels fit
+    # exactly when N <= rank, or features that carry nothing), where the updates would run to 0 or infinity.
+    top = float(sigma.max(initial=1.0))
+    lo, hi = 1e-10 * top, 1e10 * top
     for _ in range(max_iter):
         t = alpha / beta
         gamma = float(np.sum(sigma / (sigma + t)))
         m2 = float(np.sum(sigma * x2 / (sigma + t) ** 2))  # ||m||^2
         res2 = float(np.sum(x2 * (t / (sigma + t)) ** 2)) + (yy - float(x2.sum()))  # ||y - F m||^2
-        alpha = gamma / max(m2, 1e-300)
+        alpha = max(gamma, 1e-12) / max(m2, 1e-300)
         beta = max(n - gamma, 1e-12) / max(res2, 1e-300)
+        if alpha / beta > hi:
+            alpha = beta * hi
+        elif alpha / beta < lo:
+            beta = alpha / lo
         if abs(alpha / beta - t) <= tol * t:
             break
     return alpha, beta
