@@ -103,3 +103,35 @@ def test_errors_name_the_fix():
     one_shot = load_dataset("shapes", shots=1, image_size=32, val_per_class=1, per_class=6)
     with pytest.raises(ValueError, match="shots >= 2"):
         rank_backbones(one_shot, ["efficientnet_lite0"], verify=None, progress=False)
+
+
+# ---- figures -----------------------------------------------------------------------------------------------------
+
+RECORDS = [
+    {"backbone": "efficientnet_lite0", "pretrained": True, "label": "efficientnet_lite0", "logme": -0.32,
+     "leep": -0.36, "score_seconds": 1.5, "test_acc": 0.6, "parameters": 4_652_008, "images_per_second": 300.0,
+     "recipe": "frozen_head"},
+    {"backbone": "efficientnet_lite0", "pretrained": False, "label": "efficientnet_lite0 (random init)",
+     "logme": -0.39, "leep": -1.95, "score_seconds": 1.2, "test_acc": 0.12, "parameters": 4_652_008,
+     "images_per_second": 300.0, "recipe": "frozen_head"},
+]
+
+
+def test_ranking_figures_show_the_numbers_they_are_given():
+    from tl_lab.plots import cost_vs_accuracy, score_vs_accuracy, transferability_scores
+
+    bars = transferability_scores(RECORDS)
+    logme_bars = bars.data[0]
+    assert list(logme_bars.text) == ["-0.320", "-0.390"]
+    # bars start left of the lowest score, so the better (higher) score has the longer bar
+    assert logme_bars.x[0] > logme_bars.x[1] and logme_bars.base + logme_bars.x[0] == pytest.approx(-0.32)
+    assert "1.5 s" in bars.layout.yaxis.ticktext[0]
+    scatter = score_vs_accuracy(RECORDS, tau={"logme": 1.0, "leep": 1.0}, baseline=0.3)
+    assert "Kendall τ = +1.00" in scatter.layout.annotations[0].text
+    assert list(scatter.data[1].y) == [0.6, 0.12]
+    cost = cost_vs_accuracy(RECORDS, cost="parameters")
+    assert cost.data[0].x[0] == pytest.approx(4.652008)
+    with pytest.raises(ValueError, match="unknown cost 'flops'; choose one of: parameters, images_per_second"):
+        cost_vs_accuracy(RECORDS, cost="flops")
+    with pytest.raises(ValueError, match="run rank_backbones with verify='frozen_head'"):
+        score_vs_accuracy([{**r, "test_acc": None} for r in RECORDS])
