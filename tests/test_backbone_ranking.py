@@ -62,6 +62,10 @@ def test_verify_trains_each_candidate_and_tau_agrees_with_scipy():
             kendalltau([x[metric] for x in records], [x["test_acc"] for x in records]).statistic)
     assert r.ranking("test_acc")[0] == "efficientnet_lite0"
     assert images_per_second_positive(records)
+    assert [run.name for run in r.runs] == ["rank-efficientnet_lite0-pretrained-frozen_head",
+                                            "rank-efficientnet_lite0-random-frozen_head"]
+    assert r.runs[0].best["test_acc"] == pretrained["test_acc"]
+    assert any(n.startswith("Kendall tau") for n in r.notes)
 
 
 def images_per_second_positive(records):
@@ -135,3 +139,43 @@ def test_ranking_figures_show_the_numbers_they_are_given():
         cost_vs_accuracy(RECORDS, cost="flops")
     with pytest.raises(ValueError, match="run rank_backbones with verify='frozen_head'"):
         score_vs_accuracy([{**r, "test_acc": None} for r in RECORDS])
+
+
+# ---- widgets -----------------------------------------------------------------------------------------------------
+
+
+def test_picker_lists_the_offline_networks_with_their_cost():
+    from tl_lab.widgets.picker import BackbonePicker, offline_cost_rows
+
+    rows = offline_cost_rows(measure=False)
+    assert [r["network"] for r in rows] == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert [r["parameters"] for r in rows] == [4_652_008, 5_416_680, 6_092_072]
+    assert [r["ImageNet top-1"] for r in rows] == [0.751, 0.767, 0.776]
+    picker = BackbonePicker()
+    picker.wait(120)
+    html = picker.costs.value
+    assert "efficientnet_lite2" in html and "77.6%" in html and "6,092,072" in html and "images/s" in html
+
+
+@pytest.mark.slow
+def test_chooser_scores_then_verifies_with_numbers_from_the_library():
+    from tl_lab.widgets.backbone_choice import BackboneChooser
+    from tl_lab.widgets.state import LabState
+
+    state = LabState(dataset="clipart", shots=3)
+    chooser = BackboneChooser(state=state, backbones=["efficientnet_lite0"], image_size=32)
+    assert chooser.verify_button.disabled
+    chooser.score_button.click()
+    chooser.wait(300)
+    assert chooser.status.kind == "ok", chooser.status.text
+    records = chooser.result.to_records()
+    bars = chooser.scores_fig.widget
+    assert [round(v, 6) for v in bars.data[0].x] == [round(r["logme"] - bars.data[0].base, 6) for r in records]
+    assert not chooser.verify_button.disabled
+    chooser.verify_button.click()
+    chooser.wait(600)
+    assert chooser.status.kind == "ok", chooser.status.text
+    tau = chooser.result.kendall_tau
+    assert f"logme {tau['logme']:+.2f}" in chooser.status.text
+    assert chooser.check_fig.widget is not None and chooser.cost_fig.widget is not None
+    assert [r.name for r in state.runs] == [r.name for r in chooser.result.runs] and len(state.runs) == 2

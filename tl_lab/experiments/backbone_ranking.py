@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from tl_lab._checks import check_choice
 from tl_lab.backbones.cost import images_per_second
@@ -25,7 +25,7 @@ from tl_lab.inside.stage_features import stage_features
 from tl_lab.inside.transferability import METRICS, check_labels, transferability
 from tl_lab.training.recipes import RECIPES, recipe_epochs, train_run
 
-__all__ = ["RankingResult", "rank_backbones", "kendall_tau"]
+__all__ = ["RankingResult", "rank_backbones", "verify_ranking", "kendall_tau"]
 
 COLUMNS = ("label", "parameters", "imagenet_top1", "score_seconds", "train_seconds", "test_acc")
 
@@ -40,6 +40,7 @@ class RankingResult(ExperimentResult):
     """
 
     metrics: tuple[str, ...] = ()
+    runs: list = field(default_factory=list, repr=False)  # the verification runs (tl_lab Run), in record order
 
     @property
     def kendall_tau(self) -> dict[str, float]:
@@ -124,39 +125,76 @@ def rank_backbones(
     candidates = [(n, p) for n in dict.fromkeys(names) for p in ((True, False) if random_init else (True,))]
     start = time.perf_counter()
     base = baseline(data)
-    records = []
-    bar = _bar(progress, len(candidates) * (2 if verify else 1))
+    records: list[dict] = []
+    bar = _make_bar(progress, len(candidates) * (2 if verify else 1))
     try:
         for name, pretrained in candidates:
             record = _score(name, pretrained, data, metrics, throughput)
             records.append(record)
             _tick(bar, record["label"], "scored", callback, record)
-        if verify is not None:
-            recipe = RECIPES[verify]
-            n_epochs = recipe_epochs(verify, epochs, fast)
-            for record in records:
-                t = time.perf_counter()
-                run = train_run(record["backbone"], data, replace(recipe, pretrained=record["pretrained"]),
-                                epochs=n_epochs, seed=seed, run_dir=None,
-                                name=f"rank-{record['backbone']}-{'pretrained' if record['pretrained'] else 'random'}")
-                record.update(train_seconds=time.perf_counter() - t, test_acc=float(run.best["test_acc"]),
-                              val_acc=float(run.best["val_acc"]), epochs=n_epochs, recipe=verify)
-                _tick(bar, record["label"], "trained", callback, record)
     finally:
-        if bar is not None:
+        if bar is not None and verify is None:
             bar.close()
     config = {"dataset": data.name, "shots": data.meta.get("shots"), "image_size": data.image_size,
-              "metrics": list(metrics), "verify": verify, "seed": seed, "fast": fast}
+              "metrics": list(metrics), "verify": verify, "seed": seed, "fast": fast,
+              "raw_pixels_test_acc": float(base["test_acc"])}
     notes = [f"raw pixels: {base['test_acc']:.3f}; chance: {1 / len(data.classes):.3f}",
              f"every network ran at the data's {data.image_size} px (native sizes: "
              + ", ".join(f"{n} {get_spec(n).input_size}" for n in dict.fromkeys(names)) + ")"]
     result = RankingResult("backbone ranking", records, time.perf_counter() - start, config, notes,
                            (*COLUMNS[:3], *metrics, *COLUMNS[3:]), metrics=metrics)
-    result.config["raw_pixels_test_acc"] = float(base["test_acc"])
     if verify is not None:
-        taus = result.kendall_tau
-        result.notes.append("Kendall tau (score vs measured test accuracy): "
-                            + ", ".join(f"{m} {t:+.2f}" for m, t in taus.items()))
+        try:
+            verify_ranking(result, data, verify, epochs=epochs, fast=fast, seed=seed, callback=callback, _bar=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+    return result
+
+
+def verify_ranking(
+    result: RankingResult,
+    data: DatasetSplits,
+    verify: str = "frozen_head",
+    *,
+    epochs: int | None = None,
+    fast: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    _bar=None,
+) -> RankingResult:
+    """Train every candidate of a scored ``result`` with the recipe ``verify`` and fill in its measured accuracy.
+
+    The records gain train_seconds, test_acc, val_acc, epochs and recipe; ``result.runs`` the runs (for the
+    dashboard's run list); a note gives Kendall's tau per metric. Random-init candidates train from random
+    weights with the same recipe. Returns ``result``, updated in place.
+    """
+    if verify not in RECIPES:
+        raise ValueError(f"unknown verify recipe {verify!r}; choose one of: {', '.join(RECIPES)}")
+    recipe = RECIPES[verify]
+    n_epochs = recipe_epochs(verify, epochs, fast)
+    start = time.perf_counter()
+    bar = _bar if _bar is not None else _make_bar(progress, len(result.records))
+    try:
+        for record in result.records:
+            t = time.perf_counter()
+            init = "pretrained" if record["pretrained"] else "random"
+            run = train_run(record["backbone"], data, replace(recipe, pretrained=record["pretrained"]),
+                            epochs=n_epochs, seed=seed, run_dir=None,
+                            name=f"rank-{record['backbone']}-{init}-{verify}")
+            record.update(train_seconds=time.perf_counter() - t, test_acc=float(run.best["test_acc"]),
+                          val_acc=float(run.best["val_acc"]), epochs=n_epochs, recipe=verify)
+            result.runs.append(run)
+            _tick(bar, record["label"], "trained", callback, record)
+    finally:
+        if _bar is None and bar is not None:
+            bar.close()
+    result.seconds += time.perf_counter() - start
+    result.config["verify"] = verify
+    result.notes = [n for n in result.notes if not n.startswith("Kendall tau")]
+    result.notes.append("Kendall tau (score vs measured test accuracy): "
+                        + ", ".join(f"{m} {t:+.2f}" for m, t in result.kendall_tau.items()))
     return result
 
 
@@ -180,7 +218,7 @@ def _score(name: str, pretrained: bool, data: DatasetSplits, metrics: tuple[str,
     return record
 
 
-def _bar(progress: bool, total: int):
+def _make_bar(progress: bool, total: int):
     if not progress:
         return None
     from tqdm.auto import tqdm
