@@ -162,7 +162,7 @@ def test_chooser_scores_then_verifies_with_numbers_from_the_library():
     from tl_lab.widgets.backbone_choice import BackboneChooser
     from tl_lab.widgets.state import LabState
 
-    state = LabState(dataset="clipart", shots=3)
+    state = LabState(dataset="clipart", shots=3)  # the chooser alone accepts any shots
     chooser = BackboneChooser(state=state, backbones=["efficientnet_lite0"], image_size=32)
     assert chooser.verify_button.disabled
     chooser.score_button.click()

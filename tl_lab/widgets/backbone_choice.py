@@ -38,14 +38,16 @@ class BackboneChooser(W.VBox):
         self.image_size = image_size
         self.result: RankingResult | None = None
         wide = W.Layout(width="auto", min_width="170px")
-        self.score_button = W.Button(description="Score the backbones", button_style="primary", icon="bar-chart",
+        # No FontAwesome icons on these buttons: in Notebook 7 (7.x here) the icon font's .woff2 files answered 403,
+        # which the browser test's console check reports; the Backbone tab is the first one a learner sees.
+        self.score_button = W.Button(description="Score the backbones", button_style="primary",
                                      layout=wide, tooltip="LogME and LEEP from one forward pass each: seconds, "
                                                           "no training")
         self.score_button.add_class("tl-score-backbones")
-        self.verify_button = W.Button(description="Verify by training", icon="check", layout=wide, disabled=True,
+        self.verify_button = W.Button(description="Verify by training", layout=wide, disabled=True,
                                       tooltip="train every candidate (frozen backbone + new head) and compare")
         self.verify_button.add_class("tl-verify-backbones")
-        self.status = StatusLine("Ready: click 'Score the backbones'.")
+        self.status = StatusLine("Ready: click 'Score the backbones'.", css_class="tl-score-status")
         self.scores_fig = FigureSlot(css_class="tl-ranking-figure", placeholder="the scores appear here")
         self.table = W.HTML()
         self.check_fig = FigureSlot(css_class="tl-ranking-figure", placeholder="")

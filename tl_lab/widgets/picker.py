@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import html
 import threading
 
@@ -86,6 +87,17 @@ def stage_diagram_html(backbone: Backbone, *, trainable: set[str] | None = None)
     return f'<div style="line-height:1">{start}{arrow}{arrow.join(boxes)}</div>'
 
 
+_COST_THREADS: list[threading.Thread] = []
+
+
+@atexit.register
+def _join_cost_threads() -> None:
+    """Let a speed measurement finish before the interpreter exits: PyTorch aborts the process ("terminate called
+    without an active exception") when a daemon thread is killed inside a forward pass."""
+    for t in _COST_THREADS:
+        t.join(60)
+
+
 def _costs_html(rows: list[dict] | None) -> str:
     intro = ("<div style='margin-top:8px'><b>Works offline: what each network costs</b> (parameters, ImageNet "
              "top-1 as its source states it, inference images/s measured on this machine at its native size)</div>")
@@ -126,6 +138,7 @@ class BackbonePicker(W.VBox):
         self.add_class("tl-backbone-picker")
         self.dropdown.observe(self._on_pick, names="value")
         self.dropdown.value = value
+        _COST_THREADS[:] = [t for t in _COST_THREADS if t.is_alive()] + [self._cost_thread]
         self._cost_thread.start()
 
     def _measure_costs(self) -> None:
