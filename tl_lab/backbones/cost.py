@@ -9,8 +9,8 @@ Example::
     >>> from tl_lab.backbones.cost import images_per_second, parameter_count
     >>> parameter_count("efficientnet_lite1")
     5416680
-    >>> images_per_second("efficientnet_lite0", image_size=64)     # about 300 on a 2-core CPU; machine-dependent
-    312.4...
+    >>> images_per_second("efficientnet_lite0", image_size=64)     # machine-dependent: 241 on a busy 2-core CPU
+    241.3...
 """
 
 from __future__ import annotations

@@ -102,11 +102,11 @@ def rank_backbones(
     Example::
 
         >>> data = tl_lab.load_dataset("clipart", shots=10, image_size=64)
-        >>> r = tl_lab.rank_backbones(data, ["efficientnet_lite0", "efficientnet_lite1"], fast=True)
-        >>> [x["label"] for x in r.to_records()]
-        ['efficientnet_lite0', 'efficientnet_lite0 (random init)', 'efficientnet_lite1', ...]
-        >>> r.kendall_tau                                     # how well each score ranked the measured accuracy
-        {'logme': 0.33..., 'leep': 0.66...}
+        >>> r = tl_lab.rank_backbones(data)                   # 3 Lite networks x (pretrained, random): ~1 min
+        >>> [x["label"] for x in r.to_records()][:3]
+        ['efficientnet_lite0', 'efficientnet_lite0 (random init)', 'efficientnet_lite1']
+        >>> r.kendall_tau                                     # measured: LogME +0.55, LEEP +0.93
+        {'logme': 0.55..., 'leep': 0.92...}
     """
     metrics = tuple(metrics)
     check_choice("metric", metrics, METRICS)

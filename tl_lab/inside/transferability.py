@@ -18,7 +18,9 @@ Example::
 
     >>> data = tl_lab.load_dataset("clipart", shots=10, image_size=64)
     >>> tl_lab.transferability("efficientnet_lite0", data, metric="logme")       # one float, higher = better
-    -0.69...
+    -0.325...
+    >>> tl_lab.transferability(tl_lab.load_backbone("efficientnet_lite0", pretrained=False), data, "logme")
+    -0.394...
 """
 
 from __future__ import annotations
