@@ -36,8 +36,11 @@ def images_per_second(name: str, *, image_size: int | None = None, batch_size: i
                       min_seconds: float = 0.5, max_batches: int = 20) -> float:
     """Inference images/s of ``name`` at ``image_size`` px (default: its native size), eval mode, ``no_grad``.
 
-    One warm-up batch, then batches of ``batch_size`` until ``min_seconds`` have passed (at most ``max_batches``);
-    the result is cached per (name, size, batch, device, torch threads), so a widget can ask for it on every redraw.
+    One warm-up batch, then batches of ``batch_size`` until ``min_seconds`` have passed (at least 3, at most
+    ``max_batches``), each timed on its own; the answer is ``batch_size`` over the *fastest* batch, as ``timeit``
+    recommends: on a shared machine (a hub, CI) other jobs only ever slow a batch down, so the fastest one is the
+    most repeatable estimate of what the network itself costs. Cached per (name, size, batch, device, torch
+    threads), so a widget can ask on every redraw.
     """
     get_spec(name)  # unknown names fail here, with the list of choices
     size = int(image_size or get_spec(name).input_size)
@@ -64,11 +67,11 @@ def _measure(name: str, size: int, batch: int, device: str, threads: int, min_se
         model(x)  # warm-up: allocations, kernel choice
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
-        n, start = 0, time.perf_counter()
-        while n == 0 or (time.perf_counter() - start < min_seconds and n < max_batches):
+        times, start = [], time.perf_counter()
+        while len(times) < 3 or (time.perf_counter() - start < min_seconds and len(times) < max_batches):
+            t = time.perf_counter()
             model(x)
-            n += 1
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        seconds = time.perf_counter() - start
-    return n * batch / seconds
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times.append(time.perf_counter() - t)
+    return batch / min(times)

@@ -213,7 +213,7 @@ def _score(name: str, pretrained: bool, data: DatasetSplits, metrics: tuple[str,
         forward_seconds=forward, score_seconds=time.perf_counter() - t, train_seconds=None, test_acc=None,
         val_acc=None, parameters=int(bb.meta["total_parameters"]),
         imagenet_top1=bb.spec.imagenet_top1 if pretrained else None,
-        images_per_second=images_per_second(name, image_size=data.image_size, min_seconds=0.3) if throughput else None,
+        images_per_second=images_per_second(name, image_size=data.image_size) if throughput else None,
     )
     return record
 
