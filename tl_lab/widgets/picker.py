@@ -100,7 +100,8 @@ def _join_cost_threads() -> None:
 
 def _costs_html(rows: list[dict] | None) -> str:
     intro = ("<div style='margin-top:8px'><b>Works offline: what each network costs</b> (parameters, ImageNet "
-             "top-1 as its source states it, inference images/s measured on this machine at its native size)</div>")
+             "top-1 as its source states it, inference images/s measured on this machine at its native size: the "
+             "fastest of several batches of 8; other programs running at the same time lower it)</div>")
     if rows is None:
         return intro + "<div style='color:#777'>measuring the speed of each network…</div>"
     shown = [{**r, "ImageNet top-1": f"{r['ImageNet top-1']:.1%}" if r["ImageNet top-1"] else "-"} for r in rows]
