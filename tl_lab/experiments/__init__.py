@@ -17,5 +17,6 @@ from tl_lab.experiments.freeze_sweep import freeze_sweep
 from tl_lab.experiments.results import ExperimentResult, format_table, pivot_table
 
 __all__ = ["EfficiencyResult", "ExperimentResult", "data_efficiency", "domain_shift", "forgetting", "format_table",
-           "freeze_sweep", "kendall_tau", "negative_transfer", "pivot_table", "rank_backbones", "RankingResult", "verify_ranking",
+           "freeze_sweep", "kendall_tau", "negative_transfer", "pivot_table", "rank_backbones", "RankingResult",
+           "verify_ranking",
            "shots_to_reach"]

@@ -71,7 +71,8 @@ def transferability_scores(records: Sequence[Mapping[str, Any]], metrics: Sequen
         span = (max(values) - min(values)) or abs(max(values)) or 1.0
         start = 0.0 if min(values) >= 0 else min(values) - 0.15 * span
         fig.add_trace(go.Bar(
-            y=labels, x=[v - start for v in values], base=start, orientation="h", marker_color=[_color(r) for r in records], showlegend=False,
+            y=labels, x=[v - start for v in values], base=start, orientation="h",
+            marker_color=[_color(r) for r in records], showlegend=False,
             text=[f"{v:.3f}" for v in values], textposition="auto", insidetextanchor="end", name=metric,
             customdata=[[float(r["score_seconds"])] for r in records], cliponaxis=False,
             hovertext=[f"{v:.4f}" for v in values],
@@ -112,7 +113,8 @@ def score_vs_accuracy(records: Sequence[Mapping[str, Any]], metrics: Sequence[st
     for col, metric in enumerate(metrics, start=1):
         fig.add_trace(go.Scatter(
             x=[float(r[metric]) for r in records], y=[float(r["test_acc"]) for r in records], mode="markers+text",
-            text=[_short(r) if r.get("pretrained", True) else "" for r in records], textposition="top center", textfont=dict(size=11),
+            text=[_short(r) if r.get("pretrained", True) else "" for r in records], textposition="top center",
+            textfont=dict(size=11),
             marker=dict(color=[_color(r) for r in records], size=12, line=dict(color="white", width=1)),
             showlegend=False, customdata=[[str(r.get("label", r["backbone"]))] for r in records],
             hovertemplate="%{customdata[0]}<br>score %{x:.4f}<br>test accuracy %{y:.3f}<extra></extra>"),

@@ -146,7 +146,8 @@ class BackbonePicker(W.VBox):
         try:
             self.costs.value = _costs_html(offline_cost_rows())
         except Exception as exc:  # noqa: BLE001 - the table is optional; say why it is missing
-            self.costs.value = f"<div style='color:#8a5a00'>could not measure the networks' speed: {html.escape(str(exc))}</div>"
+            why = html.escape(str(exc))
+            self.costs.value = f"<div style='color:#8a5a00'>could not measure the networks' speed: {why}</div>"
 
     @staticmethod
     def _option_label(name: str) -> str:
