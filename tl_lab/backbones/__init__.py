@@ -9,6 +9,7 @@ from tl_lab.backbones.registry import (
     Backbone,
     BackboneSpec,
     WeightsUnavailableError,
+    available_offline,
     get_spec,
     list_backbones,
     load_backbone,
@@ -21,6 +22,6 @@ from tl_lab.backbones.samples import (
     sample_photos,
 )
 
-__all__ = ["Backbone", "BackboneSpec", "SamplePhoto", "WeightsUnavailableError", "cut_at", "get_spec",
+__all__ = ["Backbone", "BackboneSpec", "SamplePhoto", "WeightsUnavailableError", "available_offline", "cut_at", "get_spec",
            "imagenet_categories", "list_backbones", "load_backbone", "register_backbone", "sample_photo",
            "sample_photos"]

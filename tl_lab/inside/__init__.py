@@ -9,7 +9,8 @@ from tl_lab.inside.probes import ProbeResult, StageProbe, fit_probe, probe_stage
 from tl_lab.inside.sanity import mask_scores, sanity_check
 from tl_lab.inside.stage_features import clear_feature_cache, stage_features
 from tl_lab.inside.taps import tap
+from tl_lab.inside.transferability import METRICS, transferability
 
 __all__ = ["Attribution", "FeatureMaps", "FilterTiles", "ProbeResult", "StageProbe", "cka", "clear_feature_cache",
            "compare_stages", "embed", "explain", "feature_maps", "filters", "fit_probe", "list_methods", "mask_scores",
-           "probe_stages", "sanity_check", "stage_features", "tap"]
+           "probe_stages", "sanity_check", "stage_features", "tap", "transferability", "METRICS"]

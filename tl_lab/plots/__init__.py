@@ -13,6 +13,8 @@ Where things live (all re-exported here; import from ``tl_lab.plots``):
 - ``plots_stages``: :func:`probe_by_stage`, :func:`cka_by_stage`, :func:`cka_matrix` (one value per stage).
 - ``plots_training``: :func:`training_curves`, :func:`empty_training_figure`, :func:`append_epoch`,
   :func:`data_efficiency`, :func:`freeze_sweep`, :func:`comparison_bars`, :func:`confusion_matrix`.
+- ``plots_ranking``: :func:`transferability_scores`, :func:`score_vs_accuracy`, :func:`cost_vs_accuracy`
+  (choosing a backbone).
 - ``plots_export``: :func:`save_html` (offline, one plotly.js per page), :func:`to_png` / :func:`to_pngs` (kaleido).
 - ``plots_style``: the palette (:data:`OKABE_ITO`, :data:`STRATEGY_COLORS`) and the shared layout.
 
@@ -40,6 +42,7 @@ from tl_lab.plots.inside import (
     feature_map_grid,
     filter_grid,
 )
+from tl_lab.plots.ranking import cost_vs_accuracy, score_vs_accuracy, transferability_scores
 from tl_lab.plots.stages import cka_by_stage, cka_matrix, probe_by_stage
 from tl_lab.plots.style import (
     INIT_COLORS,
@@ -77,6 +80,7 @@ __all__ = [
     "cka_matrix",
     "comparison_bars",
     "confusion_matrix",
+    "cost_vs_accuracy",
     "data_efficiency",
     "embedding_scatter",
     "empty_training_figure",
@@ -85,8 +89,10 @@ __all__ = [
     "find_browser",
     "freeze_sweep",
     "probe_by_stage",
+    "score_vs_accuracy",
     "save_html",
     "to_png",
     "to_pngs",
     "training_curves",
+    "transferability_scores",
 ]

@@ -11,6 +11,7 @@ with their message (and the traceback one click away).
 """
 
 from tl_lab.widgets.attributions import AttributionExplorer
+from tl_lab.widgets.backbone_choice import BackboneChooser
 from tl_lab.widgets.compare import CompareRuns
 from tl_lab.widgets.dashboard import TransferLab
 from tl_lab.widgets.freezer import StageFreezer
@@ -21,6 +22,7 @@ from tl_lab.widgets.train_panel import TrainPanel
 
 __all__ = [
     "AttributionExplorer",
+    "BackboneChooser",
     "BackbonePicker",
     "CompareRuns",
     "FeatureExplorer",

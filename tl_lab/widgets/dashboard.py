@@ -19,6 +19,7 @@ from pathlib import Path
 import ipywidgets as W
 
 from tl_lab.widgets.attributions import AttributionExplorer
+from tl_lab.widgets.backbone_choice import BackboneChooser
 from tl_lab.widgets.compare import CompareRuns
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
@@ -35,20 +36,22 @@ class TransferLab(W.VBox):
     """Backbone, Freeze, Train, Inside, Attributions and Compare tabs sharing one :class:`LabState`.
 
     ``lab.state`` holds the choices; ``lab.picker``, ``lab.freezer``, ``lab.train``, ``lab.inside``,
-    ``lab.attributions`` and ``lab.compare`` are the tabs' widgets (each usable on its own too).
+    ``lab.attributions`` and ``lab.compare`` are the tabs' widgets (each usable on its own too); ``lab.chooser``
+    ("Which one for my data?") sits under the picker in the Backbone tab.
     """
 
     def __init__(self, backbone: str = "efficientnet_lite0", dataset: str = "clipart", shots: int | None = 10, *,
                  image_size: int | None = None, root: str = "", run_dir: str | Path = "tl_lab_runs") -> None:
         self.state = LabState(backbone_name=backbone, dataset=dataset, shots=shots, image_size=image_size, root=root)
         self.picker = BackbonePicker(backbone, state=self.state)
+        self.chooser = BackboneChooser(state=self.state)
         self.freezer = StageFreezer(backbone, state=self.state)
         self.train = TrainPanel(state=self.state, run_dir=run_dir)
         self.inside = FeatureExplorer(state=self.state)
         self.attributions = AttributionExplorer(state=self.state)
         self.compare = CompareRuns(state=self.state)
-        self.tabs = W.Tab(children=[self.picker, self.freezer, self.train, self.inside, self.attributions,
-                                    self.compare], titles=TAB_TITLES)
+        self.tabs = W.Tab(children=[W.VBox([self.picker, self.chooser]), self.freezer, self.train, self.inside,
+                                    self.attributions, self.compare], titles=TAB_TITLES)
         super().__init__(children=[
             W.HTML("<h3 style='margin:4px 0'>Transfer Learning Lab</h3>Work left to right: choose a pretrained "
                    "network, decide which stages learn, train on a few images per class, then look inside."),

@@ -13,32 +13,52 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import html
-import os
 import threading
 
 import ipywidgets as W
 
+from tl_lab.backbones.cost import images_per_second
 from tl_lab.backbones.registry import (
     Backbone,
     WeightsUnavailableError,
+    available_offline,
     get_spec,
     list_backbones,
     load_backbone,
 )
-from tl_lab.widgets.common import StatusLine, fmt_int, guarded
+from tl_lab.widgets.common import StatusLine, fmt_int, guarded, html_table
 from tl_lab.widgets.state import LabState
 
-__all__ = ["BackbonePicker", "weights_cached", "stage_diagram_html"]
+__all__ = ["BackbonePicker", "weights_cached", "stage_diagram_html", "offline_cost_rows"]
 
 
 def weights_cached(name: str) -> bool:
     """True when ``name``'s pretrained weights are on this machine (embedded, or in torch's hub cache)."""
-    spec = get_spec(name)
-    if spec.embedded:
-        return True
-    path = spec.weights_file()
-    return bool(path) and os.path.exists(path)
+    return available_offline(name)
+
+
+def offline_cost_rows(*, measure: bool = True) -> list[dict]:
+    """One row per backbone usable offline: parameters, ImageNet top-1 as its source states, and inference
+    images/s measured on this machine at its native size (:func:`tl_lab.backbones.cost.images_per_second`,
+    cached; None with ``measure=False``)."""
+    rows = []
+    for name in list_backbones(offline=True):
+        spec = get_spec(name)
+        rows.append({
+            "network": name, "parameters": _parameters(name), "input px": spec.input_size,
+            "ImageNet top-1": spec.imagenet_top1,
+            "images/s (this machine)": round(images_per_second(name, batch_size=8), 1)
+            if measure else None,
+        })
+    return rows
+
+
+def _parameters(name: str) -> int:
+    from tl_lab.backbones.cost import parameter_count
+
+    return parameter_count(name)
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -67,6 +87,27 @@ def stage_diagram_html(backbone: Backbone, *, trainable: set[str] | None = None)
     return f'<div style="line-height:1">{start}{arrow}{arrow.join(boxes)}</div>'
 
 
+_COST_THREADS: list[threading.Thread] = []
+
+
+@atexit.register
+def _join_cost_threads() -> None:
+    """Let a speed measurement finish before the interpreter exits: PyTorch aborts the process ("terminate called
+    without an active exception") when a daemon thread is killed inside a forward pass."""
+    for t in _COST_THREADS:
+        t.join(60)
+
+
+def _costs_html(rows: list[dict] | None) -> str:
+    intro = ("<div style='margin-top:8px'><b>Works offline: what each network costs</b> (parameters, ImageNet "
+             "top-1 as its source states it, inference images/s measured on this machine at its native size: the "
+             "fastest of several batches of 8; other programs running at the same time lower it)</div>")
+    if rows is None:
+        return intro + "<div style='color:#777'>measuring the speed of each network…</div>"
+    shown = [{**r, "ImageNet top-1": f"{r['ImageNet top-1']:.1%}" if r["ImageNet top-1"] else "-"} for r in rows]
+    return intro + html_table(shown, css_class="tl-cost-table")
+
+
 class BackbonePicker(W.VBox):
     """Choose among :func:`tl_lab.list_backbones`; shows the stage diagram, weights source, license, availability.
 
@@ -86,20 +127,32 @@ class BackbonePicker(W.VBox):
         self.info = W.HTML()
         self.diagram = W.HTML()
         self.status = StatusLine("Ready")
+        self.costs = W.HTML(_costs_html(None))
+        self.costs.add_class("tl-backbone-costs")
         self._thread: threading.Thread | None = None
+        self._cost_thread = threading.Thread(target=self._measure_costs, daemon=True, name="tl-lab-costs")
         super().__init__(children=[
             W.HTML("<b>Choose a pretrained network.</b> Its stages run from the image (left) to the classifier "
                    "head (right); later tabs freeze, probe and compare these stages."),
-            self.dropdown, self.info, self.diagram, self.status,
+            self.dropdown, self.info, self.diagram, self.status, self.costs,
         ])
         self.add_class("tl-backbone-picker")
         self.dropdown.observe(self._on_pick, names="value")
         self.dropdown.value = value
+        _COST_THREADS[:] = [t for t in _COST_THREADS if t.is_alive()] + [self._cost_thread]
+        self._cost_thread.start()
+
+    def _measure_costs(self) -> None:
+        try:
+            self.costs.value = _costs_html(offline_cost_rows())
+        except Exception as exc:  # noqa: BLE001 - the table is optional; say why it is missing
+            why = html.escape(str(exc))
+            self.costs.value = f"<div style='color:#8a5a00'>could not measure the networks' speed: {why}</div>"
 
     @staticmethod
     def _option_label(name: str) -> str:
         spec = get_spec(name)
-        where = "embedded, offline" if spec.embedded else ("cached" if weights_cached(name) else "downloads once")
+        where = "embedded, offline" if spec.embedded else ("cached" if available_offline(name) else "downloads once")
         return f"{name} ({where})"
 
     @property
@@ -111,9 +164,10 @@ class BackbonePicker(W.VBox):
         self.dropdown.value = name
 
     def wait(self, timeout: float | None = None) -> Backbone | None:
-        """Block until the chosen network has loaded (or failed); returns it or None."""
+        """Block until the chosen network has loaded (or failed) and the cost table is measured; returns it."""
         if self._thread is not None:
             self._thread.join(timeout)
+        self._cost_thread.join(timeout)
         return self.backbone
 
     def _on_pick(self, change: dict) -> None:
@@ -122,7 +176,7 @@ class BackbonePicker(W.VBox):
     def _pick(self, name: str) -> None:
         spec = get_spec(name)
         self.backbone = None
-        cached = weights_cached(name)
+        cached = available_offline(name)
         avail = ("embedded in the package: works offline" if spec.embedded else
                  "in torch's hub cache: works offline" if cached else
                  "not on this machine yet: downloaded once (needs the network), then cached")
