@@ -45,6 +45,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "probe_stages": ("tl_lab.inside.probes", "probe_stages"),
     "stage_features": ("tl_lab.inside.stage_features", "stage_features"),
     "tap": ("tl_lab.inside.taps", "tap"),
+    "zero_shot": ("tl_lab.inside.zero_shot", "zero_shot"),
+    "nearest_mean": ("tl_lab.inside.prototypes", "nearest_mean"),
     "FreezePlan": ("tl_lab.training.freeze", "FreezePlan"),
     "Run": ("tl_lab.training.run", "Run"),
     "sample_photo": ("tl_lab.backbones.samples", "sample_photo"),
@@ -97,7 +99,9 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.inside.probes import probe_stages
     from tl_lab.inside.sanity import mask_scores, sanity_check
     from tl_lab.inside.stage_features import stage_features
+    from tl_lab.inside.prototypes import nearest_mean
     from tl_lab.inside.taps import tap
+    from tl_lab.inside.zero_shot import zero_shot
     from tl_lab.plots import embed
     from tl_lab.training.events import StopToken
     from tl_lab.training.freeze import FreezePlan
