@@ -61,3 +61,22 @@ def test_nearest_mean_on_digits_uses_the_cached_stage_features(lite0):
     assert nearest_mean(lite0, data).stage == "conv_head"
     with pytest.raises(ValueError, match=r"unknown stage 'head'; choose a body stage: stem, stage1"):
         nearest_mean(lite0, data, "head")
+
+
+def test_the_few_shot_widget_matches_nearest_mean_and_updates_from_cached_features():
+    import time
+
+    from tl_lab.widgets.few_shot import FewShot
+
+    few = FewShot(dataset="digits", stage="stage5")
+    few.wait()
+    assert few.accuracy is None and "still missing: 0, 1" in few.status.text
+    assert few.zero_shot_acc is None and few.zero_shot_note == "ImageNet has no class that is a digit"
+    few.pick_first(1)  # the first gallery image of a class is its 1-shot training image
+    data = load_dataset("digits", shots=1)
+    assert few.accuracy == pytest.approx(nearest_mean(few.state.backbone(), data, "stage5").test_acc)
+    assert few.raw_acc is not None and "Raw pixels on the same images: 0." in few.status.text
+    start = time.perf_counter()
+    few.toggle("3", 1)
+    assert time.perf_counter() - start < 1.0 and few.counts()["3"] == 2 and few.counts()["4"] == 1
+    few.wait()

@@ -179,3 +179,34 @@ def test_zero_shot_on_clipart_beats_the_issue_reference(lite0):
     # the sum favours the broad class (398 ImageNet classes) and starves the narrow one (2): measured 0.87 vs 0.60
     # for animal, 0.11 vs 0.56 for plant
     assert sum_acc["animal"] > mean_acc["animal"] + 0.1 and sum_acc["plant"] < mean_acc["plant"] - 0.2
+
+
+# ---- the data-efficiency figure's zero-shot point ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_data_efficiency_records_zero_shot_at_zero_labels_and_prototypes_per_shots():
+    from tl_lab.experiments.data_efficiency import data_efficiency
+    from tl_lab.inside.prototypes import nearest_mean
+
+    r = data_efficiency("efficientnet_lite0", "clipart", shots=(1, 2), strategies=("zero_shot", "prototypes"),
+                        class_map={"electronics": ["electronic equipment", "computer"]})
+    table = r.table()
+    assert set(table) == {"zero_shot", "prototypes", "raw_pixels"} and list(table["zero_shot"]) == [0]
+    direct = nearest_mean(load_backbone(), load_dataset("clipart", shots=2)).test_acc
+    assert table["prototypes"][2] == pytest.approx(direct)
+    assert r.shots_to_reach(0.1)["zero_shot"] == 0.0
+    with pytest.raises(ValueError, match="numerals"):
+        data_efficiency("efficientnet_lite0", "digits", shots=(1,), strategies=("zero_shot",))
+
+
+def test_the_figure_draws_zero_shot_as_a_level_across_the_shots():
+    from tl_lab.plots import data_efficiency as plot
+
+    fig = plot([{"strategy": "zero_shot", "shots": 0, "test_acc": 0.575},
+                *({"strategy": "prototypes", "shots": k, "test_acc": a} for k, a in ((1, 0.34), (5, 0.59), (20, 0.71)))])
+    level = next(t for t in fig.data if t.name.startswith("zero-shot"))
+    assert level.x == (1, 20) and level.y == (0.575, 0.575) and level.line.dash == "dash"
+    assert level.name == "zero-shot (no labels): 0.575"
+    with pytest.raises(ValueError, match=r"0 only for strategy 'zero_shot'"):
+        plot([{"strategy": "prototypes", "shots": 0, "test_acc": 0.5}])

@@ -45,6 +45,7 @@ from __future__ import annotations
 import difflib
 import re
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -55,6 +56,7 @@ import torch.nn.functional as F
 
 from tl_lab._checks import check_choice
 from tl_lab.backbones.samples import imagenet_categories
+from tl_lab.inside.stage_features import _weights_key
 from tl_lab.inside.wordnet import Sense, imagenet_wnids, known_lemmas, normalize_term, senses
 
 if TYPE_CHECKING:
@@ -234,16 +236,38 @@ def _check_imagenet_head(backbone: Backbone) -> None:
                      f"{why}. Use tl_lab.load_backbone({backbone.name!r}) (no num_classes, pretrained=True).")
 
 
+# model -> {key of the images and size: (weights key, probabilities)}; weak on the model like stage_features' cache
+_PROBS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, tuple[weakref.ref, tuple, np.ndarray]]]" = \
+    weakref.WeakKeyDictionary()
+
+
 def imagenet_probabilities(backbone: Backbone, images: torch.Tensor, *, image_size: int | None = None,
                            batch_size: int = 64) -> np.ndarray:
     """Softmax over the 1000 ImageNet classes (N, 1000) for uint8 images (N, 3, H, W), resized first to
-    ``image_size`` when given (bilinear, antialiased). Eval mode, no gradients; the model's mode is restored."""
+    ``image_size`` when given (bilinear, antialiased). Eval mode, no gradients; the model's mode is restored.
+    Cached per model, images tensor and state of the weights (scoring by sum and by mean reuses one pass)."""
     _check_imagenet_head(backbone)
     if images.dim() != 4 or images.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     model = backbone.model
     size = image_size or int(images.shape[-1])
     backbone.check_input_size(size)
+    key = (id(images), images.data_ptr(), tuple(images.shape), images._version, size)
+    weights = _weights_key([model])
+    cached = _PROBS.setdefault(model, {}).get(key)
+    if cached is not None and cached[0]() is images and cached[1] == weights:  # the same tensor, still alive
+        return cached[2]
+    probs = _forward_probabilities(backbone, images, size, batch_size)
+    probs.setflags(write=False)
+    per_model = _PROBS[model]
+    if len(per_model) > 8:  # a few splits at a few sizes; forget the oldest
+        del per_model[next(iter(per_model))]
+    per_model[key] = (weakref.ref(images), weights, probs)
+    return probs
+
+
+def _forward_probabilities(backbone: Backbone, images: torch.Tensor, size: int, batch_size: int) -> np.ndarray:
+    model = backbone.model
     dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
