@@ -79,4 +79,15 @@ def test_the_few_shot_widget_matches_nearest_mean_and_updates_from_cached_featur
     start = time.perf_counter()
     few.toggle("3", 1)
     assert time.perf_counter() - start < 1.0 and few.counts()["3"] == 2 and few.counts()["4"] == 1
+    # an uploaded image joins the class chosen beside the Upload button, resized to the dataset's size
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(data.test.images[0].permute(1, 2, 0).numpy()).resize((200, 150)).save(buf, format="PNG")
+    few.upload_class.value = "7"
+    few._on_upload({"new": [{"name": "my_seven.png", "content": buf.getvalue()}]})
+    assert few.counts()["7"] == 2 and few._uploads[0][1].shape == (3, 64, 64)
+    with pytest.raises(ValueError, match=r"could not read 'notes.txt' as an image"):
+        few._on_upload({"new": [{"name": "notes.txt", "content": b"hello"}]})
     few.wait()
