@@ -75,6 +75,8 @@ def test_nouns_collect_the_imagenet_classes_below_them():
     assert imagenet_below("domestic cat") == ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")
     assert {"cab", "canoe", "airliner"} <= set(imagenet_below("vehicle"))
     assert imagenet_below("plant.n.01") == ("lumbermill",)  # an explicit sense
+    assert imagenet_below("plant") == ("daisy", "yellow lady's slipper")  # the sense with the most classes
+    assert imagenet_below("plant", sense=0) == ("lumbermill",)
     assert imagenet_below("n01440764") == ("tench",) and imagenet_below("Granny Smith") == ("Granny Smith",)
     assert imagenet_below("democracy") == ()
     assert [s.name for s in senses("plant")] == ["plant.n.01", "plant.n.02"]

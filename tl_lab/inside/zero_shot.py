@@ -111,13 +111,17 @@ def _term_senses(term: str) -> tuple[Sense, ...]:
     return ()
 
 
-def imagenet_below(term: str, *, sense: int = 0) -> tuple[str, ...]:
-    """Names of the ImageNet classes below a noun (its ``sense``-th sense with ImageNet classes, most frequent
-    first), in class-index order: ``imagenet_below("boat")`` -> ``('canoe', 'fireboat', 'gondola', 'lifeboat',
-    'speedboat', 'yawl')``. An empty tuple means no ImageNet class is a kind of ``term``."""
+def imagenet_below(term: str, *, sense: int | None = None) -> tuple[str, ...]:
+    """Names of the ImageNet classes below a noun, in class-index order: ``imagenet_below("boat")`` ->
+    ``('canoe', 'fireboat', 'gondola', 'lifeboat', 'speedboat', 'yawl')``. An empty tuple means no ImageNet class
+    is a kind of ``term``. A noun with several senses gives the one with the most ImageNet classes (the rule
+    :func:`map_classes` applies to a class alone: *plant* -> the daisy and the lady's slipper, not the lumbermill);
+    ``sense=k`` picks the k-th sense with ImageNet classes in WordNet's order, or name it: ``"plant.n.01"``."""
     found = _term_senses(term)
     if not found:
         return ()
+    if sense is None:
+        sense = max(range(len(found)), key=lambda k: (len(found[k].classes), -k))
     if not 0 <= sense < len(found):
         raise ValueError(f"{term!r} has {len(found)} senses with ImageNet classes; sense must be 0..{len(found) - 1}")
     return tuple(imagenet_categories()[i] for i in found[sense].classes)

@@ -49,6 +49,10 @@ def _png(image: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
+def _mark_picked(change: dict) -> None:
+    change["owner"].button_style = "success" if change["new"] else ""
+
+
 class FewShot(W.VBox):
     """One-shot (and few-shot) classification by picking examples, with no training.
 
@@ -138,12 +142,14 @@ class FewShot(W.VBox):
                                         tooltip=f"use this image as an example of {name}")
                 button.add_class("tl-fewshot-pick")
                 button.observe(guarded(self.status)(lambda _c: self.update()), names="value")
+                button.observe(_mark_picked, names="value")
                 self._buttons.append(button)
                 cells.append(W.VBox([image, button], layout=W.Layout(margin="0 2px")))
             label = W.HTML(f"<div style='width:120px;font-weight:bold'>{html.escape(name)}</div>")
             rows.append(W.HBox([label, *cells], layout=W.Layout(align_items="center")))
         self.gallery.children = rows
         self.upload_class.options = list(self.data.classes)
+        self.upload_class.value = self.data.classes[0]
         self.update()
 
     # ---- what a click does ------------------------------------------------------------------------------------
@@ -177,7 +183,9 @@ class FewShot(W.VBox):
                 rank = int((labels[:i] == labels[i]).sum())
                 button.unobserve_all("value")
                 button.value = rank < k
+                _mark_picked({"owner": button, "new": button.value})
                 button.observe(guarded(self.status)(lambda _c: self.update()), names="value")
+                button.observe(_mark_picked, names="value")
         self.update()
         self.wait()
 
@@ -234,8 +242,8 @@ class FewShot(W.VBox):
         self.accuracy = float((pred == truth).mean())
         matrix = np.zeros((len(self.data.classes),) * 2, int)
         np.add.at(matrix, (truth, pred), 1)
-        self.figure.show(confusion_matrix(matrix, self.data.classes,
-                                          title=f"Prototypes from {len(y)} picked images: test predictions"))
+        self._show_matrix(confusion_matrix(matrix, self.data.classes,
+                                           title=f"Prototypes from {len(y)} picked images: test predictions"))
         self._show_tests(pred)
         self.last_update_s = time.perf_counter() - start
         self.status.set(f"Prototypes from {len(y)} examples: test accuracy {self.accuracy:.3f} "
@@ -246,6 +254,18 @@ class FewShot(W.VBox):
         train = ImageSplit(torch.stack(images), torch.from_numpy(y), self.data.classes)
         data = replace(self.data, train=train)
         self._raw_worker.start("", lambda: baseline(data, C=1.0)["test_acc"], self._raw_done)
+
+    def _show_matrix(self, fig) -> None:
+        """First time: show the figure; then change only the cells and the title in place. (Replacing a heatmap's
+        traces and layout in one step made plotly.js log 'ax.dtick error: Infinity' for the moment it had none.)"""
+        fw = self.figure.widget
+        if fw is None:
+            self.figure.show(fig)
+            return
+        with fw.batch_update():
+            fw.data[0].z = fig.data[0].z
+            fw.data[0].customdata = fig.data[0].customdata
+            fw.layout.title = fig.layout.title
 
     def _raw_done(self, acc: float) -> None:
         self.raw_acc = float(acc)
