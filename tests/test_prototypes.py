@@ -91,3 +91,16 @@ def test_the_few_shot_widget_matches_nearest_mean_and_updates_from_cached_featur
     with pytest.raises(ValueError, match=r"could not read 'notes.txt' as an image"):
         few._on_upload({"new": [{"name": "notes.txt", "content": b"hello"}]})
     few.wait()
+
+
+@pytest.mark.slow
+def test_the_dashboard_builds_its_few_shot_tab_when_first_shown(tmp_path):
+    from tl_lab.widgets import FewShot, TransferLab
+
+    lab = TransferLab(dataset="digits", shots=5, run_dir=tmp_path)
+    assert lab.tabs.get_title(6) == "7 Few-shot" and lab.few_shot.widget is None  # nothing computed yet
+    lab.tabs.selected_index = 6
+    few = lab.few_shot.widget
+    assert isinstance(few, FewShot) and few.state is lab.state and lab.few_shot.children == (few,)
+    few.wait()
+    assert few.data.name == "digits" and lab.few_shot.build() is few
