@@ -47,6 +47,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "tap": ("tl_lab.inside.taps", "tap"),
     "transferability": ("tl_lab.inside.transferability", "transferability"),
     "rank_backbones": ("tl_lab.experiments.backbone_ranking", "rank_backbones"),
+    "zero_shot": ("tl_lab.inside.zero_shot", "zero_shot"),
+    "nearest_mean": ("tl_lab.inside.prototypes", "nearest_mean"),
     "FreezePlan": ("tl_lab.training.freeze", "FreezePlan"),
     "Run": ("tl_lab.training.run", "Run"),
     "sample_photo": ("tl_lab.backbones.samples", "sample_photo"),
@@ -100,8 +102,10 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.inside.probes import probe_stages
     from tl_lab.inside.sanity import mask_scores, sanity_check
     from tl_lab.inside.stage_features import stage_features
+    from tl_lab.inside.prototypes import nearest_mean
     from tl_lab.inside.taps import tap
     from tl_lab.inside.transferability import transferability
+    from tl_lab.inside.zero_shot import zero_shot
     from tl_lab.plots import embed
     from tl_lab.training.events import StopToken
     from tl_lab.training.freeze import FreezePlan

@@ -16,6 +16,8 @@ from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import DatasetSplits, load_dataset
 from tl_lab.experiments.results import ExperimentResult, _curves
 from tl_lab.inside.probes import probe_stages
+from tl_lab.inside.prototypes import nearest_mean
+from tl_lab.inside.zero_shot import zero_shot
 from tl_lab.training.recipes import (
     RECIPES,
     STRATEGIES,
@@ -40,6 +42,9 @@ class EfficiencyResult(ExperimentResult):
         return shots_to_reach(self.records, target_acc)
 
 
+# strategies that train nothing, beside the trained ones of tl_lab.training.recipes
+UNTRAINED = ("prototypes", "zero_shot")
+
 # ---- data efficiency ---------------------------------------------------------------------------------------------
 
 
@@ -56,6 +61,8 @@ def data_efficiency(
     val_per_class: int | None = None,
     callback: RecordCallback | None = None,
     run_dir: str | Path | None = None,
+    class_map: Mapping[str, str | Sequence[str]] | None = None,
+    prototype_stage: str | None = None,
 ) -> EfficiencyResult:
     """Test accuracy against labelled examples per class, for each way of using (or not using) pretraining.
 
@@ -64,7 +71,12 @@ def data_efficiency(
     ``scratch`` (random init, every layer trains, with the :data:`RECIPES` entry that is fair to it: twice the
     epochs, the body at 10x fine-tuning's rate, BatchNorm learning its statistics), ``linear_probe`` (logistic
     regression on the pooled final body stage, C chosen on val, via :func:`tl_lab.inside.probe_stages`),
-    ``frozen_head`` and ``fine_tune``.
+    ``frozen_head`` and ``fine_tune``; and two that train nothing: ``prototypes`` (the nearest class mean on
+    pooled features, SimpleShot's CL2N, :func:`tl_lab.inside.prototypes.nearest_mean`; ``prototype_stage``
+    defaults to the last body stage) and ``zero_shot`` (no labelled image at all: the pretrained ImageNet head
+    through WordNet, :func:`tl_lab.inside.zero_shot.zero_shot` with ``class_map``), recorded once per seed at
+    ``shots=0``. Zero-shot needs class names WordNet can map (clip art with a term for ``electronics``, a
+    learner's folder of objects); on digits it raises, since no ImageNet class is a digit.
     Every shots value also gets ``raw_pixels`` (:func:`tl_lab.data.baseline`), the floor transfer must beat.
     The test split is the same images at every shots value and seed; the k-shot training set grows by adding
     images (5 shots contain the 1-shot images), so the curves are smooth.
@@ -84,14 +96,15 @@ def data_efficiency(
         >>> sorted({(x["strategy"], x["shots"]) for x in r.to_records()})
         [('frozen_head', 1), ('frozen_head', 5), ('raw_pixels', 1), ('raw_pixels', 5)]
     """
-    check_choice("strategy", strategies, STRATEGIES)
+    check_choice("strategy", strategies, (*STRATEGIES, *UNTRAINED))
     if not shots or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in shots):
         raise ValueError(f"shots must be positive ints, e.g. (1, 5, 10, 20); got {shots!r}")
     start = time.perf_counter()
     result = EfficiencyResult("data efficiency", [], 0.0, config={
         "backbone": backbone_name, "dataset": dataset, "shots": sorted(set(shots)), "seeds": list(seeds),
         "image_size": image_size, "fast": fast})
-    probe_backbone = load_backbone(backbone_name) if "linear_probe" in strategies else None
+    needs_pretrained = {"linear_probe", "prototypes", "zero_shot"} & set(strategies)
+    probe_backbone = load_backbone(backbone_name) if needs_pretrained else None
 
     def emit(record: dict) -> None:
         result.records.append(record)
@@ -105,6 +118,13 @@ def data_efficiency(
             if shared is not None and _same_images(data, shared):
                 data = replace(data, val=shared.val, test=shared.test)  # same images: features are reused
             shared = shared or data
+            if "zero_shot" in strategies and k == min(shots):  # 0 labels: the same for every shots value
+                t = time.perf_counter()
+                zs = zero_shot(probe_backbone, data, class_map)
+                emit({"dataset": dataset, "backbone": backbone_name, "shots": 0, "seed": seed, "n_train": 0,
+                      "image_size": data.image_size, "chance": 1 / len(data.classes), "strategy": "zero_shot",
+                      "test_acc": zs.test_acc, "val_acc": None, "epochs": None, "lr": None,
+                      "seconds": time.perf_counter() - t})
             common = {"dataset": dataset, "backbone": backbone_name, "shots": k, "seed": seed,
                       "n_train": len(data.train), "image_size": data.image_size, "chance": 1 / len(data.classes)}
             t = time.perf_counter()
@@ -113,6 +133,13 @@ def data_efficiency(
                   "epochs": None, "lr": None, "seconds": time.perf_counter() - t})
             for strategy in strategies:
                 t = time.perf_counter()
+                if strategy == "zero_shot":
+                    continue
+                if strategy == "prototypes":
+                    nm = nearest_mean(probe_backbone, data, prototype_stage)
+                    emit({**common, "strategy": strategy, "test_acc": nm.test_acc, "val_acc": nm.val_acc,
+                          "epochs": None, "lr": None, "seconds": time.perf_counter() - t})
+                    continue
                 if strategy == "linear_probe":
                     probe = probe_stages(probe_backbone, data, [probe_backbone.body_stages[-1]], baseline=False)
                     p = probe.probes[0]

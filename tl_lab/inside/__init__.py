@@ -6,11 +6,14 @@ from tl_lab.inside.cka import cka, compare_stages
 from tl_lab.inside.embedding import embed
 from tl_lab.inside.feature_maps import FeatureMaps, FilterTiles, feature_maps, filters
 from tl_lab.inside.probes import ProbeResult, StageProbe, fit_probe, probe_stages
+from tl_lab.inside.prototypes import NearestMeanResult, nearest_mean
 from tl_lab.inside.sanity import mask_scores, sanity_check
 from tl_lab.inside.stage_features import clear_feature_cache, stage_features
 from tl_lab.inside.taps import tap
 from tl_lab.inside.transferability import METRICS, transferability
+from tl_lab.inside.zero_shot import ZeroShotResult, zero_shot
 
-__all__ = ["Attribution", "FeatureMaps", "FilterTiles", "ProbeResult", "StageProbe", "cka", "clear_feature_cache",
-           "compare_stages", "embed", "explain", "feature_maps", "filters", "fit_probe", "list_methods", "mask_scores",
-           "probe_stages", "sanity_check", "stage_features", "tap", "transferability", "METRICS"]
+__all__ = ["METRICS", "Attribution", "FeatureMaps", "FilterTiles", "NearestMeanResult", "ProbeResult", "StageProbe",
+           "ZeroShotResult", "cka", "clear_feature_cache", "compare_stages", "embed", "explain", "feature_maps",
+           "filters", "fit_probe", "list_methods", "mask_scores", "nearest_mean", "probe_stages", "sanity_check",
+           "stage_features", "tap", "transferability", "zero_shot"]

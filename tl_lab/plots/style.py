@@ -60,6 +60,8 @@ STRATEGY_NAMES: dict[str, str] = {
     "linear_probe": "linear probe",
     "frozen_head": "frozen backbone + new head",
     "fine_tune": "fine-tune all",
+    "prototypes": "prototypes (nearest class mean)",
+    "zero_shot": "zero-shot (no labels)",
 }
 """Display names for the strategy keys that experiments use; other keys are shown as given."""
 
@@ -69,6 +71,8 @@ STRATEGY_COLORS: dict[str, str] = {
     "linear_probe": OKABE_ITO["sky_blue"],
     "frozen_head": OKABE_ITO["blue"],
     "fine_tune": OKABE_ITO["bluish_green"],
+    "prototypes": OKABE_ITO["orange"],
+    "zero_shot": OKABE_ITO["reddish_purple"],
 }
 
 INIT_COLORS: dict[str, str] = {"pretrained": OKABE_ITO["blue"], "random": OKABE_ITO["vermillion"]}

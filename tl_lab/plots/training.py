@@ -217,7 +217,9 @@ def data_efficiency(records: Sequence[Mapping[str, Any]], *, title: str = "How m
 
     Why: the lesson's headline claim, that pretrained features win when labels are scarce and the gap closes with
     more data, is this figure. ``records``: dicts with ``strategy`` (``scratch``, ``linear_probe``,
-    ``frozen_head``, ``fine_tune``, ``raw_pixels`` or any name), ``shots`` (int) and ``test_acc``; with several
+    ``frozen_head``, ``fine_tune``, ``prototypes``, ``raw_pixels`` or any name), ``shots`` (int) and
+    ``test_acc``; a ``zero_shot`` record at ``shots=0`` is drawn as a dashed level across the plot (a log axis
+    has no 0), so where each curve crosses it reads as "labels needed to beat zero-shot"; with several
     ``seed`` values per point, the line is their mean and the bars ±1 standard deviation. The x axis is
     logarithmic with a tick at every measured shot count.
 
@@ -230,8 +232,12 @@ def data_efficiency(records: Sequence[Mapping[str, Any]], *, title: str = "How m
     """
     records = check_records(records, ("strategy", "shots", "test_acc"), what="data_efficiency records")
     for r in records:
-        if not float(r["shots"]) > 0:
-            raise ValueError(f"shots must be a positive count of examples per class, got {r['shots']!r}")
+        if not float(r["shots"]) > 0 and not (float(r["shots"]) == 0 and strategy_key(r["strategy"]) == "zero_shot"):
+            raise ValueError(f"shots must be a positive count of examples per class (0 only for strategy "
+                             f"'zero_shot'), got {r['shots']!r}")
+    # zero-shot uses no labels: a log axis has no 0, so it is drawn as a level across the plot
+    levels = [r for r in records if float(r["shots"]) == 0]
+    records = [r for r in records if float(r["shots"]) > 0]
     groups = _aggregate(records, "strategy", "shots", what="data_efficiency")
     known = [s for s in STRATEGY_NAMES if s in {strategy_key(g) for g in groups}]
     order = sorted(groups, key=lambda g: known.index(strategy_key(g)) if strategy_key(g) in known else len(known))
@@ -250,7 +256,14 @@ def data_efficiency(records: Sequence[Mapping[str, Any]], *, title: str = "How m
             marker=dict(size=8, symbol="square" if raw else "circle"),
             hovertemplate=f"{name}<br>%{{x}} per class<br>test accuracy %{{y:.3f}} ± %{{customdata[0]:.3f}}"
                           f" (%{{customdata[1]}} seeds)<extra></extra>"))
-    ticks = sorted({r["shots"] for r in records})
+    ticks = sorted({r["shots"] for r in records}) or [1]
+    for strategy, per in _aggregate(levels, "strategy", "shots", what="data_efficiency").items():
+        acc = float(np.mean(per[next(iter(per))]))
+        name = strategy_name(strategy)
+        fig.add_trace(go.Scatter(
+            x=[ticks[0], ticks[-1]] if len(ticks) > 1 else [ticks[0] * 0.8, ticks[0] * 1.25], y=[acc, acc],
+            name=f"{name}: {acc:.3f}", mode="lines", line=dict(color=color_for(strategy), width=3, dash="dash"),
+            hovertemplate=f"{name}<br>0 labelled examples<br>test accuracy {acc:.3f}<extra></extra>"))
     note = f"mean of {most} seeds, bars: ±1 standard deviation" if most > 1 else "one seed per point"
     base_layout(fig, title=title, subtitle=subtitle or note, width=860, height=520)
     fig.update_xaxes(title="labelled examples per class (log scale)", type="log", tickvals=ticks,

@@ -3,7 +3,7 @@
 ``TransferLab()`` is the all-in-one dashboard; each tab is also a widget of its own::
 
     from tl_lab.widgets import TransferLab, TrainPanel
-    TransferLab()                                  # Backbone, Freeze, Train, Inside, Attributions, Compare
+    TransferLab()                                  # Backbone, Freeze, Train, Inside, Attributions, Compare, Few-shot
     TrainPanel(dataset="clipart", shots=10)        # just the training panel
 
 Training and slow analyses run in background threads, so the notebook stays usable; errors show in the widget
@@ -14,6 +14,7 @@ from tl_lab.widgets.attributions import AttributionExplorer
 from tl_lab.widgets.backbone_choice import BackboneChooser
 from tl_lab.widgets.compare import CompareRuns
 from tl_lab.widgets.dashboard import TransferLab
+from tl_lab.widgets.few_shot import FewShot
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
 from tl_lab.widgets.picker import BackbonePicker
@@ -25,6 +26,7 @@ __all__ = [
     "BackboneChooser",
     "BackbonePicker",
     "CompareRuns",
+    "FewShot",
     "FeatureExplorer",
     "LabState",
     "StageFreezer",

@@ -1,8 +1,8 @@
-"""TransferLab: the all-in-one dashboard. One shared state, six tabs.
+"""TransferLab: the all-in-one dashboard. One shared state, seven tabs.
 
 Backbone (choose a network, see its stages) → Freeze (which stages learn) → Train (live curves, Stop, runs table)
 → Inside (feature maps, filters, probes, embedding) → Attributions (pretrained vs your runs) → Compare (per-stage
-CKA). The backbone picked in the first tab is what the others use; the plan set in Freeze is the Train tab's
+CKA) → Few-shot (pick one image per class: prototypes, against zero-shot and raw pixels). The backbone picked in the first tab is what the others use; the plan set in Freeze is the Train tab's
 "from the Freeze tab" plan; every run trained appears in Attributions and Compare.
 
 Example::
@@ -21,6 +21,7 @@ import ipywidgets as W
 from tl_lab.widgets.attributions import AttributionExplorer
 from tl_lab.widgets.backbone_choice import BackboneChooser
 from tl_lab.widgets.compare import CompareRuns
+from tl_lab.widgets.few_shot import FewShot
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
 from tl_lab.widgets.picker import BackbonePicker
@@ -29,15 +30,16 @@ from tl_lab.widgets.train_panel import TrainPanel
 
 __all__ = ["TransferLab", "TAB_TITLES"]
 
-TAB_TITLES = ("1 Backbone", "2 Freeze", "3 Train", "4 Inside", "5 Attributions", "6 Compare")
+TAB_TITLES = ("1 Backbone", "2 Freeze", "3 Train", "4 Inside", "5 Attributions", "6 Compare", "7 Few-shot")
 
 
 class TransferLab(W.VBox):
-    """Backbone, Freeze, Train, Inside, Attributions and Compare tabs sharing one :class:`LabState`.
+    """Backbone, Freeze, Train, Inside, Attributions, Compare and Few-shot tabs sharing one :class:`LabState`.
 
     ``lab.state`` holds the choices; ``lab.picker``, ``lab.freezer``, ``lab.train``, ``lab.inside``,
     ``lab.attributions`` and ``lab.compare`` are the tabs' widgets (each usable on its own too); ``lab.chooser``
-    ("Which one for my data?") sits under the picker in the Backbone tab.
+    ("Which one for my data?") sits under the picker in the Backbone tab; ``lab.few_shot.build()`` returns the
+    Few-shot tab's :class:`FewShot`, built when the tab is first shown (it computes the dataset's features as it opens).
     """
 
     def __init__(self, backbone: str = "efficientnet_lite0", dataset: str = "clipart", shots: int | None = 10, *,
@@ -50,11 +52,32 @@ class TransferLab(W.VBox):
         self.inside = FeatureExplorer(state=self.state)
         self.attributions = AttributionExplorer(state=self.state)
         self.compare = CompareRuns(state=self.state)
+        self.few_shot = _LazyTab(lambda: FewShot(state=self.state))
         self.tabs = W.Tab(children=[W.VBox([self.picker, self.chooser]), self.freezer, self.train, self.inside,
-                                    self.attributions, self.compare], titles=TAB_TITLES)
+                                    self.attributions, self.compare, self.few_shot], titles=TAB_TITLES)
+        self.tabs.observe(self._on_tab, names="selected_index")
         super().__init__(children=[
             W.HTML("<h3 style='margin:4px 0'>Transfer Learning Lab</h3>Work left to right: choose a pretrained "
                    "network, decide which stages learn, train on a few images per class, then look inside."),
             self.tabs,
         ])
         self.add_class("tl-transfer-lab")
+
+    def _on_tab(self, change: dict) -> None:
+        if self.tabs.children[change["new"]] is self.few_shot:
+            self.few_shot.build()
+
+
+class _LazyTab(W.VBox):
+    """A tab whose widget is built when the tab is first shown (FewShot computes features as it opens)."""
+
+    def __init__(self, make) -> None:
+        self._make = make
+        self.widget = None
+        super().__init__(children=[W.HTML("<div style='color:#777'>opening…</div>")])
+
+    def build(self):
+        if self.widget is None:
+            self.widget = self._make()
+            self.children = (self.widget,)
+        return self.widget

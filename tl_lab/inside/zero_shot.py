@@ -1,0 +1,381 @@
+"""Zero-shot classification through ImageNet's label hierarchy: no labelled target image at all.
+
+Why: a network trained on ImageNet already answers "which of 1000 things is this?". When the target classes are
+themselves kinds of things ImageNet knows (*vehicle*, *animal*, *building*), WordNet, the noun hierarchy
+ImageNet's classes come from, says which of the 1000 classes each target class covers, and the pretrained head's
+probabilities become target-class scores without a single labelled example. This is the oldest form of
+zero-shot transfer through a label hierarchy (Rohrbach et al. 2010; the "convex combination of semantic
+embeddings" of Norouzi et al. 2014 uses the same ImageNet posteriors), the baseline a few-shot method must beat.
+
+How a target class ``c`` is scored from the head's softmax ``p`` (1000 ImageNet probabilities), with ``S_c`` the
+ImageNet classes mapped to ``c``:
+
+- ``score="mean"`` (default): ``s_c = (1/|S_c|) * sum_{i in S_c} p_i``;
+- ``score="sum"``: ``s_c = sum_{i in S_c} p_i``, the probability the network puts on "a kind of c" as a whole.
+
+The prediction is ``argmax_c s_c``. The sum is the principled posterior *if* the softmax were calibrated on the
+target images; on clip art it is not: the network spreads a little probability over hundreds of classes, and a
+target class that covers 398 ImageNet classes (*animal*) collects that spread from every image, so the sum
+favours broad classes. The mean divides the spread out (it compares "how much, per covered ImageNet class"); it
+under-rates a broad class only when just a few of its members fire. Lesson 10 measures both on clip art.
+
+Mapping class names to ImageNet classes (:func:`map_classes`): a class name is split on ``_``, ``-`` and spaces;
+the whole phrase is tried as a WordNet noun (``"domestic_cat"``), then each part (``"fruit_vegetable"`` ->
+*fruit* + *vegetable*; ``"prepared_food"`` -> *food*); plurals are reduced as WordNet's morphy does (``"boats"``).
+``class_map={"pets": ["dog", "domestic cat"]}`` gives terms instead: a WordNet noun, an explicit sense
+(``"plant.n.02"``), an ImageNet class name (``"tabby"``) or wnid (``"n02123045"``). A noun with several senses
+that have ImageNet classes below them is resolved to the sense with the most ImageNet classes that no other
+target class could claim (the sense that keeps the target classes apart), then the one with the most classes,
+then WordNet's first; :meth:`ZeroShotResult.report` shows every choice and the senses passed over. An ImageNet
+class that falls below two target classes goes to the one whose term is more specific (fewer classes below it),
+and is dropped from both on a tie.
+
+Example::
+
+    >>> data = load_dataset("clipart", shots=1)
+    >>> zs = zero_shot(load_backbone(), data, class_map={"electronics": ["electronic equipment", "computer"]})
+    >>> round(zs.test_acc, 2), zs.class_map["plant"]
+    (0.58, ('daisy', "yellow lady's slipper"))
+    >>> zs.predict(data.test.images[:4]).shape
+    (4,)
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tl_lab._checks import check_choice
+from tl_lab.backbones.samples import imagenet_categories
+from tl_lab.inside.stage_features import _weights_key
+from tl_lab.inside.wordnet import Sense, imagenet_wnids, known_lemmas, normalize_term, senses
+
+if TYPE_CHECKING:
+    from tl_lab.backbones.registry import Backbone
+    from tl_lab.data.datasets import DatasetSplits, ImageSplit
+
+__all__ = ["ClassMatch", "ZeroShotResult", "imagenet_below", "map_classes", "zero_shot", "SCORES"]
+
+SCORES = ("mean", "sum")
+_STOPWORDS = frozenset({"and", "or", "of", "the", "a", "an", "other", "misc", "various", "with", "in", "on"})
+
+
+@dataclass(frozen=True)
+class ClassMatch:
+    """How one target class was mapped: the terms, the sense chosen for each, the senses passed over, and the
+    ImageNet classes it collects (after overlaps with other target classes are resolved)."""
+
+    target: str
+    terms: tuple[str, ...]
+    senses: tuple[Sense, ...]  # the chosen sense of each term, in ``terms`` order
+    passed_over: tuple[tuple[Sense, ...], ...]  # the other senses of each term
+    classes: tuple[int, ...]  # ImageNet class indices
+    given: bool  # True when the terms came from ``class_map``
+    lost: tuple[int, ...] = ()  # ImageNet classes given to another, more specific target class (or tied)
+
+    def describe(self, categories: Sequence[str] | None = None) -> str:
+        names = categories or imagenet_categories()
+        how = "given" if self.given else "from its name"
+        parts = []
+        for term, sense, others in zip(self.terms, self.senses, self.passed_over):
+            alt = f"; passed over {', '.join(f'{o.name} ({len(o.classes)})' for o in others)}" if others else ""
+            parts.append(f"{term!r} -> {sense.name} '{sense.gloss.split(';')[0][:60]}'{alt}")
+        shown = ", ".join(names[i] for i in self.classes[:8]) + (" ..." if len(self.classes) > 8 else "")
+        lost = f"; {len(self.lost)} shared with another class left out" if self.lost else ""
+        return f"{self.target} ({how}): {'; '.join(parts)}\n    {len(self.classes)} ImageNet classes: {shown}{lost}"
+
+
+def _term_senses(term: str) -> tuple[Sense, ...]:
+    """WordNet senses of ``term``; failing that, the ImageNet class(es) it names by name or wnid."""
+    found = senses(term)
+    if found:
+        return found
+    key = normalize_term(term)
+    wnids = imagenet_wnids()
+    if re.fullmatch(r"n\d{8}", key) and key in wnids:
+        i = wnids.index(key)
+        return (Sense(imagenet_categories()[i], "an ImageNet class", (imagenet_categories()[i],), (i,), key[1:]),)
+    hits = tuple(i for i, name in enumerate(imagenet_categories()) if normalize_term(name) == key)
+    if hits:
+        name = imagenet_categories()[hits[0]]
+        return (Sense(name, "an ImageNet class name", (name,), hits, ""),)
+    return ()
+
+
+def imagenet_below(term: str, *, sense: int | None = None) -> tuple[str, ...]:
+    """Names of the ImageNet classes below a noun, in class-index order: ``imagenet_below("boat")`` ->
+    ``('canoe', 'fireboat', 'gondola', 'lifeboat', 'speedboat', 'yawl')``. An empty tuple means no ImageNet class
+    is a kind of ``term``. A noun with several senses gives the one with the most ImageNet classes (the rule
+    :func:`map_classes` applies to a class alone: *plant* -> the daisy and the lady's slipper, not the lumbermill);
+    ``sense=k`` picks the k-th sense with ImageNet classes in WordNet's order, or name it: ``"plant.n.01"``."""
+    found = _term_senses(term)
+    if not found:
+        return ()
+    if sense is None:
+        sense = max(range(len(found)), key=lambda k: (len(found[k].classes), -k))
+    if not 0 <= sense < len(found):
+        raise ValueError(f"{term!r} has {len(found)} senses with ImageNet classes; sense must be 0..{len(found) - 1}")
+    return tuple(imagenet_categories()[i] for i in found[sense].classes)
+
+
+def _automatic_terms(name: str) -> tuple[list[str], list[str]]:
+    """(terms that matched, everything tried) for a class name: the whole phrase, else its parts."""
+    parts = [p for p in re.split(r"[\s_\-]+", name.strip().lower()) if p]
+    whole = "_".join(parts)
+    tried = [whole]
+    if whole and _term_senses(whole):
+        return [whole], tried
+    found = []
+    for part in parts:
+        if part in _STOPWORDS or len(parts) == 1:
+            continue
+        tried.append(part)
+        if _term_senses(part):
+            found.append(part)
+    return found, tried
+
+
+def _no_match_error(target: str, tried: Sequence[str], all_classes: Sequence[str]) -> ValueError:
+    suggestions = difflib.get_close_matches(normalize_term(target), known_lemmas(), n=3, cutoff=0.75)
+    hint = f" Nouns close to it that do: {', '.join(s.replace('_', ' ') for s in suggestions)}." if suggestions else ""
+    msg = (f"no ImageNet class lies below the class {target!r}: tried the WordNet nouns "
+           f"{', '.join(repr(t) for t in tried)}.{hint} Give it terms, each a WordNet noun, a sense such as "
+           f"'plant.n.02' or an ImageNet class name: zero_shot(backbone, data, class_map={{{target!r}: "
+           f"['...', '...']}}) (tl_lab.inside.zero_shot.imagenet_below(term) shows what a term collects).")
+    if all(c.strip().isdigit() for c in all_classes):
+        msg += (" These classes are numerals (handwritten digits?): ImageNet's 1000 classes are animals, objects "
+                "and scenes, none of them a digit, so zero-shot through ImageNet's labels cannot name them; "
+                "learn from a few labelled images instead (tl_lab.nearest_mean, tl_lab.fit).")
+    return ValueError(msg)
+
+
+def map_classes(classes: Sequence[str], class_map: Mapping[str, str | Sequence[str]] | None = None
+                ) -> tuple[ClassMatch, ...]:
+    """Map each target class to ImageNet classes through WordNet (see the module docstring for the rules).
+
+    ``class_map`` gives terms for some or all classes; the others are mapped from their names. Raises a ValueError
+    naming the class (and how to give terms) when a class matches nothing, and naming the term when a given term
+    is not a noun with ImageNet classes below it.
+
+    >>> [len(m.classes) for m in map_classes(["vehicle", "building"])]
+    [67, 14]
+    """
+    class_map = dict(class_map or {})
+    unknown = [k for k in class_map if k not in classes]
+    if unknown:
+        raise ValueError(f"class_map names {', '.join(map(repr, unknown))}, not a class of the data; "
+                         f"the classes are: {', '.join(classes)}")
+    candidates: dict[str, list[tuple[str, tuple[Sense, ...]]]] = {}
+    for c in classes:
+        if c in class_map:
+            given = class_map[c]
+            terms = [given] if isinstance(given, str) else list(given)
+            if not terms:
+                raise ValueError(f"class_map[{c!r}] is empty; give at least one term, e.g. ['dog']")
+            for t in terms:
+                if not isinstance(t, str) or not _term_senses(t):
+                    raise ValueError(f"class_map[{c!r}]: {t!r} is neither a WordNet noun with ImageNet classes below "
+                                     "it nor an ImageNet class name; try a broader noun (e.g. 'animal', 'device', "
+                                     "'food') or an ImageNet class name from tl_lab.backbones.samples."
+                                     "imagenet_categories()")
+        else:
+            terms, tried = _automatic_terms(c)
+            if not terms:
+                raise _no_match_error(c, tried, classes)
+        candidates[c] = [(t, _term_senses(t)) for t in terms]
+
+    def reachable(exclude: str) -> set[int]:
+        return {i for c, ts in candidates.items() if c != exclude for _, ss in ts for s in ss for i in s.classes}
+
+    chosen: dict[str, list[tuple[str, Sense, tuple[Sense, ...]]]] = {}
+    for c, ts in candidates.items():
+        others = reachable(c)
+        chosen[c] = []
+        for term, ss in ts:
+            best = max(range(len(ss)), key=lambda k: (len(set(ss[k].classes) - others), len(ss[k].classes), -k))
+            chosen[c].append((term, ss[best], tuple(s for k, s in enumerate(ss) if k != best)))
+    # specificity of ImageNet class i for target c: the size of the smallest chosen sense of c containing i
+    specificity: dict[str, dict[int, int]] = {}
+    for c, picks in chosen.items():
+        spec: dict[int, int] = {}
+        for _, sense, _ in picks:
+            for i in sense.classes:
+                spec[i] = min(spec.get(i, 10**6), len(sense.classes))
+        specificity[c] = spec
+    matches = []
+    for c in classes:
+        keep, lost = [], []
+        for i in sorted(specificity[c]):
+            rivals = [specificity[o][i] for o in classes if o != c and i in specificity[o]]
+            (keep if not rivals or specificity[c][i] < min(rivals) else lost).append(i)
+        if not keep:
+            raise ValueError(f"every ImageNet class below {c!r} also lies below another class, more specifically "
+                             f"or as specifically; give {c!r} distinct terms with class_map={{{c!r}: [...]}}")
+        picks = chosen[c]
+        matches.append(ClassMatch(c, tuple(t for t, _, _ in picks), tuple(s for _, s, _ in picks),
+                                  tuple(p for _, _, p in picks), tuple(keep), c in class_map, tuple(lost)))
+    return tuple(matches)
+
+
+def _check_imagenet_head(backbone: Backbone) -> None:
+    meta = backbone.meta
+    if meta.get("cut_at"):
+        why = f"it was cut after {meta['cut_at']!r} with a new head (cut_at)"
+    elif not meta.get("pretrained", True):
+        why = "its weights are a random init (pretrained=False)"
+    elif meta.get("categories") is None or meta.get("num_classes", 1000) != 1000:
+        why = f"its head was replaced by a {meta.get('num_classes')}-class one (num_classes=..., or a trained run)"
+    else:
+        return
+    raise ValueError(f"zero-shot needs a backbone with its pretrained ImageNet head, but {backbone.name}'s is gone: "
+                     f"{why}. Use tl_lab.load_backbone({backbone.name!r}) (no num_classes, pretrained=True).")
+
+
+# model -> {key of the images and size: (weights key, probabilities)}; weak on the model like stage_features' cache
+_PROBS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, tuple[weakref.ref, tuple, np.ndarray]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def imagenet_probabilities(backbone: Backbone, images: torch.Tensor, *, image_size: int | None = None,
+                           batch_size: int = 64) -> np.ndarray:
+    """Softmax over the 1000 ImageNet classes (N, 1000) for uint8 images (N, 3, H, W), resized first to
+    ``image_size`` when given (bilinear, antialiased). Eval mode, no gradients; the model's mode is restored.
+    Cached per model, images tensor and state of the weights (scoring by sum and by mean reuses one pass)."""
+    _check_imagenet_head(backbone)
+    if images.dim() != 4 or images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    model = backbone.model
+    size = image_size or int(images.shape[-1])
+    backbone.check_input_size(size)
+    key = (id(images), images.data_ptr(), tuple(images.shape), images._version, size)
+    weights = _weights_key([model])
+    cached = _PROBS.setdefault(model, {}).get(key)
+    if cached is not None and cached[0]() is images and cached[1] == weights:  # the same tensor, still alive
+        return cached[2]
+    probs = _forward_probabilities(backbone, images, size, batch_size)
+    probs.setflags(write=False)
+    per_model = _PROBS[model]
+    if len(per_model) > 8:  # a few splits at a few sizes; forget the oldest
+        del per_model[next(iter(per_model))]
+    per_model[key] = (weakref.ref(images), weights, probs)
+    return probs
+
+
+def _forward_probabilities(backbone: Backbone, images: torch.Tensor, size: int, batch_size: int) -> np.ndarray:
+    model = backbone.model
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for lo in range(0, len(images), batch_size):
+                x = backbone.normalize(images[lo : lo + batch_size].to(dev))
+                if size != x.shape[-1]:
+                    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+                out.append(torch.softmax(model(x).float(), dim=1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 1000), np.float32)
+
+
+@dataclass
+class ZeroShotResult:
+    """Zero-shot scores on the target classes; ``test_acc`` on ``data.test``; ``predict`` new images."""
+
+    classes: tuple[str, ...]
+    matches: tuple[ClassMatch, ...]
+    score: str
+    test_acc: float
+    test_predictions: np.ndarray
+    chance: float
+    image_size: int | None
+    seconds: float
+    backbone: Backbone = field(repr=False)
+    _test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+
+    @property
+    def class_map(self) -> dict[str, tuple[str, ...]]:
+        """Target class -> the names of the ImageNet classes it collected."""
+        names = imagenet_categories()
+        return {m.target: tuple(names[i] for i in m.classes) for m in self.matches}
+
+    def scores_from_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        return _class_scores(probs, self.matches, self.score)
+
+    def scores(self, images: torch.Tensor | ImageSplit) -> np.ndarray:
+        """(N, K) target-class scores for uint8 images (N, 3, H, W) or an ImageSplit."""
+        x = images if torch.is_tensor(images) else images.images
+        return self.scores_from_probabilities(imagenet_probabilities(self.backbone, x, image_size=self.image_size))
+
+    def predict(self, images: torch.Tensor | ImageSplit) -> np.ndarray:
+        """Predicted target-class indices (N,) for uint8 images (N, 3, H, W) or an ImageSplit."""
+        return self.scores(images).argmax(axis=1)
+
+    def per_class_acc(self, labels: np.ndarray | torch.Tensor | None = None) -> dict[str, float]:
+        """Test accuracy (recall) per target class: where the hierarchy helps and where it fails."""
+        y = np.asarray(labels if labels is not None else self._test_labels)
+        return {c: float((self.test_predictions[y == k] == k).mean()) if (y == k).any() else float("nan")
+                for k, c in enumerate(self.classes)}
+
+    def report(self) -> str:
+        """One paragraph per class: the terms, the sense chosen for each (and those passed over), what it collected."""
+        categories = imagenet_categories()
+        head = f"zero-shot ({self.score} of the ImageNet probabilities): test accuracy {self.test_acc:.3f} " \
+               f"(chance {self.chance:.3f})"
+        return "\n".join([head, *(m.describe(categories) for m in self.matches)])
+
+    def to_records(self) -> list[dict]:
+        return [{"class": m.target, "terms": list(m.terms), "senses": [s.name for s in m.senses],
+                 "imagenet_classes": len(m.classes), "given": m.given} for m in self.matches]
+
+
+def _class_scores(probs: np.ndarray, matches: Sequence[ClassMatch], score: str) -> np.ndarray:
+    out = np.empty((len(probs), len(matches)), np.float64)
+    for k, m in enumerate(matches):
+        block = probs[:, list(m.classes)]
+        out[:, k] = block.sum(axis=1) if score == "sum" else block.mean(axis=1)
+    return out
+
+
+def zero_shot(
+    backbone: Backbone,
+    data: DatasetSplits,
+    class_map: Mapping[str, str | Sequence[str]] | None = None,
+    *,
+    score: Literal["mean", "sum"] = "mean",
+    image_size: int | None = None,
+    batch_size: int = 64,
+) -> ZeroShotResult:
+    """Classify ``data.test`` with no labelled image: each class scored from the pretrained ImageNet head.
+
+    Args:
+        backbone: a backbone with its pretrained 1000-class ImageNet head (``load_backbone(name)``); a random
+            init, a replaced head or a ``cut_at`` network raises a ValueError saying so.
+        data: any DatasetSplits (only ``classes`` and ``test`` are used: no training image is looked at).
+        class_map: terms for some or all classes (WordNet nouns, senses such as ``"plant.n.02"``, ImageNet class
+            names or wnids); the other classes are mapped from their names.
+        score: ``"mean"`` (default) or ``"sum"`` of each class's ImageNet probabilities (see the module docstring).
+        image_size: resize the images to this many pixels first (default: as loaded).
+
+    Returns a :class:`ZeroShotResult` (``.test_acc``, ``.class_map``, ``.predict(images)``, ``.report()``).
+    """
+    check_choice("score", [score], SCORES)
+    _check_imagenet_head(backbone)
+    start = time.perf_counter()
+    matches = map_classes(data.classes, class_map)
+    probs = imagenet_probabilities(backbone, data.test.images, image_size=image_size, batch_size=batch_size)
+    predictions = _class_scores(probs, matches, score).argmax(axis=1)
+    labels = data.test.labels.numpy()
+    acc = float((predictions == labels).mean()) if len(labels) else float("nan")
+    return ZeroShotResult(tuple(data.classes), matches, score, acc, predictions, 1 / len(data.classes), image_size,
+                          time.perf_counter() - start, backbone, labels)
