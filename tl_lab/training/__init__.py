@@ -9,12 +9,14 @@ from tl_lab.training.events import (
            FitEnd,
            FitStart,
            Stopped,
+           StopCause,
            StopToken,
 )
 from tl_lab.training.freeze import FreezePlan, FreezeSummary
 from tl_lab.training.loop import fit
 from tl_lab.training.recipes import RECIPES, Recipe
 from tl_lab.training.run import Run
+from tl_lab.training.settings import FitSettings
 
 __all__ = ["RECIPES", "BatchEnd", "Callback", "EpochEnd", "FitEnd", "FitStart", "FreezePlan", "FreezeSummary",
-           "Recipe", "Run", "StopToken", "Stopped", "fit"]
+           "FitSettings", "Recipe", "Run", "StopCause", "StopToken", "Stopped", "fit"]
