@@ -8,8 +8,8 @@ from tl_lab.training.events import (
            EpochEnd,
            FitEnd,
            FitStart,
-           Stopped,
            StopCause,
+           Stopped,
            StopToken,
 )
 from tl_lab.training.freeze import FreezePlan, FreezeSummary

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 __all__ = ["CheckpointMismatchError", "Keeper", "state_keys", "model_state_to_save", "save_checkpoint", "load_checkpoint",
-           "apply_model_state", "load_last"]
+           "apply_model_state", "load_last", "resume_into"]
 
 _MODEL = "model."
 _OPT = "optim."
@@ -192,3 +192,32 @@ def load_last(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, A
         raise FileNotFoundError(f"nothing to resume in {run_dir}: it needs run.json and last.safetensors")
     state, info = load_checkpoint(last)
     return json.loads(info_path.read_text()), state, info
+
+
+_RESUME_KEYS = ("backbone", "pretrained", "num_classes", "plan", "data", "epochs", "lr", "batch_size", "weight_decay",
+                "optimizer", "schedule", "augment", "label_smoothing", "seed")
+
+
+def resume_into(run: Any, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: Path) -> int:
+    """Continue ``run`` (a fresh :class:`~tl_lab.training.run.Run`) from ``run_dir``: weights, optimizer state, RNG,
+    history and best; returns the epochs already done. Refuses other settings, naming each one that differs."""
+    saved, state, info = load_last(Path(run_dir))
+    diff = [k for k in _RESUME_KEYS if saved["config"].get(k) != run.config.get(k)]
+    if diff:
+        raise ValueError(
+            "resume needs the same settings as the stopped run; these differ: "
+            + ", ".join(f"{k} (was {saved['config'].get(k)!r}, now {run.config.get(k)!r})" for k in diff)
+        )
+    apply_model_state(run.model, state)
+    opt_state = info["optimizer"]
+    opt.load_state_dict({"state": opt_state["state"], "param_groups": opt_state["param_groups"]})
+    if info.get("rng") is not None:
+        torch.set_rng_state(info["rng"])
+    run.name = saved["name"]
+    run.history = saved["history"]
+    run.best = {k: v for k, v in saved["best"].items() if not k.startswith("test_")}
+    run.notes.append(f"resumed from {run_dir} after epoch {info['extra']['epoch']}")
+    best = run_dir / "best.safetensors"
+    if best.exists():
+        run.checkpoint = keeper.best = best
+    return int(info["extra"]["epoch"])

@@ -33,11 +33,9 @@ statistics fixed (the same run at 10x those rates diverged to chance in our meas
 from __future__ import annotations
 
 import math
-import os
-import platform
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -48,8 +46,14 @@ from torch.utils.data import DistributedSampler
 from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.data.datasets import DatasetSplits
 from tl_lab.training.augment import BatchAugment
-from tl_lab.training.checkpoints import Keeper, apply_model_state, load_last
-from tl_lab.training.device import pick_device
+from tl_lab.training.checkpoints import Keeper, resume_into
+from tl_lab.training.device import (
+    all_reduce_sums,
+    dist_info,
+    distributed,
+    pick_device,
+    rank_device,
+)
 from tl_lab.training.events import (
     BatchEnd,
     Callback,
@@ -63,10 +67,18 @@ from tl_lab.training.events import (
 )
 from tl_lab.training.feature_cache import cache_plan
 from tl_lab.training.feed import Feed, Precision
-from tl_lab.training.freeze import FreezePlan, FreezeSummary
-from tl_lab.training.run import Run
+from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.run import Run, data_config, start_run
 from tl_lab.training.schedule import build_optimizer, build_scheduler
-from tl_lab.training.settings import DEFAULT_LR, FitSettings, OptimizerName, Schedule, suggest_lr
+from tl_lab.training.settings import (
+    DEFAULT_LR,
+    FitSettings,
+    OptimizerName,
+    Schedule,
+    check_data,
+    check_switches,
+    suggest_lr,
+)
 
 __all__ = ["fit", "train_one_epoch", "evaluate", "batch_loss", "keep_if_best", "data_config"]
 
@@ -126,7 +138,7 @@ def fit(
     s = FitSettings(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
                     momentum=momentum, schedule=schedule, step_size=step_size, gamma=gamma, augment=augment,
                     label_smoothing=label_smoothing, seed=seed)
-    _check_switches(cache=cache, amp=amp, memory_cap_mb=memory_cap_mb, min_batch_size=min_batch_size)
+    check_switches(cache=cache, amp=amp, memory_cap_mb=memory_cap_mb, min_batch_size=min_batch_size)
     plan = plan if plan is not None else FreezePlan.frozen_head()
     if isinstance(backbone, str):
         backbone = load_backbone(backbone, pretrained=pretrained, num_classes=len(data.classes), seed=seed)
@@ -139,24 +151,25 @@ def fit(
     cache_after, cache_why = cache_plan(layout, augment=s.augment) if cache is not False else (None, "off: cache=False")
     s, notes = s.resolved(head_on_cached_features=cache_after is not None and layout.trainable_stages == (backbone.head,),
                           train_images=len(data.train))
-    rank, world = _dist_info()
-    dev = pick_device(_rank_device(device, rank, world))
+    rank, world = dist_info()
+    dev = pick_device(rank_device(device, rank, world))
     precision = Precision.choose(dev, amp)
     torch.manual_seed(s.seed)
     model = backbone.model.to(dev)
     model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on CPU (oneDNN) alike
     groups = layout.apply(model, lr=s.lr)
-    run = _new_run(backbone, data, plan, layout, s, precision, notes=notes, name=name, run_dir=run_dir, resume=resume,
-                   writes=save_checkpoints and rank == 0)  # under torchrun only rank 0 writes files
+    run = start_run(backbone, data, plan, layout, s, precision.enabled, notes=notes, name=name, run_dir=run_dir,
+                    resume=resume, writes=save_checkpoints and rank == 0)  # under torchrun only rank 0 writes files
     keeper = Keeper(model, changing=layout.changing_stages, full=not run.config["pretrained"], run_dir=run.run_dir)
 
     # ---- 2. optimizer and schedule (and where a resumed run left off) ------------------------------------------
     opt = build_optimizer(s.optimizer, groups, lr=s.lr, weight_decay=s.weight_decay, momentum=s.momentum)
-    start_epoch = _resume(run, opt, keeper, Path(resume)) if resume is not None else 0
+    start_epoch = resume_into(run, opt, keeper, Path(resume)) if resume is not None else 0
     sampler = DistributedSampler(range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=s.seed)
     batching = _Batching(sampler, s.batch_size)
-    sched = build_scheduler(opt, s.schedule, lr=s.lr, steps_per_epoch=batching.batches, epochs=s.epochs,
-                            step_size=s.step_size, gamma=s.gamma, start_step=start_epoch * batching.batches)
+    schedule_at = partial(build_scheduler, opt, s.schedule, lr=s.lr, epochs=s.epochs, step_size=s.step_size,
+                          gamma=s.gamma)  # positioned at an epoch's first batch: a new run, a resume, an OOM retry
+    sched = schedule_at(steps_per_epoch=batching.batches, start_step=start_epoch * batching.batches)
 
     # ---- 3. inputs: the cached frozen prefix when there is one (the only place the cache is used) --------------
     feed = Feed(backbone, data, cache_after=cache_after, why=cache_why, device=dev, precision=precision,
@@ -164,7 +177,7 @@ def fit(
                 memory_cap_mb=memory_cap_mb, cache_dir=cache_dir)
     run.cache = feed.description
     run.notes.extend(feed.notes)
-    module = _distributed(feed.suffix, dev) if world > 1 else feed.suffix
+    module = distributed(feed.suffix, dev) if world > 1 else feed.suffix
     if rank != 0:
         callbacks, progress = (), False  # rank 0 reports for everyone
 
@@ -184,11 +197,10 @@ def fit(
                                         epochs=s.epochs)
             except torch.cuda.OutOfMemoryError:
                 batching = _halve_batch(run, batching, at.epoch, min_batch_size, model, snapshot, opt)
-                sched = build_scheduler(opt, s.schedule, lr=s.lr, steps_per_epoch=batching.batches, epochs=s.epochs,
-                                        step_size=s.step_size, gamma=s.gamma, start_step=at.epoch * batching.batches)
+                sched = schedule_at(steps_per_epoch=batching.batches, start_step=at.epoch * batching.batches)
                 continue
             if world > 1:
-                stats.update(zip(("loss_sum", "correct", "seen"), _all_reduce_sums(stats, dev)))
+                stats.update(zip(("loss_sum", "correct", "seen"), all_reduce_sums(stats, dev)))
             val = evaluate(feed, "val")
             metrics = _epoch_metrics(at.epoch, stats, val, seconds=time.perf_counter() - t_epoch)
             run.history.append(metrics)
@@ -325,103 +337,6 @@ def finish(run: Run, feed: Feed, keeper: Keeper, at: _Position, batches: int, st
         run.notes.append("no epoch ended with a finite loss, so no weights were kept and none were tested")
 
 
-# ---- prepare: checks, the run, resume --------------------------------------------------------------------------
-
-
-def check_data(backbone: Backbone, data: DatasetSplits) -> None:
-    """Refuse data the backbone cannot train on, naming the fix."""
-    if len(data.train) == 0:
-        raise ValueError("the training split is empty; load the data with shots >= 1 or add images to the folder")
-    present = sorted(set(data.train.labels.tolist()))
-    if len(present) < 2:
-        only = data.classes[present[0]] if present else "none"
-        raise ValueError(
-            f"the training split has only one class ({only}); a classifier needs at least two classes with images"
-        )
-    backbone.check_input_size(int(data.train.images.shape[-1]))
-    head = backbone.model.get_submodule(backbone.head)
-    outputs = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
-    if outputs != len(data.classes):
-        raise ValueError(
-            f"{backbone.name}'s head has {outputs} outputs but the data have {len(data.classes)} classes; "
-            f"load it with load_backbone({backbone.name!r}, num_classes={len(data.classes)})"
-        )
-
-
-def _check_switches(*, cache: Any, amp: Any, memory_cap_mb: Any, min_batch_size: Any) -> None:
-    if cache not in (True, False, "auto"):
-        raise ValueError(f"cache must be True, False or 'auto'; got {cache!r}")
-    if amp not in (True, False, "auto"):
-        raise ValueError(f"amp must be True, False or 'auto'; got {amp!r}")
-    if isinstance(memory_cap_mb, bool) or not isinstance(memory_cap_mb, (int, float)) or memory_cap_mb < 0:
-        raise ValueError(f"memory_cap_mb must be a number >= 0 (0 keeps the cache on disk); got {memory_cap_mb!r}")
-    if isinstance(min_batch_size, bool) or not isinstance(min_batch_size, int) or min_batch_size < 1:
-        raise ValueError(f"min_batch_size must be an int >= 1; got {min_batch_size!r}")
-
-
-def data_config(data: DatasetSplits) -> dict:
-    """The arguments that reload ``data`` with ``load_dataset(**cfg)``."""
-    meta = data.meta
-    cfg = dict(meta.get("load_args") or {})
-    cfg.setdefault("name", data.name)
-    cfg.setdefault("shots", meta.get("shots"))
-    cfg.setdefault("seed", meta.get("seed", 0))
-    cfg.setdefault("image_size", data.image_size)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
-
-
-def _new_run(backbone: Backbone, data: DatasetSplits, plan: FreezePlan, layout: FreezeSummary, s: FitSettings,
-             precision: Precision, *, notes: list[str], name: str | None, run_dir: str | Path | None,
-             resume: str | Path | None, writes: bool) -> Run:
-    """The Run with its config (everything needed to repeat it) and its folder, created when it writes files."""
-    config = {
-        "backbone": backbone.name,
-        "pretrained": bool(backbone.meta.get("pretrained", True)),
-        "num_classes": len(data.classes),
-        "plan": plan.to_dict(),
-        "plan_label": plan.describe(),
-        "data": data_config(data),
-        **s.to_config(),
-        "amp": precision.enabled,
-        "versions": _versions(),
-    }
-    name = name or f"{datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{_slug(plan.describe())}"
-    folder = None
-    if writes:
-        folder = Path(resume) if resume is not None else Path(run_dir or Path("tl_lab_runs") / name)
-        folder.mkdir(parents=True, exist_ok=True)
-    return Run(name=name, backbone=backbone, data=data, config=config, run_dir=folder, notes=notes,
-               trainable_parameters=layout.trainable)
-
-
-_RESUME_KEYS = ("backbone", "pretrained", "num_classes", "plan", "data", "epochs", "lr", "batch_size", "weight_decay",
-                "optimizer", "schedule", "augment", "label_smoothing", "seed")
-
-
-def _resume(run: Run, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: Path) -> int:
-    """Load the last checkpoint of ``run_dir`` (weights, optimizer, RNG, history); return the epochs done."""
-    saved, state, info = load_last(run_dir)
-    diff = [k for k in _RESUME_KEYS if saved["config"].get(k) != run.config.get(k)]
-    if diff:
-        raise ValueError(
-            "resume needs the same settings as the stopped run; these differ: "
-            + ", ".join(f"{k} (was {saved['config'].get(k)!r}, now {run.config.get(k)!r})" for k in diff)
-        )
-    apply_model_state(run.model, state)
-    opt_state = info["optimizer"]
-    opt.load_state_dict({"state": opt_state["state"], "param_groups": opt_state["param_groups"]})
-    if info.get("rng") is not None:
-        torch.set_rng_state(info["rng"])
-    run.name = saved["name"]
-    run.history = saved["history"]
-    run.best = {k: v for k, v in saved["best"].items() if not k.startswith("test_")}
-    run.notes.append(f"resumed from {run_dir} after epoch {info['extra']['epoch']}")
-    best = run_dir / "best.safetensors"
-    if best.exists():
-        run.checkpoint = keeper.best = best
-    return int(info["extra"]["epoch"])
-
-
 # ---- small pieces -------------------------------------------------------------------------------------------------
 
 
@@ -494,54 +409,8 @@ def _emit(callbacks: Sequence[Callback], event: Any) -> None:
         cb(event)
 
 
-def _dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _rank_device(device: str | torch.device, rank: int, world: int) -> str | torch.device:
-    """Under torchrun with GPUs, each rank on its own (LOCAL_RANK) GPU."""
-    if world > 1 and device == "auto" and torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    return device
-
-
-def _distributed(module: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-
-def _all_reduce_sums(stats: dict, dev: torch.device) -> tuple[float, int, int]:
-    import torch.distributed as dist
-
-    t = torch.tensor([stats["loss_sum"], stats["correct"], stats["seen"]], dtype=torch.float64, device=dev)
-    dist.all_reduce(t)
-    return t[0].item(), int(t[1].item()), int(t[2].item())
-
-
 def _plain(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torchvision
-
-    try:
-        tl = version("tl-lab")
-    except PackageNotFoundError:  # pragma: no cover
-        tl = "dev"
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "tl_lab": tl}
 
 
 def _progress(enabled: bool, total_batches: int, start: int):

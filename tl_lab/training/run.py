@@ -7,10 +7,12 @@ A :class:`Run` is what ``fit`` returns, what widgets tabulate and overlay, and w
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,7 +20,11 @@ from tl_lab.backbones.registry import Backbone
 from tl_lab.data.datasets import DatasetSplits, ImageSplit
 from tl_lab.training.events import StopCause
 
-__all__ = ["Run", "evaluate_model", "predict_images", "prepare_images", "run_label"]
+if TYPE_CHECKING:
+    from tl_lab.training.freeze import FreezePlan, FreezeSummary
+    from tl_lab.training.settings import FitSettings
+
+__all__ = ["Run", "data_config", "evaluate_model", "predict_images", "prepare_images", "run_label", "start_run"]
 
 
 @dataclass
@@ -246,3 +252,55 @@ def _finite(value: Any) -> bool:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if _finite(value) else "n/a"
+
+
+def data_config(data: DatasetSplits) -> dict:
+    """The arguments that reload ``data`` with ``load_dataset(**cfg)``."""
+    meta = data.meta
+    cfg = dict(meta.get("load_args") or {})
+    cfg.setdefault("name", data.name)
+    cfg.setdefault("shots", meta.get("shots"))
+    cfg.setdefault("seed", meta.get("seed", 0))
+    cfg.setdefault("image_size", data.image_size)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
+
+
+def start_run(backbone: Backbone, data: DatasetSplits, plan: "FreezePlan", layout: "FreezeSummary", s: "FitSettings",
+             amp: bool, *, notes: list[str], name: str | None, run_dir: str | Path | None,
+             resume: str | Path | None, writes: bool) -> Run:
+    """The Run with its config (everything needed to repeat it) and its folder, created when it writes files."""
+    config = {
+        "backbone": backbone.name,
+        "pretrained": bool(backbone.meta.get("pretrained", True)),
+        "num_classes": len(data.classes),
+        "plan": plan.to_dict(),
+        "plan_label": plan.describe(),
+        "data": data_config(data),
+        **s.to_config(),
+        "amp": amp,
+        "versions": _versions(),
+    }
+    name = name or f"{datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{_slug(plan.describe())}"
+    folder = None
+    if writes:
+        folder = Path(resume) if resume is not None else Path(run_dir or Path("tl_lab_runs") / name)
+        folder.mkdir(parents=True, exist_ok=True)
+    return Run(name=name, backbone=backbone, data=data, config=config, run_dir=folder, notes=notes,
+               trainable_parameters=layout.trainable)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torchvision
+
+    try:
+        tl = version("tl-lab")
+    except PackageNotFoundError:  # pragma: no cover
+        tl = "dev"
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "tl_lab": tl}

@@ -19,7 +19,7 @@ Example (two groups, the body at a tenth of the head's rate)::
     >>> groups = [{"params": body.parameters(), "lr": 3e-4, "lr_mult": 0.1}, {"params": head.parameters(), "lr": 3e-3, "lr_mult": 1.0}]
     >>> opt = build_optimizer("adamw", groups, lr=3e-3, weight_decay=0.01, momentum=0.9)
     >>> sched = build_scheduler(opt, "onecycle", lr=3e-3, steps_per_epoch=10, epochs=4)
-    >>> [g["lr"] for g in opt.param_groups]     # step 0: 1/25 of each group's peak
+    >>> [round(g["lr"], 9) for g in opt.param_groups]     # step 0: 1/25 of each group's peak (3e-4, 3e-3)
     [1.2e-05, 0.00012]
 """
 

@@ -7,7 +7,7 @@ argument is checked on its own, so a wrong value gets a message naming that argu
     >>> FitSettings(epochs=-1)
     Traceback (most recent call last):
     ValueError: epochs must be an int >= 1, or None for automatic (100 for a head on cached features, else 30); got -1
-    >>> FitSettings(lr=3e-3, epochs=None).resolved(head_on_cached_features=True, train_images=100).epochs
+    >>> FitSettings(lr=3e-3, epochs=None).resolved(head_on_cached_features=True, train_images=100)[0].epochs
     100
 """
 
@@ -16,9 +16,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 from numbers import Integral, Real
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-__all__ = ["FitSettings", "DEFAULT_LR", "MAX_SANE_LR", "suggest_lr", "Schedule", "OptimizerName"]
+if TYPE_CHECKING:
+    from tl_lab.backbones.registry import Backbone
+    from tl_lab.data.datasets import DatasetSplits
+
+__all__ = ["FitSettings", "DEFAULT_LR", "MAX_SANE_LR", "suggest_lr", "check_data", "check_switches", "Schedule",
+           "OptimizerName"]
 
 Schedule = Literal["onecycle", "cosine", "constant", "step"]
 OptimizerName = Literal["adamw", "adam", "sgd"]
@@ -103,6 +108,39 @@ def suggest_lr(diverged_lr: float) -> float:
     """
     tenth = diverged_lr / 10
     return round(tenth, 12) if tenth <= MAX_SANE_LR else DEFAULT_LR
+
+
+def check_data(backbone: Backbone, data: DatasetSplits) -> None:
+    """Refuse data the backbone cannot train on, naming the fix."""
+    if len(data.train) == 0:
+        raise ValueError("the training split is empty; load the data with shots >= 1 or add images to the folder")
+    present = sorted(set(data.train.labels.tolist()))
+    if len(present) < 2:
+        only = data.classes[present[0]] if present else "none"
+        raise ValueError(
+            f"the training split has only one class ({only}); a classifier needs at least two classes with images"
+        )
+    backbone.check_input_size(int(data.train.images.shape[-1]))
+    import torch
+
+    head = backbone.model.get_submodule(backbone.head)
+    outputs = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+    if outputs != len(data.classes):
+        raise ValueError(
+            f"{backbone.name}'s head has {outputs} outputs but the data have {len(data.classes)} classes; "
+            f"load it with load_backbone({backbone.name!r}, num_classes={len(data.classes)})"
+        )
+
+
+def check_switches(*, cache: Any, amp: Any, memory_cap_mb: Any, min_batch_size: Any) -> None:
+    if cache not in (True, False, "auto"):
+        raise ValueError(f"cache must be True, False or 'auto'; got {cache!r}")
+    if amp not in (True, False, "auto"):
+        raise ValueError(f"amp must be True, False or 'auto'; got {amp!r}")
+    if isinstance(memory_cap_mb, bool) or not isinstance(memory_cap_mb, (int, float)) or memory_cap_mb < 0:
+        raise ValueError(f"memory_cap_mb must be a number >= 0 (0 keeps the cache on disk); got {memory_cap_mb!r}")
+    if isinstance(min_batch_size, bool) or not isinstance(min_batch_size, int) or min_batch_size < 1:
+        raise ValueError(f"min_batch_size must be an int >= 1; got {min_batch_size!r}")
 
 
 def _is_int(value: Any, *, at_least: int) -> bool:
