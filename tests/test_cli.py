@@ -153,3 +153,20 @@ def test_cache_bench_case_compares_the_same_training(tmp_path):
     assert result["speedup"] == pytest.approx(naive["seconds"] / cached["seconds"], abs=0.06)
     assert result["upper_bound"] == pytest.approx(naive["seconds"] / cached["cache_build_s"], abs=0.06)
     assert result["upper_bound"] > result["speedup"]  # the cached run costs more than its cache build alone
+
+
+def test_train_with_a_missing_or_broken_config_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "missing.json"
+    assert main(["train", str(missing)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1 and "Traceback" not in out.err
+    assert out.err.startswith(f"tl-lab train: no run configuration at {missing}: it does not exist")
+    # a relative path is also shown absolute, with the working folder it was looked up from
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "nope/run.json"]) == 2
+    err = capsys.readouterr().err
+    assert f"(looked for {tmp_path / 'nope' / 'run.json'}, from {tmp_path})" in err and err.count("\n") == 1
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main(["train", "bad.json"]) == 2
+    assert capsys.readouterr().err == "tl-lab train: bad.json is not a tl_lab run configuration: it holds a JSON " \
+                                       "list, not an object\n"

@@ -105,3 +105,36 @@ def test_summary_table_reads_well(bb):
     assert row["stage7"].bn == "fixed" and row["conv_head"].bn == "updating" and row["head"].bn == "-"
     assert FreezePlan(**FreezePlan(trainable_from="stage5", lr_mult={"body": 0.1}).to_dict()).describe() == \
         "train from stage5 (LR body×0.1)"
+
+
+@pytest.mark.parametrize(("bn", "changing", "cached_after"), [
+    # frozen: only trainable stages move; eval: nothing's statistics move; train: every stage's statistics move
+    ("frozen", ("stage7", "conv_head", "head"), "stage6"),
+    ("eval", ("stage7", "conv_head", "head"), "stage6"),
+    ("train", None, None),
+])
+def test_the_summary_decides_once_what_changes_and_what_can_be_cached(bb, bn, changing, cached_after):
+    from tl_lab.training.feature_cache import cache_plan
+
+    layout = FreezePlan(trainable_from="stage7", bn=bn).summary(bb)
+    assert layout.trainable_stages == ("stage7", "conv_head", "head")
+    assert layout.changing_stages == (changing or bb.stages)
+    updating = {r.stage for r in layout.rows if r.bn_train}
+    assert updating == {"frozen": {"stage7", "conv_head", "head"}, "eval": set(), "train": set(bb.stages)}[bn]
+    last, why = cache_plan(layout, augment=False)
+    assert last == cached_after
+    assert why == ("on" if cached_after else "off: bn='train' lets the frozen stages' BatchNorm statistics change every batch")
+    assert cache_plan(layout, augment=True)[1] == "off: random augmentation changes the inputs every epoch"
+    assert cache_plan(FreezePlan(trainable_from=None).summary(bb), augment=False)[0] is None
+
+
+def test_a_zero_multiplier_freezes_a_stage_everywhere(bb):
+    plan = FreezePlan(trainable_from="stage7", lr_mult={"stage7": 0})
+    layout = plan.summary(bb)
+    assert layout.trainable_stages == ("conv_head", "head")
+    groups = layout.apply(bb.model, lr=1e-3)
+    assert [g["stage"] for g in groups] == ["conv_head", "head"]
+    assert not any(p.requires_grad for p in bb.model.stage7.parameters())
+    from tl_lab.training.feature_cache import cache_plan
+
+    assert cache_plan(layout, augment=False) == ("stage7", "on")  # the frozen stage7 joins the cached prefix

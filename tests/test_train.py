@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import pytest
@@ -21,11 +22,13 @@ from tl_lab.training.events import (
     EpochEnd,
     FitEnd,
     FitStart,
+    StopCause,
     Stopped,
     StopToken,
 )
 from tl_lab.training.freeze import FreezePlan
-from tl_lab.training.loop import fit, lr_factor
+from tl_lab.training.loop import fit
+from tl_lab.training.settings import suggest_lr
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +126,9 @@ def test_stop_mid_epoch_returns_and_keeps_a_checkpoint(digits10, tmp_path):
     assert any(isinstance(e, Stopped) for e in seen)
     assert run.history == [] and run.best["partial"]
     assert run.checkpoint.exists()
+    assert run.stop_cause is StopCause.REQUESTED and seen[-2].cause is StopCause.REQUESTED  # Stopped, then FitEnd
+    # fit measured the kept checkpoint on the test split itself (the panel used to do it after the fact)
+    assert run.best["test_acc"] == pytest.approx(run.evaluate("test")["acc"])
 
 
 def test_threading_event_works_as_stop_token(digits10, tmp_path):
@@ -139,15 +145,40 @@ def test_keyboard_interrupt_ends_the_run_cleanly(digits10, tmp_path):
 
     run = _fit(digits10, tmp_path, epochs=4, callbacks=[ctrl_c])
     assert run.stopped_early and "KeyboardInterrupt" in run.stop_reason
+    assert run.stop_cause is StopCause.INTERRUPTED
     assert len(run.history) == 1 and run.checkpoint.exists()
+    assert run.best["epoch"] == 1 and run.best["test_acc"] == pytest.approx(run.evaluate("test")["acc"])
 
 
 def test_non_finite_loss_stops_with_advice_and_keeps_best(digits10, tmp_path):
     run = _fit(digits10, tmp_path, epochs=5, lr=1e12, optimizer="sgd", schedule="constant",
                plan=FreezePlan(trainable_from="stage7"))
-    assert run.stopped_early
+    assert run.stopped_early and run.stop_cause is StopCause.NON_FINITE_LOSS
     assert "the loss became" in run.stop_reason and "lower the learning rate" in run.stop_reason
     assert "epoch" in run.stop_reason and "batch" in run.stop_reason
+    assert "(e.g. lr=0.003)" in run.stop_reason  # a tenth of 1e12 would diverge again: the default instead
+    assert "nan" not in run.summary().split("stopped early")[0]  # no "test acc nan" line
+
+
+def test_lr_1e5_stops_with_a_sane_suggestion_and_no_nan_test_accuracy(digits10, tmp_path):
+    # the head alone: epoch 1 still ends with finite (huge) losses, so it is kept and tested; then the loss overflows
+    head = _fit(digits10, tmp_path / "head", epochs=4, lr=1e5)
+    assert head.stop_cause is StopCause.NON_FINITE_LOSS and "(e.g. lr=0.003)" in head.stop_reason
+    assert head.best["epoch"] == 1 and math.isfinite(head.best["test_acc"])
+    assert head.best["test_acc"] == pytest.approx(head.evaluate("test")["acc"])
+    # stage7 on: the weights are nan after epoch 1 (validation loss nan), so no epoch is kept and nothing is tested
+    body = _fit(digits10, tmp_path / "body", epochs=4, lr=1e5, plan=FreezePlan(trainable_from="stage7"))
+    assert body.stop_cause is StopCause.NON_FINITE_LOSS and math.isnan(body.history[0]["val_loss"])
+    assert body.best == {} and body.checkpoint is None
+    assert any("no weights were kept" in n for n in body.notes)
+    for run in (head, body):
+        assert "nan" not in run.summary().split("stopped early")[0]
+
+
+def test_suggested_learning_rate():
+    assert suggest_lr(0.3) == pytest.approx(0.03)
+    assert suggest_lr(1.0) == pytest.approx(0.1)
+    assert suggest_lr(1e5) == 3e-3 and suggest_lr(2.0) == 3e-3
 
 
 def test_out_of_memory_retries_the_epoch_with_half_the_batch(digits10, tmp_path):
@@ -215,13 +246,6 @@ def test_checkpoint_holds_trainable_weights_and_buffers_only(digits10, tmp_path)
 def test_augmentation_turns_the_cache_off_and_says_why(digits10, tmp_path):
     run = _fit(digits10, tmp_path, epochs=1, augment=True, plan=FreezePlan(trainable_from="conv_head"))
     assert run.cache == "off: random augmentation changes the inputs every epoch"
-
-
-def test_one_cycle_schedule_shape():
-    assert lr_factor("onecycle", 0.0) == pytest.approx(1 / 25)
-    assert lr_factor("onecycle", 0.25) == pytest.approx(1.0)
-    assert lr_factor("onecycle", 0.999) < 0.01
-    assert lr_factor("step", 0.5, epoch=14, step_size=7, gamma=0.1) == pytest.approx(0.01)
 
 
 @pytest.mark.slow
@@ -293,3 +317,63 @@ def test_switching_only_running_stages_keeps_locked_modules_in_eval():
     model.train(True, stages=("stage7", "conv_head", "head"))
     assert model.head.training and model.stage7.training
     assert all(not m.training for m in locked)  # the locks survive a partial switch
+
+
+def test_batch_learning_rates_follow_the_one_cycle_formula(digits10, tmp_path):
+    # 3 epochs x 4 batches: BatchEnd.lr is the head's rate each batch trained with, per OneCycleLR's definition
+    events = []
+    run = _fit(digits10, tmp_path, epochs=3, batch_size=25, lr=0.01, callbacks=[events.append])
+    rates = [e.lr for e in events if isinstance(e, BatchEnd)]
+    total, w = 12, 0.25 * 12 - 1
+    expected = [0.01 / 25 + (0.01 - 0.01 / 25) * (1 - math.cos(math.pi * k / w)) / 2 if k <= w else
+                1e-6 + (0.01 - 1e-6) * (1 + math.cos(math.pi * (k - w) / (total - 1 - w))) / 2 for k in range(total)]
+    assert rates == pytest.approx(expected, rel=1e-9)
+    assert [h["lr"]["head"] for h in run.history] == pytest.approx([expected[3], expected[7], expected[11]])
+
+
+def test_fit_names_the_one_wrong_argument_before_loading_anything(digits10, tmp_path):
+    with pytest.raises(ValueError, match=r"^epochs must be an int >= 1, or None for automatic .*; got -1$"):
+        _fit(digits10, tmp_path, epochs=-1)
+    with pytest.raises(ValueError, match=r"^batch_size must be an int >= 1 \(the default is 16\); got 0$"):
+        _fit(digits10, tmp_path, batch_size=0)
+    with pytest.raises(ValueError, match=r"^cache must be True, False or 'auto'; got 'yes'$"):
+        _fit(digits10, tmp_path, cache="yes")
+    assert not (tmp_path / "run").exists()
+
+
+def test_predict_prepares_pil_images_as_the_run_trained(digits10, tmp_path):
+    from PIL import Image
+
+    from tl_lab.data.imagefiles import fit_square
+
+    run = _fit(digits10, tmp_path, epochs=3)
+    images = digits10.test.images[:60]
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
+    from_tensor, from_pil = run.predict(images), run.predict(pil)
+    assert from_tensor.shape == (60, 10) and torch.allclose(from_pil, from_tensor, atol=1e-6)
+    all_pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in digits10.test.images]
+    acc = (run.predict(all_pil).argmax(1) == digits10.test.labels).float().mean().item()
+    assert acc == pytest.approx(run.best["test_acc"])  # the same test accuracy as fit measured
+    # a larger photo is resized to the run's 64 px as the folder loader would, not to the backbone's 224 crop
+    big = pil[0].resize((150, 120))
+    expected = run.predict(torch.from_numpy(fit_square(big, 64)).permute(2, 0, 1))
+    assert torch.allclose(run.predict(big), expected, atol=1e-6)  # one PIL image works too
+
+
+def test_resume_with_augmentation_gives_the_uninterrupted_history(tmp_path):
+    data = load_dataset("digits", shots=5, seed=0, image_size=32)
+    kw = dict(plan=FreezePlan(trainable_from="conv_head"), epochs=4, augment=True, progress=False)
+    full = fit("efficientnet_lite0", data, run_dir=tmp_path / "full", **kw)
+    stop = StopToken()
+
+    def stop_after_second_epoch(event):
+        if isinstance(event, EpochEnd) and event.epoch == 1:
+            stop.stop("test stop")
+
+    fit("efficientnet_lite0", data, run_dir=tmp_path / "part", stop=stop, callbacks=[stop_after_second_epoch], **kw)
+    resumed = fit("efficientnet_lite0", data, resume=tmp_path / "part", **kw)
+    assert len(resumed.history) == 4
+    for key in ("train_loss", "val_loss", "train_acc", "val_acc"):
+        assert [h[key] for h in resumed.history] == pytest.approx([h[key] for h in full.history], rel=1e-5), key
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in full.history]  # the schedule continued exactly
+    assert resumed.best["test_acc"] == pytest.approx(full.best["test_acc"])

@@ -82,8 +82,13 @@ def _cmd_lessons(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tl_lab.app.rerun import rerun
+    from tl_lab.app.rerun import load_config, rerun
 
+    try:
+        load_config(args.config)  # a missing or malformed file: one line naming it, not a traceback
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"tl-lab train: {exc}", file=sys.stderr)
+        return 2
     run = rerun(args.config, nproc=args.nproc, run_dir=args.run_dir, epochs=args.epochs, progress=not args.quiet)
     if run is not None:
         print(run.summary())

@@ -31,13 +31,18 @@ _FIT_KEYS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "momentu
 def load_config(path: str | Path) -> dict:
     """Read a ``run.json`` (its ``config``) or a file holding a bare ``Run.config``."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no run configuration at {path}; pass the run.json that fit wrote in its run_dir")
+    if not path.is_file():
+        where = f"{path}" if path.is_absolute() else f"{path} (looked for {path.resolve()}, from {Path.cwd()})"
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"no run configuration at {where}: it {what}; pass the run.json that fit wrote in "
+                                "its run_dir")
     try:
         doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON ({exc}); pass a run.json written by tl_lab.fit") from exc
-    cfg = doc.get("config", doc)
+    cfg = doc.get("config", doc) if isinstance(doc, dict) else None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path} is not a tl_lab run configuration: it holds a JSON {type(doc).__name__}, not an object")
     missing = [k for k in ("backbone", "plan", "data", "num_classes") if k not in cfg]
     if missing:
         raise ValueError(f"{path} is not a tl_lab run configuration: missing {', '.join(missing)}")

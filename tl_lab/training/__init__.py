@@ -8,6 +8,7 @@ from tl_lab.training.events import (
            EpochEnd,
            FitEnd,
            FitStart,
+           StopCause,
            Stopped,
            StopToken,
 )
@@ -15,6 +16,7 @@ from tl_lab.training.freeze import FreezePlan, FreezeSummary
 from tl_lab.training.loop import fit
 from tl_lab.training.recipes import RECIPES, Recipe
 from tl_lab.training.run import Run
+from tl_lab.training.settings import FitSettings
 
 __all__ = ["RECIPES", "BatchEnd", "Callback", "EpochEnd", "FitEnd", "FitStart", "FreezePlan", "FreezeSummary",
-           "Recipe", "Run", "StopToken", "Stopped", "fit"]
+           "FitSettings", "Recipe", "Run", "StopCause", "StopToken", "Stopped", "fit"]

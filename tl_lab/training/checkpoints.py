@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-__all__ = ["CheckpointMismatchError", "state_keys", "model_state_to_save", "save_checkpoint", "load_checkpoint", "apply_model_state"]
+__all__ = ["CheckpointMismatchError", "Keeper", "state_keys", "model_state_to_save", "save_checkpoint", "load_checkpoint",
+           "apply_model_state", "load_last", "resume_into"]
 
 _MODEL = "model."
 _OPT = "optim."
@@ -137,3 +138,86 @@ def apply_model_state(model: nn.Module, state: dict[str, torch.Tensor], *, expec
 
 def _few(items: list[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + (f" … (+{len(items) - n} more)" if len(items) > n else "")
+
+
+class Keeper:
+    """What a run keeps, and where: the best weights (a file in ``run_dir``, or a copy in memory) and the last state.
+
+    ``changing``: the stages whose state can change while training (trainable parameters or moving BatchNorm
+    statistics, ``plan.summary(backbone).changing_stages``); a checkpoint stores their tensors only, or everything
+    when ``full`` (a random-init backbone). The names are looked up once: a head's checkpoint each epoch then costs
+    about 0.1 ms.
+    """
+
+    def __init__(self, model: nn.Module, *, changing: tuple[str, ...], full: bool, run_dir: Path | None) -> None:
+        self.model = model
+        self.full = full
+        self.run_dir = run_dir
+        self.keys = state_keys(model, full=full, buffer_prefixes=tuple(f"{s}." for s in changing))
+        self.best: Path | dict[str, torch.Tensor] | None = None
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint holds, copied to the CPU (also the snapshot an out-of-memory retry restores)."""
+        return model_state_to_save(self.model, full=self.full, keys=self.keys)
+
+    def keep_best(self, extra: dict[str, Any]) -> Path | None:
+        """Keep the current weights as the best: ``best.safetensors`` in the run folder, else a copy in memory."""
+        if self.run_dir is None:
+            self.best = {k: v.clone() for k, v in self.state().items()}
+            return None
+        self.best = save_checkpoint(self.run_dir / "best.safetensors", self.model, full=self.full, keys=self.keys,
+                                    extra=extra)
+        return self.best
+
+    def save_last(self, optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> Path | None:
+        """``last.safetensors``: weights, optimizer state and RNG, what ``fit(resume=run_dir)`` continues from."""
+        if self.run_dir is None:
+            return None
+        return save_checkpoint(self.run_dir / "last.safetensors", self.model, full=self.full, keys=self.keys,
+                               optimizer=optimizer, extra=extra)
+
+    def restore_best(self) -> bool:
+        """Load the kept best weights into the model; False when nothing was kept."""
+        if self.best is None:
+            return False
+        state = load_checkpoint(self.best)[0] if isinstance(self.best, Path) else self.best
+        apply_model_state(self.model, state)
+        return True
+
+
+def load_last(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, Any]]:
+    """``(run.json as a dict, model state, info)`` of a run folder to resume; names what is missing."""
+    info_path, last = run_dir / "run.json", run_dir / "last.safetensors"
+    if not info_path.exists() or not last.exists():
+        raise FileNotFoundError(f"nothing to resume in {run_dir}: it needs run.json and last.safetensors")
+    state, info = load_checkpoint(last)
+    return json.loads(info_path.read_text()), state, info
+
+
+_RESUME_KEYS = ("backbone", "pretrained", "num_classes", "plan", "data", "epochs", "lr", "batch_size", "weight_decay",
+                "optimizer", "schedule", "augment", "label_smoothing", "seed")
+
+
+def resume_into(run: Any, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: Path) -> int:
+    """Continue ``run`` (a fresh :class:`~tl_lab.training.run.Run`) from ``run_dir``: weights, optimizer state, RNG,
+    history and best; returns the epochs already done. Refuses other settings, naming each one that differs."""
+    saved, state, info = load_last(Path(run_dir))
+    diff = [k for k in _RESUME_KEYS if saved["config"].get(k) != run.config.get(k)]
+    if diff:
+        raise ValueError(
+            "resume needs the same settings as the stopped run; these differ: "
+            + ", ".join(f"{k} (was {saved['config'].get(k)!r}, now {run.config.get(k)!r})" for k in diff)
+        )
+    apply_model_state(run.model, state)
+    opt_state = info["optimizer"]
+    opt.load_state_dict({"state": opt_state["state"], "param_groups": opt_state["param_groups"]})
+    if info.get("rng") is not None:
+        torch.set_rng_state(info["rng"])
+    run.name = saved["name"]
+    run.history = saved["history"]
+    run.best = {k: v for k, v in saved["best"].items() if not k.startswith("test_")}
+    run.notes.append(f"resumed from {run_dir} after epoch {info['extra']['epoch']}")
+    best = run_dir / "best.safetensors"
+    if best.exists():
+        run.checkpoint = keeper.best = best
+    return int(info["extra"]["epoch"])

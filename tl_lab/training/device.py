@@ -13,11 +13,13 @@ a crash deep inside the first forward pass.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 
-__all__ = ["pick_device", "device_summary", "available_devices"]
+__all__ = ["pick_device", "device_summary", "available_devices", "dist_info", "rank_device", "distributed",
+           "all_reduce_sums"]
 
 
 def _mps_available() -> bool:
@@ -104,3 +106,35 @@ def device_summary(device: str | torch.device | None = None) -> dict[str, Any]:
     elif dev.type == "mps":
         info["name"] = "Apple MPS"
     return info
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world size)`` under torch.distributed (torchrun), else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_device(device: str | torch.device, rank: int, world: int) -> str | torch.device:
+    """Under torchrun with GPUs, each rank on its own (LOCAL_RANK) GPU."""
+    if world > 1 and device == "auto" and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    return device
+
+
+def distributed(module: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+    """``module`` wrapped in DistributedDataParallel (gradients averaged across ranks)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def all_reduce_sums(stats: dict, dev: torch.device) -> tuple[float, int, int]:
+    """An epoch's ``loss_sum``, ``correct`` and ``seen`` summed over every rank."""
+    import torch.distributed as dist
+
+    t = torch.tensor([stats["loss_sum"], stats["correct"], stats["seen"]], dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    return t[0].item(), int(t[1].item()), int(t[2].item())

@@ -18,9 +18,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Callable
 
-__all__ = ["FitStart", "BatchEnd", "EpochEnd", "Stopped", "FitEnd", "Event", "Callback", "StopToken"]
+__all__ = ["FitStart", "BatchEnd", "EpochEnd", "Stopped", "FitEnd", "Event", "Callback", "StopToken", "StopCause"]
+
+
+class StopCause(str, Enum):
+    """Why a run ended before its last epoch: what code branches on (the reason text is for people)."""
+
+    REQUESTED = "requested"  # a StopToken / threading.Event was set (the Stop button)
+    INTERRUPTED = "interrupted"  # KeyboardInterrupt (Ctrl-C, the notebook's interrupt)
+    NON_FINITE_LOSS = "non_finite_loss"  # the loss became nan or inf: the weights are no longer usable
 
 
 @dataclass(frozen=True)
@@ -54,9 +63,10 @@ class EpochEnd:
 
 @dataclass(frozen=True)
 class Stopped:
-    reason: str
+    reason: str  # for people, e.g. "the loss became nan at epoch 1, batch 3; lower the learning rate (e.g. lr=0.003 …)"
     epoch: int
     batch: int
+    cause: StopCause = StopCause.REQUESTED
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 
 from tl_lab.backbones.registry import Backbone
 from tl_lab.data.datasets import ImageSplit
+from tl_lab.training.freeze import FreezeSummary
 
 __all__ = ["PrefixCache", "build_prefix_cache", "cache_plan"]
 
@@ -41,16 +42,23 @@ class PrefixCache:
         return f"{self.where}, {self.nbytes / 2**20:.1f} MB of {what}, built in {self.seconds:.1f} s"
 
 
-def cache_plan(backbone: Backbone, trainable_from: str | None, *, augment: bool, bn: str) -> tuple[str | None, str]:
-    """Decide whether a prefix can be cached: returns ``(last_frozen_stage or None, reason)``."""
-    if trainable_from is None or trainable_from == backbone.stages[0]:
+def cache_plan(layout: FreezeSummary, *, augment: bool) -> tuple[str | None, str]:
+    """Decide whether a prefix can be cached: returns ``(last_frozen_stage or None, reason)``.
+
+    The prefix is every stage before the first trainable one; it can be cached when its outputs never change:
+    no random augmentation, and no BatchNorm statistics moving inside it (``bn="train"``). Both facts come from
+    ``layout`` (``plan.summary(backbone)``), where the plan's decisions are made once.
+    """
+    stages = tuple(r.stage for r in layout.rows)
+    trainable = layout.trainable_stages
+    if not trainable or trainable[0] == stages[0]:
         return None, "off: every stage trains, so there is no frozen prefix"
     if augment:
         return None, "off: random augmentation changes the inputs every epoch"
-    if bn == "train":
+    prefix = layout.rows[: stages.index(trainable[0])]
+    if any(r.bn_train for r in prefix):
         return None, "off: bn='train' lets the frozen stages' BatchNorm statistics change every batch"
-    idx = backbone.stages.index(trainable_from)
-    return backbone.stages[idx - 1], "on"
+    return prefix[-1].stage, "on"
 
 
 @torch.no_grad()

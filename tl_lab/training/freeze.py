@@ -39,11 +39,14 @@ BODY = "body"  # lr_mult key meaning "every stage except the head"
 
 @dataclass(frozen=True)
 class StageRow:
+    """One stage under a plan: the single place its freezing, BatchNorm mode and LR factor are decided."""
+
     stage: str
     parameters: int
     trainable: bool
     bn: str  # "fixed" (eval, statistics frozen), "updating" (train mode), or "-" when the stage has no BatchNorm
     lr_mult: float
+    bn_train: bool = False  # its BatchNorm layers run in train mode (re-estimate statistics) while training
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,42 @@ class FreezeSummary:
     @property
     def total(self) -> int:
         return self.trainable + self.frozen
+
+    @property
+    def trainable_stages(self) -> tuple[str, ...]:
+        """The stages whose parameters train (a multiplier of 0 freezes a stage), in forward order."""
+        return tuple(r.stage for r in self.rows if r.trainable)
+
+    @property
+    def changing_stages(self) -> tuple[str, ...]:
+        """The stages whose state can change while training: trainable parameters or BatchNorm statistics."""
+        return tuple(r.stage for r in self.rows if r.trainable or r.bn_train)
+
+    def apply(self, model: nn.Module, *, lr: float | None = None) -> list[dict]:
+        """Act on the decisions in the rows: ``requires_grad``, eval-mode locks, one optimizer group per stage.
+
+        Each group is ``{"params": [...], "stage": name, "lr_mult": m}`` plus ``"lr": lr * m`` when ``lr`` is given.
+        A frozen stage is locked in eval mode whole, except its BatchNorm layers when they re-estimate statistics
+        (``bn="train"``); a trainable stage whose statistics stay fixed (``bn="eval"``) has its BatchNorm locked.
+        """
+        locked: list[nn.Module] = []
+        groups = []
+        for row in self.rows:
+            module = model.get_submodule(row.stage)
+            for p in module.parameters():
+                p.requires_grad_(row.trainable)
+            if not row.trainable:
+                locked.extend(m for m in module.modules() if not (row.bn_train and _is_batchnorm(m)))
+            elif not row.bn_train:
+                locked.extend(_batchnorms(module))
+            params = list(module.parameters()) if row.trainable else []
+            if params:
+                group = {"params": params, "stage": row.stage, "lr_mult": row.lr_mult}
+                if lr is not None:
+                    group["lr"] = lr * row.lr_mult
+                groups.append(group)
+        model.lock_eval(locked)
+        return groups
 
     def __str__(self) -> str:
         head = f"{'stage':<12}{'parameters':>12}  {'status':<10}{'BatchNorm':<11}{'LR x':>6}"
@@ -182,50 +221,28 @@ class FreezePlan:
 
         Each group is ``{"params": [...], "stage": name, "lr_mult": m}`` plus ``"lr": lr * m`` when ``lr`` is given.
         Stages with no trainable parameters (or a multiplier of 0) are left out, and their parameters frozen.
+        The same as ``plan.summary(backbone).apply(backbone.model, lr=lr)``: the summary holds every decision.
         """
-        trainable = set(self.trainable_stages(backbone))
-        model = backbone.model
-        locked: list[nn.Module] = []
-        groups = []
-        for stage in backbone.stages:
-            module = model.get_submodule(stage)
-            mult = self.stage_lr_mult(backbone, stage)
-            train_it = stage in trainable and mult > 0
-            for p in module.parameters():
-                p.requires_grad_(train_it)
-            bns = _batchnorms(module)
-            if not train_it:
-                # Everything in a frozen stage stays in eval mode, except BatchNorm under the explicit "train" policy.
-                locked.extend(m for m in module.modules() if self.bn != "train" or not isinstance(m, nn.modules.batchnorm._BatchNorm))
-            elif self.bn == "eval":
-                locked.extend(bns)
-            if train_it:
-                params = [p for p in module.parameters()]
-                if params:
-                    group = {"params": params, "stage": stage, "lr_mult": mult}
-                    if lr is not None:
-                        group["lr"] = lr * mult
-                    groups.append(group)
-        model.lock_eval(locked)
-        return groups
+        return self.summary(backbone).apply(backbone.model, lr=lr)
 
     def summary(self, backbone: "Backbone") -> FreezeSummary:
+        """Decide, stage by stage, what trains, at which LR factor, and whether its BatchNorm statistics move."""
         trainable = set(self.trainable_stages(backbone))
         rows = []
         for stage in backbone.stages:
             module = backbone.model.get_submodule(stage)
             mult = self.stage_lr_mult(backbone, stage)
             train_it = stage in trainable and mult > 0
-            has_bn = bool(_batchnorms(module))
-            if not has_bn:
-                bn = "-"
-            elif self.bn == "train" or (train_it and self.bn == "frozen"):
-                bn = "updating"
-            else:
-                bn = "fixed"
-            rows.append(StageRow(stage, sum(p.numel() for p in module.parameters()), train_it, bn, mult))
+            # "train": every BatchNorm re-estimates; "frozen": only trainable stages'; "eval": none.
+            bn_train = self.bn == "train" or (train_it and self.bn == "frozen")
+            bn = "-" if not _batchnorms(module) else ("updating" if bn_train else "fixed")
+            rows.append(StageRow(stage, sum(p.numel() for p in module.parameters()), train_it, bn, mult, bn_train))
         return FreezeSummary(backbone.name, self, tuple(rows))
 
 
+def _is_batchnorm(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
 def _batchnorms(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return [m for m in module.modules() if _is_batchnorm(m)]

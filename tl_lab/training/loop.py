@@ -1,9 +1,22 @@
 """The one training loop: fast on a CPU (cached frozen prefix), mixed precision on a GPU, stoppable, resumable.
 
-Read it top to bottom: set up (device, plan, cache, optimizer, maybe resume), then for each epoch shuffle, train
-batch by batch (checking the stop token after every batch), evaluate, write checkpoints, announce events. Faults
-end the run cleanly with a reason and keep the best checkpoint: a non-finite loss, a stop request, Ctrl-C. A CUDA
-out-of-memory error retries the epoch with half the batch size.
+Read :func:`fit` top to bottom; its steps are named functions in this file, in this order:
+
+1. **prepare**: check the arguments (:class:`~tl_lab.training.settings.FitSettings`, one message per argument),
+   decide once what trains (``plan.summary(backbone)``: stages, LR factors, BatchNorm modes) and whether the frozen
+   prefix can be cached (:func:`~tl_lab.training.feature_cache.cache_plan`), pick the device, make the :class:`Run`.
+2. **optimizer and schedule**: :func:`~tl_lab.training.schedule.build_optimizer` and
+   :func:`~tl_lab.training.schedule.build_scheduler` (``torch.optim.lr_scheduler``, stepped every batch); resume.
+3. **inputs**: :class:`~tl_lab.training.feed.Feed`, the one place the feature cache is built and used.
+4. **train**: per epoch, :func:`train_one_epoch` (each batch: :func:`batch_loss`, :func:`optimizer_step`, the stop
+   check), :func:`evaluate` on the validation split, :func:`keep_if_best` (where the best checkpoint is chosen),
+   ``last.safetensors`` and ``run.json``, then the ``EpochEnd`` event.
+5. **finish**: :func:`finish` restores the kept checkpoint and measures its test accuracy (after a Stop too).
+
+Faults end the run cleanly with a typed :class:`~tl_lab.training.events.StopCause` and a reason for people: a
+stop request, Ctrl-C, a non-finite loss (with a learning rate to try instead). A CUDA out-of-memory error retries
+the epoch with half the batch size. Listeners receive ``FitStart``, ``BatchEnd``, ``EpochEnd``, ``Stopped`` and
+``FitEnd`` events and never change the loop.
 
 Example::
 
@@ -20,10 +33,9 @@ statistics fixed (the same run at 10x those rates diverged to chance in our meas
 from __future__ import annotations
 
 import math
-import platform
 import time
-from contextlib import nullcontext
-from datetime import datetime
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -32,38 +44,43 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from tl_lab.backbones.registry import Backbone, load_backbone
-from tl_lab.backbones.staged import ClassifierHead
 from tl_lab.data.datasets import DatasetSplits
-from tl_lab.training.checkpoints import (
-    apply_model_state,
-    load_checkpoint,
-    model_state_to_save,
-    save_checkpoint,
-    state_keys,
+from tl_lab.training.augment import BatchAugment
+from tl_lab.training.checkpoints import Keeper, resume_into
+from tl_lab.training.device import (
+    all_reduce_sums,
+    dist_info,
+    distributed,
+    pick_device,
+    rank_device,
 )
-from tl_lab.training.device import pick_device
 from tl_lab.training.events import (
     BatchEnd,
     Callback,
     EpochEnd,
     FitEnd,
     FitStart,
+    StopCause,
     Stopped,
     StopToken,
     stop_requested,
 )
-from tl_lab.training.feature_cache import PrefixCache, build_prefix_cache, cache_plan
+from tl_lab.training.feature_cache import cache_plan
+from tl_lab.training.feed import Feed, Precision
 from tl_lab.training.freeze import FreezePlan
-from tl_lab.training.run import Run, evaluate_batches, evaluate_model
+from tl_lab.training.run import Run, data_config, start_run
+from tl_lab.training.schedule import build_optimizer, build_scheduler
+from tl_lab.training.settings import (
+    DEFAULT_LR,
+    FitSettings,
+    OptimizerName,
+    Schedule,
+    check_data,
+    check_switches,
+    suggest_lr,
+)
 
-__all__ = ["fit", "lr_factor", "data_config"]
-
-Schedule = Literal["onecycle", "cosine", "constant", "step"]
-OptimizerName = Literal["adamw", "adam", "sgd"]
-
-
-class _NonFiniteLoss(Exception):
-    pass
+__all__ = ["fit", "train_one_epoch", "evaluate", "batch_loss", "keep_if_best", "data_config"]
 
 
 def fit(
@@ -72,7 +89,7 @@ def fit(
     *,
     plan: FreezePlan | None = None,
     epochs: int | None = None,
-    lr: float = 3e-3,
+    lr: float = DEFAULT_LR,
     batch_size: int = 16,
     weight_decay: float = 0.01,
     optimizer: OptimizerName = "adamw",
@@ -104,8 +121,9 @@ def fit(
         plan: what trains (default: only the head, ``FreezePlan("head")``).
         epochs, lr, batch_size, weight_decay, optimizer, schedule: the recipe; ``lr`` is the head's rate and
             ``plan.lr_mult`` scales it per stage. ``epochs=None``: 100 when only the head trains on cached features
-            (each epoch then costs milliseconds; measured on 10-shot digits: 0.816 vs 0.796 at 30), else 30. ``schedule="step"`` decays by ``gamma`` every ``step_size`` epochs.
-        augment: random flips and shifts of the training images (turns the feature cache off).
+            (each epoch then costs milliseconds; measured on 10-shot digits: 0.816 vs 0.796 at 30), else 30.
+            ``schedule="step"`` decays by ``gamma`` every ``step_size`` epochs.
+        augment: random flips and shifts of each training batch (turns the feature cache off).
         callbacks: callables receiving :mod:`tl_lab.training.events` events. ``stop``: a StopToken / threading.Event.
         device: "auto" picks cuda, then mps, then cpu. ``amp``: mixed precision ("auto": on CUDA only).
         cache: cache the frozen prefix's outputs ("auto": whenever the inputs are deterministic).
@@ -113,404 +131,277 @@ def fit(
             continue from its last checkpoint, with the same settings.
         pretrained: used only when ``backbone`` is a name (False gives the from-scratch baseline).
     Returns:
-        A :class:`~tl_lab.training.run.Run`; its model holds the best weights (by validation accuracy).
+        A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy) and
+        ``run.best["test_acc"]`` their test accuracy, also when the run was stopped.
     """
     t_start = time.perf_counter()
-    plan = plan if plan is not None else FreezePlan(trainable_from="head")
+    s = FitSettings(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
+                    momentum=momentum, schedule=schedule, step_size=step_size, gamma=gamma, augment=augment,
+                    label_smoothing=label_smoothing, seed=seed)
+    check_switches(cache=cache, amp=amp, memory_cap_mb=memory_cap_mb, min_batch_size=min_batch_size)
+    plan = plan if plan is not None else FreezePlan.frozen_head()
     if isinstance(backbone, str):
         backbone = load_backbone(backbone, pretrained=pretrained, num_classes=len(data.classes), seed=seed)
-    if epochs is None:
-        head_only = plan.trainable_stages(backbone) == (backbone.head,)
-        epochs = 100 if head_only and cache is not False and not augment and plan.bn != "train" else 30
-    _check_inputs(backbone, data, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule)
-    notes: list[str] = []
-    if batch_size > len(data.train):
-        notes.append(f"batch_size {batch_size} is larger than the {len(data.train)} training images; using {len(data.train)}")
-        batch_size = len(data.train)
+    check_data(backbone, data)
 
-    rank, world = _dist_info()
-    if world > 1 and device == "auto" and torch.cuda.is_available():
-        device = f"cuda:{int(__import__('os').environ.get('LOCAL_RANK', rank))}"
-    dev = pick_device(device)
-    use_amp = (dev.type == "cuda") if amp == "auto" else bool(amp)
-    amp_dtype = torch.bfloat16 if dev.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
-
-    torch.manual_seed(seed)
+    # ---- 1. prepare: what trains (decided once), the cache decision, automatic settings, device, the Run -------
+    layout = plan.summary(backbone)
+    if not layout.trainable_stages:
+        raise ValueError("this plan leaves nothing to train; choose trainable_from='head' or an earlier stage")
+    cache_after, cache_why = cache_plan(layout, augment=s.augment) if cache is not False else (None, "off: cache=False")
+    s, notes = s.resolved(head_on_cached_features=cache_after is not None and layout.trainable_stages == (backbone.head,),
+                          train_images=len(data.train))
+    rank, world = dist_info()
+    dev = pick_device(rank_device(device, rank, world))
+    precision = Precision.choose(dev, amp)
+    torch.manual_seed(s.seed)
     model = backbone.model.to(dev)
     model.to(memory_format=torch.channels_last)  # faster convolutions on CUDA and on CPU (oneDNN) alike
-    groups = plan.apply(backbone, lr=lr)
-    if not groups:
-        raise ValueError("this plan leaves nothing to train; choose trainable_from='head' or an earlier stage")
-    trainable = sum(p.numel() for g in groups for p in g["params"])
-    opt = _make_optimizer(optimizer, groups, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    groups = layout.apply(model, lr=s.lr)
+    run = start_run(backbone, data, plan, layout, s, precision.enabled, notes=notes, name=name, run_dir=run_dir,
+                    resume=resume, writes=save_checkpoints and rank == 0)  # under torchrun only rank 0 writes files
+    keeper = Keeper(model, changing=layout.changing_stages, full=not run.config["pretrained"], run_dir=run.run_dir)
 
-    config = {
-        "backbone": backbone.name,
-        "pretrained": bool(backbone.meta.get("pretrained", True)),
-        "num_classes": len(data.classes),
-        "plan": plan.to_dict(),
-        "plan_label": plan.describe(),
-        "data": data_config(data),
-        "epochs": epochs, "lr": lr, "batch_size": batch_size, "weight_decay": weight_decay,
-        "optimizer": optimizer, "momentum": momentum, "schedule": schedule, "step_size": step_size, "gamma": gamma,
-        "augment": augment, "label_smoothing": label_smoothing, "seed": seed, "amp": use_amp,
-        "versions": _versions(),
-    }
-    name = name or f"{datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{_slug(plan.describe())}"
-    if save_checkpoints and rank == 0:  # under DistributedDataParallel only rank 0 writes files
-        run_dir = Path(resume) if resume is not None else Path(run_dir or Path("tl_lab_runs") / name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run_dir = None
-    run = Run(name=name, backbone=backbone, data=data, config=config, run_dir=run_dir, notes=notes,
-              trainable_parameters=trainable)
+    # ---- 2. optimizer and schedule (and where a resumed run left off) ------------------------------------------
+    opt = build_optimizer(s.optimizer, groups, lr=s.lr, weight_decay=s.weight_decay, momentum=s.momentum)
+    start_epoch = resume_into(run, opt, keeper, Path(resume)) if resume is not None else 0
+    sampler = DistributedSampler(range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=s.seed)
+    batching = _Batching(sampler, s.batch_size)
+    schedule_at = partial(build_scheduler, opt, s.schedule, lr=s.lr, epochs=s.epochs, step_size=s.step_size,
+                          gamma=s.gamma)  # positioned at an epoch's first batch: a new run, a resume, an OOM retry
+    sched = schedule_at(steps_per_epoch=batching.batches, start_step=start_epoch * batching.batches)
 
-    # What a checkpoint stores beyond the known pretrained backbone: trainable parameters and the buffers
-    # (BatchNorm statistics) of stages that can change - every stage under bn="train" or for a random-init body.
-    changing = plan.trainable_stages(backbone) if plan.bn != "train" else backbone.stages
-    keep: dict[str, Any] = {"full": not config["pretrained"], "buffer_prefixes": tuple(f"{s}." for s in changing)}
-    keep["keys"] = state_keys(model, **keep)  # looked up once: a head's checkpoint each epoch then costs ~0.1 ms
-
-    start_epoch = 0
-    if resume is not None:
-        start_epoch = _resume(run, opt, Path(resume))
-
-    # ---- the frozen-prefix cache ---------------------------------------------------------------------------
-    autocast = torch.autocast(dev.type, dtype=amp_dtype) if use_amp else None
-    last_frozen, why = cache_plan(backbone, plan.trainable_stages(backbone)[0], augment=augment, bn=plan.bn)
-    prefix: PrefixCache | None = None
-    if cache is False:
-        run.cache = "off: cache=False"
-    elif last_frozen is None:
-        run.cache = why
-    else:
-        splits = {"train": data.train, "val": data.val, "test": data.test}
-        prefix = build_prefix_cache(backbone, splits, last_frozen, device=dev, memory_cap_mb=memory_cap_mb,
-                                    cache_dir=cache_dir, autocast=autocast, pool=_cacheable_pool(backbone, last_frozen))
-        run.cache = prefix.describe() if prefix else "off: no room in memory or on disk for the cached features"
-        if prefix is None:
-            notes.append("feature cache did not fit in memory or on disk; running the full network every batch")
-    start_stage = prefix.next_stage if prefix else None
-    suffix = _Suffix(model, start_stage, pooled=bool(prefix and prefix.pooled), head=backbone.head)
-    # The stages that run each batch: only these need switching between train and eval mode around evaluation.
-    running = backbone.stages[backbone.stages.index(start_stage):] if start_stage else None
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with autocast if autocast is not None else nullcontext():
-            return suffix(x).float()
-
-    def inputs(split: str, index: torch.Tensor) -> torch.Tensor:
-        if prefix is not None:
-            return prefix.features[split][index].to(dev, non_blocking=True)
-        images = getattr(data, split).images[index].to(dev, non_blocking=True)
-        x = backbone.normalize(images)
-        if augment and split == "train":
-            x = _augment(x, generator)
-        return x.contiguous(memory_format=torch.channels_last)
-
-    @torch.no_grad()
-    def evaluate(split: str) -> dict:
-        if prefix is None:
-            return evaluate_model(backbone, getattr(data, split), device=dev)
-        model.train(False, stages=running)
-        try:
-            labels = getattr(data, split).labels
-            return evaluate_batches((forward(inputs(split, idx)), labels[idx].to(dev))
-                                    for idx in torch.arange(len(labels)).split(256))
-        finally:
-            model.train(True, stages=running)
-
+    # ---- 3. inputs: the cached frozen prefix when there is one (the only place the cache is used) --------------
+    feed = Feed(backbone, data, cache_after=cache_after, why=cache_why, device=dev, precision=precision,
+                augment=BatchAugment(data.image_size, seed=s.seed) if s.augment else None,
+                memory_cap_mb=memory_cap_mb, cache_dir=cache_dir)
+    run.cache = feed.description
+    run.notes.extend(feed.notes)
+    module = distributed(feed.suffix, dev) if world > 1 else feed.suffix
     if rank != 0:
         callbacks, progress = (), False  # rank 0 reports for everyone
-    # One sampler for one process or many: the same seeded permutation per epoch, split evenly across ranks.
-    sampler = DistributedSampler(range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=seed)
-    local_batch = max(1, batch_size // world)
-    batches = math.ceil(sampler.num_samples / local_batch)
-    train_module: torch.nn.Module = suffix
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
 
-        train_module = DistributedDataParallel(train_module, device_ids=[dev.index] if dev.type == "cuda" else None)
-    _emit(callbacks, FitStart(name, epochs, start_epoch, batches, config, run.cache))
-    bar = _progress(progress, epochs * batches, start_epoch * batches)
-    labels_train = data.train.labels
-    generator = torch.Generator()
-    epoch, batch = start_epoch, 0
-    best_state: dict[str, torch.Tensor] | None = None
+    # ---- 4. train, epoch by epoch ------------------------------------------------------------------------------
+    _emit(callbacks, FitStart(run.name, s.epochs, start_epoch, batching.batches, run.config, run.cache))
+    bar = _progress(progress, s.epochs * batching.batches, start_epoch * batching.batches)
+    at = _Position(start_epoch)
+    stopped: Stopped | None = None
     model.train()
     try:
-        while epoch < epochs:
-            generator.manual_seed(seed * 100_003 + epoch)
-            sampler.set_epoch(epoch)
-            order = torch.tensor(list(sampler))
-            # CUDA out-of-memory retries restart the epoch from here (weights that can change: trainable + buffers)
-            snapshot = model_state_to_save(model, **keep) if dev.type == "cuda" else None
+        while at.epoch < s.epochs:
+            snapshot = keeper.state() if dev.type == "cuda" else None  # an out-of-memory retry restarts from here
             t_epoch = time.perf_counter()
-            loss_sum = correct = seen = 0
             try:
-                for batch in range(batches):
-                    idx = order[batch * local_batch : (batch + 1) * local_batch]
-                    x, y = inputs("train", idx), labels_train[idx].to(dev, non_blocking=True)
-                    factor = lr_factor(schedule, (epoch + batch / batches) / epochs, epoch=epoch,
-                                       step_size=step_size, gamma=gamma)
-                    for g in opt.param_groups:
-                        g["lr"] = lr * g["lr_mult"] * factor
-                    with autocast if autocast is not None else nullcontext():
-                        logits = train_module(x).float()
-                    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-                    if not torch.isfinite(loss):
-                        raise _NonFiniteLoss(f"the loss became {loss.item()} at epoch {epoch + 1}, batch {batch + 1}")
-                    opt.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        opt.step()
-                    n = len(idx)
-                    loss_sum += loss.item() * n
-                    batch_correct = (logits.argmax(1) == y).sum().item()
-                    correct += batch_correct
-                    seen += n
-                    _emit(callbacks, BatchEnd(epoch, batch, batches, loss.item(), batch_correct / n, seen,
-                                              opt.param_groups[-1]["lr"]))
-                    if bar is not None:
-                        bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
-                        bar.update(1)
-                    if stop_requested(stop):
-                        raise _StopRequested(getattr(stop, "reason", "stop requested"))
+                stats = train_one_epoch(module, opt, sched, feed, batching, at, precision=precision,
+                                        label_smoothing=s.label_smoothing, callbacks=callbacks, stop=stop, bar=bar,
+                                        epochs=s.epochs)
             except torch.cuda.OutOfMemoryError:
-                if batch_size // 2 < min_batch_size:
-                    raise RuntimeError(
-                        f"out of GPU memory even at batch size {batch_size}; free GPU memory (restart other "
-                        f"kernels), use a smaller backbone or image_size, or device='cpu'"
-                    ) from None
-                _restore(model, snapshot)
-                opt.state.clear()
-                batch_size //= 2
-                local_batch = max(1, batch_size // world)
-                batches = math.ceil(sampler.num_samples / local_batch)
-                run.notes.append(f"CUDA ran out of memory in epoch {epoch + 1}; retried it with batch size {batch_size}")
-                run.config["batch_size"] = batch_size
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
+                batching = _halve_batch(run, batching, at.epoch, min_batch_size, model, snapshot, opt)
+                sched = schedule_at(steps_per_epoch=batching.batches, start_step=at.epoch * batching.batches)
                 continue
-            train_s = time.perf_counter() - t_epoch
             if world > 1:
-                loss_sum, correct, seen = _all_reduce_sums(loss_sum, correct, seen, dev)
-            val = evaluate("val") if len(data.val) else {"loss": float("nan"), "acc": float("nan")}
-            metrics = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                "val_loss": val["loss"], "val_acc": val["acc"],
-                "seconds": time.perf_counter() - t_epoch, "images_per_s": seen / max(train_s, 1e-9),
-                "lr": {g["stage"]: g["lr"] for g in opt.param_groups},
-            }
+                stats.update(zip(("loss_sum", "correct", "seen"), all_reduce_sums(stats, dev)))
+            val = evaluate(feed, "val")
+            metrics = _epoch_metrics(at.epoch, stats, val, seconds=time.perf_counter() - t_epoch)
             run.history.append(metrics)
-            is_best = _update_best(run, metrics)
-            if is_best and run_dir is not None:
-                run.checkpoint = save_checkpoint(run_dir / "best.safetensors", model, **keep,
-                                                 extra={"epoch": epoch + 1, "metrics": _plain(metrics)})
-            elif is_best:  # no run folder: keep the best weights in memory instead
-                best_state = {k: v.clone() for k, v in model_state_to_save(model, **keep).items()}
-            epoch += 1
-            if run_dir is not None:
-                run.last_checkpoint = save_checkpoint(run_dir / "last.safetensors", model, **keep,
-                                                      optimizer=opt, extra={"epoch": epoch})
-                run.save_json()
-            _emit(callbacks, EpochEnd(epoch - 1, epochs, metrics, is_best))
+            is_best = keep_if_best(run, keeper, metrics)
+            at.epoch += 1
+            run.last_checkpoint = keeper.save_last(opt, {"epoch": at.epoch}) or run.last_checkpoint
+            run.save_json()
+            _emit(callbacks, EpochEnd(at.epoch - 1, s.epochs, metrics, is_best))
             if bar is not None:
                 bar.set_postfix(train_loss=f"{metrics['train_loss']:.3f}", val_acc=f"{metrics['val_acc']:.3f}")
-    except _StopRequested as exc:
-        _stopped(run, str(exc), epoch, batch, callbacks)
+    except _Stop as exc:
+        reason = exc.reason
+        if exc.cause is StopCause.NON_FINITE_LOSS:
+            reason += f"; lower the learning rate (e.g. lr={suggest_lr(s.lr):g}) and try again"
+        stopped = Stopped(reason, at.epoch, at.batch, exc.cause)
     except KeyboardInterrupt:
-        _stopped(run, "interrupted (KeyboardInterrupt)", epoch, batch, callbacks)
-    except _NonFiniteLoss as exc:
-        _stopped(run, f"{exc}; lower the learning rate (e.g. lr={lr / 10:g}) and try again", epoch, batch, callbacks)
+        stopped = Stopped("interrupted (KeyboardInterrupt)", at.epoch, at.batch, StopCause.INTERRUPTED)
     finally:
         if bar is not None:
             bar.close()
+    if stopped is not None:
+        run.stopped_early, run.stop_reason, run.stop_cause = True, stopped.reason, stopped.cause
+        _emit(callbacks, stopped)
 
-    if run.stopped_early and run.checkpoint is None and run_dir is not None and epoch == start_epoch and \
-            not run.stop_reason.startswith("the loss became"):
-        # Stopped inside the first epoch: keep what was learned so far as the best checkpoint.
-        val = evaluate("val") if len(data.val) else {"acc": float("nan"), "loss": float("nan")}
-        run.best = {"epoch": epoch + (batch + 1) / batches, "val_acc": val["acc"], "val_loss": val["loss"], "partial": True}
-        run.checkpoint = save_checkpoint(run_dir / "best.safetensors", model, **keep,
-                                         extra={"epoch": run.best["epoch"], "partial": True})
-    if run.checkpoint is not None:
-        state, _ = load_checkpoint(run.checkpoint)
-        apply_model_state(model, state)
-    elif best_state is not None:
-        apply_model_state(model, best_state)
-    if not run.stopped_early:
-        test = evaluate("test")
-        run.best.update(test_acc=test["acc"], test_loss=test["loss"])
-    else:
-        run.notes.append("test accuracy not computed because the run stopped early; call run.evaluate('test')")
-    run.timings = {
-        "cache_s": prefix.seconds if prefix else 0.0,
-        "train_s": sum(h["seconds"] for h in run.history),
-        "total_s": time.perf_counter() - t_start,
-        "device": str(dev),
-        "amp": use_amp,
-    }
+    # ---- 5. finish: the kept checkpoint's test accuracy, timings, FitEnd ---------------------------------------
+    finish(run, feed, keeper, at, batching.batches, stopped)
+    run.timings = {"cache_s": feed.cache_seconds, "train_s": sum(h["seconds"] for h in run.history),
+                   "total_s": time.perf_counter() - t_start, "device": str(dev), "amp": precision.enabled}
     run.save_json()
     model.eval()
     _emit(callbacks, FitEnd(run))
     return run
 
 
-class _StopRequested(Exception):
-    pass
+# ---- the steps ---------------------------------------------------------------------------------------------------
 
 
-class _Suffix(torch.nn.Module):
-    """The part of the model that trains: stages from ``start`` (after the cached prefix) to the head.
+def batch_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The loss one batch trains on: cross-entropy (with optional label smoothing).
 
-    A module of its own so DistributedDataParallel can wrap exactly what runs forward and backward each batch.
+    The one place to add loss terms (a domain-confusion or retention penalty): everything else in the loop treats
+    the returned scalar as the batch's loss.
     """
-
-    def __init__(self, model: torch.nn.Module, start: str | None, *, pooled: bool = False, head: str = "head") -> None:
-        super().__init__()
-        self.model = model
-        self.start = start
-        # With pooled cached features only the head's classifier runs (its pooling was applied when caching).
-        self.classifier = model.get_submodule(head).classifier if pooled else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.classifier is not None:
-            return self.classifier(x)
-        return self.model.forward_range(x, start=self.start)
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
-def _cacheable_pool(backbone: Backbone, last_frozen: str) -> torch.nn.Module | None:
-    """The head's pooling when only the head trains and its pooling is parameter-free and deterministic."""
-    stages = backbone.stages
-    if stages[stages.index(last_frozen) + 1] != backbone.head:
-        return None
-    head = backbone.model.get_submodule(backbone.head)
-    pool = getattr(head, "pool", None)
-    if not isinstance(head, ClassifierHead) or pool is None:
-        return None
-    if any(True for _ in pool.parameters()) or any(isinstance(m, torch.nn.modules.dropout._DropoutNd) for m in pool.modules()):
-        return None
-    return pool
+def optimizer_step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, loss: torch.Tensor,
+                   scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backpropagate ``loss``, update the weights, advance the learning-rate schedule by one batch."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    sched.step()
 
 
-def _dist_info() -> tuple[int, int]:
-    import torch.distributed as dist
+def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+                    feed: Feed, batching: _Batching, at: _Position, *, precision: Precision, label_smoothing: float,
+                    callbacks: Sequence[Callback], stop: Any, bar: Any, epochs: int) -> dict:
+    """One pass over the training images in this epoch's seeded order; returns sums for the epoch's metrics.
 
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _all_reduce_sums(loss_sum: float, correct: int, seen: int, dev: torch.device) -> tuple[float, int, int]:
-    import torch.distributed as dist
-
-    t = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=dev)
-    dist.all_reduce(t)
-    return t[0].item(), int(t[1].item()), int(t[2].item())
-
-
-def lr_factor(schedule: str, t: float, *, epoch: int = 0, step_size: int = 7, gamma: float = 0.1) -> float:
-    """Learning-rate multiplier at training progress ``t`` in [0, 1).
-
-    ``onecycle`` follows Smith & Topin 2018 as PyTorch's OneCycleLR does (cosine warm-up over the first 25% from
-    1/25 of the peak, then cosine annealing to ~0); computed from ``t`` alone, so it survives a batch-size change.
+    Raises :class:`_Stop` after the batch in which a stop was requested, or at a non-finite loss.
     """
-    if schedule == "constant":
-        return 1.0
-    if schedule == "step":
-        return gamma ** (epoch // step_size)
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * t))
-    warm = 0.25
-    if t < warm:
-        return 1 / 25 + (1 - 1 / 25) * 0.5 * (1 - math.cos(math.pi * t / warm))
-    return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (t - warm) / (1 - warm)))
+    order = batching.order(at.epoch)
+    t0 = time.perf_counter()
+    loss_sum, correct, seen = 0.0, 0, 0
+    lrs: dict[str, float] = {}
+    for b in range(batching.batches):
+        at.batch = b
+        idx = order[b * batching.local : (b + 1) * batching.local]
+        x = feed.inputs("train", idx, step=at.epoch * batching.batches + b)
+        y = feed.labels("train", idx)
+        with precision.context():
+            logits = module(x).float()
+        loss = batch_loss(logits, y, label_smoothing=label_smoothing)
+        if not torch.isfinite(loss):
+            raise _Stop(StopCause.NON_FINITE_LOSS, f"the loss became {loss.item()} at epoch {at.epoch + 1}, batch {b + 1}")
+        lrs = {g["stage"]: g["lr"] for g in opt.param_groups}  # the rates this batch trains with
+        head_lr = opt.param_groups[-1]["lr"]
+        optimizer_step(opt, sched, loss, precision.scaler)
+        n, batch_correct = len(idx), (logits.argmax(1) == y).sum().item()
+        loss_sum, correct, seen = loss_sum + loss.item() * n, correct + batch_correct, seen + n
+        _emit(callbacks, BatchEnd(at.epoch, b, batching.batches, loss.item(), batch_correct / n, seen, head_lr))
+        if bar is not None:
+            bar.set_description(f"epoch {at.epoch + 1}/{epochs}", refresh=False)
+            bar.update(1)
+        if stop_requested(stop):
+            raise _Stop(StopCause.REQUESTED, getattr(stop, "reason", "stop requested"))
+    return {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": time.perf_counter() - t0, "lr": lrs}
 
 
-def data_config(data: DatasetSplits) -> dict:
-    """The arguments that reload ``data`` with ``load_dataset(**cfg)``."""
-    meta = data.meta
-    cfg = dict(meta.get("load_args") or {})
-    cfg.setdefault("name", data.name)
-    cfg.setdefault("shots", meta.get("shots"))
-    cfg.setdefault("seed", meta.get("seed", 0))
-    cfg.setdefault("image_size", data.image_size)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
+def evaluate(feed: Feed, split: str) -> dict:
+    """Loss and accuracy on ``split`` ("val" or "test") in eval mode: ``{"loss", "acc", "n"}``."""
+    return feed.evaluate(split)
 
 
-# ---- helpers ---------------------------------------------------------------------------------------------------
+def keep_if_best(run: Run, keeper: Keeper, metrics: dict) -> bool:
+    """Where the best checkpoint is chosen: the highest validation accuracy, ties to the lower validation loss.
 
-
-def _check_inputs(backbone: Backbone, data: DatasetSplits, **hp: Any) -> None:
-    if len(data.train) == 0:
-        raise ValueError("the training split is empty; load the data with shots >= 1 or add images to the folder")
-    present = sorted(set(data.train.labels.tolist()))
-    if len(present) < 2:
-        only = data.classes[present[0]] if present else "none"
-        raise ValueError(
-            f"the training split has only one class ({only}); a classifier needs at least two classes with images"
-        )
-    backbone.check_input_size(int(data.train.images.shape[-1]))
-    head = backbone.model.get_submodule(backbone.head)
-    outputs = [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
-    if outputs != len(data.classes):
-        raise ValueError(
-            f"{backbone.name}'s head has {outputs} outputs but the data have {len(data.classes)} classes; "
-            f"load it with load_backbone({backbone.name!r}, num_classes={len(data.classes)})"
-        )
-    if hp["epochs"] < 1 or hp["batch_size"] < 1 or not hp["lr"] > 0:
-        raise ValueError(f"epochs and batch_size must be >= 1 and lr > 0; got {hp}")
-    if hp["optimizer"] not in ("adamw", "adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adamw', 'adam' or 'sgd'; got {hp['optimizer']!r}")
-    if hp["schedule"] not in ("onecycle", "cosine", "constant", "step"):
-        raise ValueError(f"schedule must be 'onecycle', 'cosine', 'constant' or 'step'; got {hp['schedule']!r}")
-
-
-def _make_optimizer(name: str, groups: list[dict], *, lr: float, weight_decay: float, momentum: float):
-    # foreach=True: the multi-tensor update, which PyTorch only picks by default on CUDA; also faster on a CPU.
-    # (fused=True saved another 0.08 s per 100-epoch head on a CPU, but its rounding differs: one 10-shot
-    # fine-tune moved from 0.889 to 0.915, so every number the lessons quote would have to be re-measured.)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, foreach=True)
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, foreach=True)
-
-
-def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Per-image random horizontal flip and a shift of up to 1/8 of the size (reflection padded)."""
-    n, _, h, w = x.shape
-    flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip.to(x.device).view(n, 1, 1, 1), x.flip(3), x)
-    pad = max(1, h // 8)
-    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
-
-
-def _update_best(run: Run, metrics: dict) -> bool:
-    b = run.best
+    Without a validation split, training accuracy and loss decide. An epoch whose loss is not finite (weights
+    blown up by too high a learning rate) is never kept.
+    """
     acc, loss = metrics["val_acc"], metrics["val_loss"]
-    if math.isnan(acc):  # no validation split: keep the last epoch
+    if math.isnan(acc):  # no validation split
         acc, loss = metrics["train_acc"], metrics["train_loss"]
-    better = not b or acc > b["val_acc"] or (acc == b["val_acc"] and loss < b["val_loss"])
-    if better:
-        run.best = {"epoch": metrics["epoch"], "val_acc": acc, "val_loss": loss, "train_acc": metrics["train_acc"]}
-    return better
+    b = run.best
+    if not math.isfinite(loss) or (b and (acc < b["val_acc"] or (acc == b["val_acc"] and loss >= b["val_loss"]))):
+        return False
+    run.best = {"epoch": metrics["epoch"], "val_acc": acc, "val_loss": loss, "train_acc": metrics["train_acc"]}
+    run.checkpoint = keeper.keep_best({"epoch": metrics["epoch"], "metrics": _plain(metrics)})
+    return True
 
 
-def _stopped(run: Run, reason: str, epoch: int, batch: int, callbacks: Sequence[Callback]) -> None:
-    run.stopped_early = True
-    run.stop_reason = reason
-    _emit(callbacks, Stopped(reason, epoch, batch))
+def finish(run: Run, feed: Feed, keeper: Keeper, at: _Position, batches: int, stopped: Stopped | None) -> None:
+    """Put the kept weights back in the model and measure them on the test split (after a Stop too).
+
+    Stopped inside the first epoch (no epoch finished): what was learned so far becomes the kept checkpoint,
+    marked ``partial``. After a non-finite loss nothing unfinished is kept: those weights are unusable.
+    """
+    if stopped is not None and stopped.cause is not StopCause.NON_FINITE_LOSS and not run.best:
+        val = evaluate(feed, "val")
+        partial = {"epoch": at.epoch + (at.batch + 1) / batches, "val_acc": val["acc"], "val_loss": val["loss"],
+                   "partial": True}
+        run.best = partial
+        run.checkpoint = keeper.keep_best({"epoch": partial["epoch"], "partial": True})
+    if keeper.restore_best():
+        test = evaluate(feed, "test")
+        run.best.update(test_acc=test["acc"], test_loss=test["loss"])
+    elif stopped is not None:
+        run.notes.append("no epoch ended with a finite loss, so no weights were kept and none were tested")
+
+
+# ---- small pieces -------------------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    def __init__(self, cause: StopCause, reason: str) -> None:
+        super().__init__(reason)
+        self.cause, self.reason = cause, reason
+
+
+@dataclass
+class _Position:
+    """Where the loop is (0-based), for the Stopped event and a partial first epoch."""
+
+    epoch: int
+    batch: int = 0
+
+
+@dataclass(frozen=True)
+class _Batching:
+    """How an epoch is cut into batches: one seeded permutation per epoch, split evenly across ranks."""
+
+    sampler: DistributedSampler
+    size: int  # the global batch size
+
+    @property
+    def local(self) -> int:  # this rank's share of a batch
+        return max(1, self.size // self.sampler.num_replicas)
+
+    @property
+    def batches(self) -> int:
+        return math.ceil(self.sampler.num_samples / self.local)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        self.sampler.set_epoch(epoch)
+        return torch.tensor(list(self.sampler))
+
+
+def _halve_batch(run: Run, batching: _Batching, epoch: int, min_batch_size: int, model: torch.nn.Module,
+                 snapshot: dict | None, opt: torch.optim.Optimizer) -> _Batching:
+    """After CUDA ran out of memory: restore the epoch's starting weights and retry it with half the batch."""
+    size = batching.size // 2
+    if size < min_batch_size:
+        raise RuntimeError(
+            f"out of GPU memory even at batch size {batching.size}; free GPU memory (restart other "
+            f"kernels), use a smaller backbone or image_size, or device='cpu'"
+        ) from None
+    if snapshot is not None:
+        model.load_state_dict(snapshot, strict=False)
+    opt.state.clear()
+    run.notes.append(f"CUDA ran out of memory in epoch {epoch + 1}; retried it with batch size {size}")
+    run.config["batch_size"] = size
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return replace(batching, size=size)
+
+
+def _epoch_metrics(epoch: int, stats: dict, val: dict, *, seconds: float) -> dict:
+    seen = stats["seen"]
+    return {
+        "epoch": epoch + 1,
+        "train_loss": stats["loss_sum"] / seen, "train_acc": stats["correct"] / seen,
+        "val_loss": val["loss"], "val_acc": val["acc"],
+        "seconds": seconds, "images_per_s": seen / max(stats["seconds"], 1e-9),
+        "lr": stats["lr"],
+    }
 
 
 def _emit(callbacks: Sequence[Callback], event: Any) -> None:
@@ -518,61 +409,8 @@ def _emit(callbacks: Sequence[Callback], event: Any) -> None:
         cb(event)
 
 
-def _restore(model: torch.nn.Module, snapshot: dict[str, torch.Tensor] | None) -> None:
-    if snapshot is not None:
-        model.load_state_dict(snapshot, strict=False)
-
-
-def _resume(run: Run, opt: torch.optim.Optimizer, run_dir: Path) -> int:
-    info_path = run_dir / "run.json"
-    last = run_dir / "last.safetensors"
-    if not info_path.exists() or not last.exists():
-        raise FileNotFoundError(f"nothing to resume in {run_dir}: it needs run.json and last.safetensors")
-    import json
-
-    saved = json.loads(info_path.read_text())
-    keys = ("backbone", "pretrained", "num_classes", "plan", "data", "epochs", "lr", "batch_size", "weight_decay",
-            "optimizer", "schedule", "augment", "label_smoothing", "seed")
-    diff = [k for k in keys if saved["config"].get(k) != run.config.get(k)]
-    if diff:
-        raise ValueError(
-            "resume needs the same settings as the stopped run; these differ: "
-            + ", ".join(f"{k} (was {saved['config'].get(k)!r}, now {run.config.get(k)!r})" for k in diff)
-        )
-    state, info = load_checkpoint(last)
-    apply_model_state(run.model, state)
-    opt_state = info["optimizer"]
-    opt.load_state_dict({"state": opt_state["state"], "param_groups": opt_state["param_groups"]})
-    if info.get("rng") is not None:
-        torch.set_rng_state(info["rng"])
-    run.name = saved["name"]
-    run.history = saved["history"]
-    run.best = {k: v for k, v in saved["best"].items() if not k.startswith("test_")}
-    run.notes.append(f"resumed from {run_dir} after epoch {info['extra']['epoch']}")
-    best = run_dir / "best.safetensors"
-    run.checkpoint = best if best.exists() else None
-    return int(info["extra"]["epoch"])
-
-
 def _plain(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
-
-
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torchvision
-
-    try:
-        tl = version("tl-lab")
-    except PackageNotFoundError:  # pragma: no cover
-        tl = "dev"
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "tl_lab": tl}
 
 
 def _progress(enabled: bool, total_batches: int, start: int):

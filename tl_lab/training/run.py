@@ -7,17 +7,24 @@ A :class:`Run` is what ``fit`` returns, what widgets tabulate and overlay, and w
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tl_lab.backbones.registry import Backbone
 from tl_lab.data.datasets import DatasetSplits, ImageSplit
+from tl_lab.training.events import StopCause
 
-__all__ = ["Run", "evaluate_model", "predict_images", "run_label"]
+if TYPE_CHECKING:
+    from tl_lab.training.freeze import FreezePlan, FreezeSummary
+    from tl_lab.training.settings import FitSettings
+
+__all__ = ["Run", "data_config", "evaluate_model", "predict_images", "prepare_images", "run_label", "start_run"]
 
 
 @dataclass
@@ -34,7 +41,8 @@ class Run:
     timings: dict = field(default_factory=dict)
     cache: str = ""
     stopped_early: bool = False
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # for people; code branches on stop_cause
+    stop_cause: StopCause | None = None
     notes: list[str] = field(default_factory=list)
     trainable_parameters: int = 0
 
@@ -53,8 +61,18 @@ class Run:
         return evaluate_model(self.backbone, data, device=_device_of(self.model), batch_size=batch_size)
 
     def predict(self, images: torch.Tensor | Any, *, batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities (N, classes) for uint8/float image tensors (N, 3, H, W) or a list of PIL images."""
-        return predict_images(self.backbone, images, device=_device_of(self.model), batch_size=batch_size)
+        """Class probabilities ``(N, classes)`` for images prepared as this run's training images were.
+
+        ``images``: a PIL image, a list of them, or a uint8 / float-in-[0, 1] tensor ``(N, 3, H, W)`` or ``(3, H, W)``.
+        Each is resized (short side) and centre-cropped to the run's image size (``run.data.image_size``, e.g. 96 px),
+        as the data loader prepared the training images, then normalised for the backbone; a tensor already at
+        that size is used as it is. So a PIL image and the same pixels as a uint8 tensor get the same prediction.
+
+            >>> probs = run.predict(data.test.images)          # (N, classes), rows sum to 1
+            >>> run.predict(PIL.Image.open("photo.jpg"))        # (1, classes)
+        """
+        return predict_images(self.backbone, images, image_size=self.data.image_size, device=_device_of(self.model),
+                              batch_size=batch_size)
 
     def table_row(self) -> dict:
         """One row for a runs table."""
@@ -73,10 +91,10 @@ class Run:
         b = self.best
         lines = [f"Run {self.name}: {self.label}"]
         if b:
-            lines.append(
-                f"  best val acc {b.get('val_acc', float('nan')):.3f} at epoch {b.get('epoch')}, "
-                f"test acc {b.get('test_acc', float('nan')):.3f}"
-            )
+            line = f"  best val acc {_fmt(b.get('val_acc'))} at epoch {b.get('epoch')}"
+            if _finite(b.get("test_acc")):  # absent when nothing usable was kept (a loss that became nan at once)
+                line += f", test acc {b['test_acc']:.3f}"
+            lines.append(line)
         lines.append(f"  {len(self.history)} epochs in {self.timings.get('total_s', 0):.1f} s; cache {self.cache}")
         if self.stop_reason:
             lines.append(f"  stopped early: {self.stop_reason}")
@@ -99,6 +117,7 @@ class Run:
             "cache": self.cache,
             "stopped_early": self.stopped_early,
             "stop_reason": self.stop_reason,
+            "stop_cause": self.stop_cause.value if self.stop_cause else None,
             "notes": self.notes,
             "trainable_parameters": self.trainable_parameters,
         }
@@ -187,23 +206,101 @@ def evaluate_model(backbone: Backbone, split: ImageSplit, *, device: torch.devic
 
 
 @torch.no_grad()
-def predict_images(backbone: Backbone, images: Any, *, device: torch.device, batch_size: int = 64) -> torch.Tensor:
-    if not torch.is_tensor(images):
-        images = torch.stack([backbone.transform(im) for im in images])
-        prepared = True
-    else:
-        prepared = False
-    if images.dim() == 3:
-        images = images[None]
+def predict_images(backbone: Backbone, images: Any, *, image_size: int, device: torch.device,
+                   batch_size: int = 64) -> torch.Tensor:
+    """Softmax outputs of ``backbone`` for ``images`` prepared at ``image_size`` (see :meth:`Run.predict`)."""
+    x = prepare_images(images, image_size)
     model = backbone.model
     was_training = model.training
     model.eval()
     try:
         outs = []
-        for lo in range(0, len(images), batch_size):
-            x = images[lo : lo + batch_size].to(device)
-            x = x if prepared else backbone.normalize(x)
-            outs.append(model(x).float().softmax(1).cpu())
+        for lo in range(0, len(x), batch_size):
+            outs.append(model(backbone.normalize(x[lo : lo + batch_size].to(device))).float().softmax(1).cpu())
         return torch.cat(outs)
     finally:
         model.train(was_training)
+
+
+def prepare_images(images: Any, size: int) -> torch.Tensor:
+    """PIL image(s) or an image tensor -> ``(N, 3, size, size)`` as the data loader makes training images.
+
+    PIL images go through the data layer's :func:`~tl_lab.data.imagefiles.fit_square` (RGB, short side to ``size``,
+    centre crop, uint8), the function that turns a learner's files into samples; tensors of another size are
+    resized and cropped the same way with ``torchvision.transforms.v2``; tensors already ``size`` px pass as they are.
+    """
+    if torch.is_tensor(images):
+        x = images[None] if images.dim() == 3 else images
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"image tensors must be (N, 3, H, W) or (3, H, W); got {tuple(images.shape)}")
+        if tuple(x.shape[-2:]) != (size, size):
+            from torchvision.transforms import v2
+
+            x = v2.functional.center_crop(v2.functional.resize(x, size, antialias=True), [size, size])
+        return x
+    from tl_lab.data.imagefiles import fit_square
+
+    pictures = [images] if hasattr(images, "convert") else list(images)  # one PIL image, or several
+    if not pictures:
+        raise ValueError("no images to predict: pass a PIL image, a list of them, or an image tensor")
+    return torch.stack([torch.from_numpy(fit_square(p, size)).permute(2, 0, 1) for p in pictures])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if _finite(value) else "n/a"
+
+
+def data_config(data: DatasetSplits) -> dict:
+    """The arguments that reload ``data`` with ``load_dataset(**cfg)``."""
+    meta = data.meta
+    cfg = dict(meta.get("load_args") or {})
+    cfg.setdefault("name", data.name)
+    cfg.setdefault("shots", meta.get("shots"))
+    cfg.setdefault("seed", meta.get("seed", 0))
+    cfg.setdefault("image_size", data.image_size)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
+
+
+def start_run(backbone: Backbone, data: DatasetSplits, plan: "FreezePlan", layout: "FreezeSummary", s: "FitSettings",
+             amp: bool, *, notes: list[str], name: str | None, run_dir: str | Path | None,
+             resume: str | Path | None, writes: bool) -> Run:
+    """The Run with its config (everything needed to repeat it) and its folder, created when it writes files."""
+    config = {
+        "backbone": backbone.name,
+        "pretrained": bool(backbone.meta.get("pretrained", True)),
+        "num_classes": len(data.classes),
+        "plan": plan.to_dict(),
+        "plan_label": plan.describe(),
+        "data": data_config(data),
+        **s.to_config(),
+        "amp": amp,
+        "versions": _versions(),
+    }
+    name = name or f"{datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{_slug(plan.describe())}"
+    folder = None
+    if writes:
+        folder = Path(resume) if resume is not None else Path(run_dir or Path("tl_lab_runs") / name)
+        folder.mkdir(parents=True, exist_ok=True)
+    return Run(name=name, backbone=backbone, data=data, config=config, run_dir=folder, notes=notes,
+               trainable_parameters=layout.trainable)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:40]
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torchvision
+
+    try:
+        tl = version("tl-lab")
+    except PackageNotFoundError:  # pragma: no cover
+        tl = "dev"
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "tl_lab": tl}
