@@ -35,6 +35,9 @@ def test_lab_as_root_adds_allow_root_and_says_why(capsys, monkeypatch, euid):
     # asked for explicitly: not added twice
     main(["lab", "--dry-run", "--allow-root"])
     assert capsys.readouterr().out.strip().splitlines()[-1].split().count("--allow-root") == 1
+    # JupyterLab's own options pass through, in order (the README says so)
+    main(["lab", "--dry-run", "--port", "8890", "--no-browser"])
+    assert " --port 8890 --no-browser" in capsys.readouterr().out.strip().splitlines()[-1]
 
 
 def test_lessons_copy_never_overwrites_an_edited_copy(tmp_path):

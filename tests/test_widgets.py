@@ -495,6 +495,17 @@ def test_record_and_replay_make_a_small_json_and_an_offline_page(head_run, tmp_p
         save_html(42, tmp_path / "x.html")
 
 
+def test_the_chart_state_a_reloaded_page_draws_holds_every_epoch(head_run):
+    # a reloaded page (or a second view) draws a FigureWidget from _widget_data/_widget_layout, which plotly
+    # fills only when the widget is made or displayed on its own: the slot keeps them current
+    panel = TrainPanel(dataset="digits", shots=5)
+    panel.add_run(head_run)
+    saved = {t["meta"]["metric"]: t for t in panel.figure._widget_data}
+    assert list(saved["val_acc"]["x"]) == [float(h["epoch"]) for h in head_run.history]
+    assert list(saved["val_acc"]["y"]) == pytest.approx([h["val_acc"] for h in head_run.history])
+    assert not any(a.get("name") == "waiting" for a in panel.figure._widget_layout.get("annotations", []))
+
+
 def test_add_run_overlays_runs_with_unique_labels(head_run):
     panel = TrainPanel(dataset="digits", shots=5)
     panel.add_run(head_run)

@@ -9,11 +9,13 @@ refilled in place, because each new FigureWidget ships the whole plotly.js bundl
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from copy import deepcopy
 from typing import Any
 
 import ipywidgets as W
@@ -129,11 +131,32 @@ class FigureSlot(W.Box):
             self.widget = go.FigureWidget(fig)
             self.children = (self.widget,)
             return
-        fw = self.widget
-        with fw.batch_update():
+        with self.batch_update() as fw:
             fw.data = []
             fw.add_traces(list(fig.data))
             fw.layout = fig.layout
+
+    @contextlib.contextmanager
+    def batch_update(self) -> Iterator[go.FigureWidget]:
+        """``FigureWidget.batch_update()``, after which the widget's saved state holds the figure as it now is.
+
+        Why: plotly sends each change to the open page as a message, but the state a reloaded page (or a new view
+        of the same cell) starts from is the one given to the FigureWidget when it was made (``_widget_data``,
+        ``_widget_layout``; plotly refreshes them only when the widget is displayed on its own, never as a child of
+        a box). A chart filled epoch by epoch came back empty after a reload. Refreshing them costs a copy of the
+        figure per update; the open page does not redraw for it.
+        """
+        fw = self.figure
+        with fw.batch_update():
+            yield fw
+        self.save_state()
+
+    def save_state(self) -> None:
+        """Make the widget's saved state (what a reloaded page draws) the figure as it now is."""
+        fw = self.widget
+        if fw is not None:
+            fw._widget_layout = deepcopy(fw._layout_obj._props)  # as plotly's own _repr_mimebundle_ does
+            fw._widget_data = deepcopy(fw._data)
 
 
 class Throttle:

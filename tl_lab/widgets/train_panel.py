@@ -280,7 +280,7 @@ class TrainPanel(W.VBox):
         label = self._unique_label(self._run_label(run.config))
         self._labels[run.name] = label
         self._new_traces(label, max(1, len(run.history)))
-        with self.figure.batch_update():
+        with self.chart.batch_update():
             append_epochs(self.figure, run.history, label=label)
         self._record(run)
 
@@ -288,7 +288,7 @@ class TrainPanel(W.VBox):
         if self._drawn == 0:
             self.chart.show(empty_training_figure(label, epochs=epochs))
         else:
-            with self.figure.batch_update():
+            with self.chart.batch_update():
                 add_run(self.figure, label, epochs=epochs)
         self._drawn += 1
 
@@ -509,7 +509,7 @@ class TrainPanel(W.VBox):
         with self._lock:
             pending, self._pending = self._pending, []
         if pending and self._label is not None:
-            with self.figure.batch_update():
+            with self.chart.batch_update():
                 append_epochs(self.figure, pending, label=self._label)
         b = self._last_batch
         if b is not None:
