@@ -1,6 +1,9 @@
 """TrainPanel: train on a small dataset with live curves, a Stop button that works mid-epoch, and a runs table.
 
-Training runs :func:`tl_lab.fit` in a background thread, so the notebook stays usable. The panel listens to fit's
+Training runs :func:`tl_lab.fit` in the shared background :class:`~tl_lab.widgets.common.Worker`, so the notebook
+stays usable; the buttons follow the worker's busy flag (one place decides them). Choosing the data loads it and
+measures its raw-pixel baseline in the same worker, so a run's table row arrives with the run (after Stop too);
+a folder shows the files it skipped and offers only the shots it can give. The panel listens to fit's
 events: epochs are drawn on one plotly ``FigureWidget`` (every run overlaid, one colour each, the legend naming its
 plan), at most a few redraws a second however fast epochs come; Stop sets the run's :class:`~tl_lab.StopToken`,
 which fit checks after every batch, and the best checkpoint is kept. Every accuracy is shown beside the raw-pixel
@@ -164,10 +167,12 @@ class TrainPanel(W.VBox):
 
         s = self.state
         narrow = {"description_width": "110px"}
-        self.dataset = W.Dropdown(options=[*OFFLINE_DATASETS, "folder"], value=s.dataset, description="dataset",
+        self.dataset = W.Dropdown(options=[*((n, n) for n in OFFLINE_DATASETS), ("your folder", "folder")],
+                                  value=s.dataset, description="dataset",
                                   style=narrow)
+        # read when the path is complete (Enter or leaving the box), not at every keystroke
         self.folder = W.Text(value=s.root, description="image folder", placeholder="path with one sub-folder per class",
-                             style=narrow, layout=W.Layout(width="520px"))
+                             style=narrow, layout=W.Layout(width="520px"), continuous_update=False)
         self.shots = W.Dropdown(options=shot_options(s.shots), value=s.shots, description="shots per class",
                                 style=narrow)
         self.plan_choice = W.Dropdown(options=self._plan_options(), description="plan", style=narrow,
