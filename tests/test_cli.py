@@ -20,6 +20,26 @@ def test_lab_dry_run_opens_the_lessons(capsys):
     assert str(lessons_source()) in out
 
 
+@pytest.mark.parametrize("euid", [0, 1000])
+def test_lab_as_root_adds_allow_root_and_says_why(capsys, monkeypatch, euid):
+    # JupyterLab refuses to run as root without --allow-root: the README's first command must still open the lessons
+    monkeypatch.setattr("os.geteuid", lambda: euid, raising=False)
+    assert main(["lab", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    command = out.strip().splitlines()[-1]
+    if euid == 0:
+        assert command.split().count("--allow-root") == 1
+        assert "root" in out.replace(command, "") and "--allow-root" in out.replace(command, "")
+    else:
+        assert "--allow-root" not in out
+    # asked for explicitly: not added twice
+    main(["lab", "--dry-run", "--allow-root"])
+    assert capsys.readouterr().out.strip().splitlines()[-1].split().count("--allow-root") == 1
+    # JupyterLab's own options pass through, in order (the README says so)
+    main(["lab", "--dry-run", "--port", "8890", "--no-browser"])
+    assert " --port 8890 --no-browser" in capsys.readouterr().out.strip().splitlines()[-1]
+
+
 def test_lessons_copy_never_overwrites_an_edited_copy(tmp_path):
     src = lessons_source()
     names = sorted(p.name for p in src.glob("*.ipynb"))

@@ -382,8 +382,10 @@ def test_messy_folder_loads_or_reports_every_file(messy_folder, monkeypatch):
     assert loaded <= set(files)
     assert len(files) == 16 + len(loaded)
     ignored = {".hidden.jpg", ".DS_Store", "Thumbs.db", "desktop.ini", "._ok_0.jpg", "x-checkpoint.jpg"}
-    assert not ignored & (set(files) | set(reasons))
-    assert data.meta["ignored_files"] >= 6
+    assert not ignored & set(files)  # never loaded, but named in the report with the reason (issue 19)
+    assert "hidden file" in reasons[".hidden.jpg"] and "system file" in reasons["Thumbs.db"]
+    assert "__MACOSX" in reasons["._ok_0.jpg"] and ".ipynb_checkpoints" in reasons["x-checkpoint.jpg"]
+    assert data.meta["ignored_files"] == 7  # two .DS_Store, .hidden.jpg, Thumbs.db, desktop.ini and two in folders
 
     every = {}
     for split in (data.train, data.val, data.test):
@@ -521,3 +523,60 @@ def test_torchvision_sets_are_capped_and_split(monkeypatch, tmp_path):
     assert single.test.counts() == {"a": 6, "b": 6, "c": 6}
     assert all(single.train.counts()[c] + single.val.counts()[c] == 10 for c in single.classes)
     assert "official" not in single.meta["test_split"] and "official" in data.meta["test_split"]
+
+
+# ---- every file is accounted for (issue 19) -------------------------------------------------------------------
+
+
+def _files_under(root: Path) -> set[str]:
+    return {str(p) for p in root.rglob("*") if p.is_symlink() or not p.is_dir()}
+
+
+def test_every_file_that_is_not_a_sample_is_named_with_its_reason(messy_folder, tmp_path):
+    cats = messy_folder / "cats"
+    (cats / "gone.jpg").symlink_to(tmp_path / "deleted_long_ago.jpg")  # a link that leads nowhere
+    (cats / "loop").symlink_to(cats, target_is_directory=True)  # a link back to a folder already read
+    Image.new("RGB", (1, 1)).save(cats / "pixel.gif")  # a tracking pixel
+    Image.new("RGB", (5, 60)).save(cats / "sliver.png")
+    data = load_dataset("folder", root=messy_folder, image_size=32, shots=None)
+    samples = set(data.meta["files"])
+    reasons = {s.path: s.reason for s in data.report}
+    unaccounted = _files_under(messy_folder) - samples - set(reasons)
+    assert unaccounted == set()
+    assert not samples & set(reasons)
+    assert "leads nowhere" in reasons[str(cats / "gone.jpg")] and "deleted_long_ago.jpg" in reasons[str(cats / "gone.jpg")]
+    assert "already read" in reasons[str(cats / "loop")]
+    assert reasons[str(cats / "pixel.gif")].startswith("image too small (1x1 px")
+    assert reasons[str(cats / "sliver.png")].startswith("image too small (5x60 px")
+    assert len(samples) + len(set(reasons) & _files_under(messy_folder)) == len(_files_under(messy_folder))
+
+
+def test_split_layout_names_what_lies_outside_its_folders_and_classes_dropped_later(tmp_path):
+    root = tmp_path / "mine"
+    for split, per in (("train", 3), ("test", 2)):
+        for c in ("a", "b", "c"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(per):
+                colour = (50 * "abc".index(c), 100, 20 * i)
+                Image.new("RGB", (20, 20), colour).save(root / split / c / f"{i}.png")
+    for i in range(3):  # class c's training images are all broken, so c is dropped: its test images too
+        (root / "train" / "c" / f"{i}.png").write_bytes(b"not a png")
+    (root / "notes.txt").write_text("where I found them")
+    (root / "extra").mkdir()
+    Image.new("RGB", (20, 20)).save(root / "extra" / "x.png")
+    data = load_dataset("folder", root=root, image_size=16, shots=None)
+    assert data.classes == ("a", "b")
+    reasons = {s.path: s.reason for s in data.report}
+    assert _files_under(root) - set(data.meta["files"]) - set(reasons) == set()
+    assert "outside the test/, train/ folder(s)" in reasons[str(root / "notes.txt")]
+    assert "outside" in reasons[str(root / "extra" / "x.png")]
+    assert "class 'c' was left out" in reasons[str(root / "test" / "c" / "0.png")]
+
+
+def test_missing_folder_names_the_absolute_path_and_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        load_dataset("folder", root="my_photos")
+    assert str(error.value) == (
+        f"dataset folder not found: my_photos (absolute path {tmp_path / 'my_photos'}; working folder {tmp_path})"
+    )

@@ -66,6 +66,25 @@ def test_freezer_clicks_make_the_plan_and_counts_match_freezeplan():
     assert f.plan.trainable_from is None and f.trainable == sum(p.numel() for p in bb.model.parameters())
 
 
+def test_freezing_from_a_middle_stage_defaults_the_body_lr_to_the_fine_tune_recipe_and_says_why():
+    from tl_lab.training.freeze import BODY
+    from tl_lab.training.recipes import RECIPES
+
+    factor = RECIPES["fine_tune"].plan.lr_mult[BODY]
+    f = StageFreezer("efficientnet_lite0")
+    assert f.plan.lr_mult == {}  # the head alone: no body to slow down
+    f.set_trainable_from("stage5")
+    assert f.body_lr.value == pytest.approx(factor) and f.plan.lr_mult[BODY] == pytest.approx(factor)
+    assert f"body LR × is {factor:g}, the fine-tune recipe's" in f.status.text
+    f.body_lr.value = 0.5  # the learner's own choice is kept from then on
+    assert f.status.text == ""
+    {b.description: b for b in f.stage_row.children}["stage3"].click()
+    assert f.plan.lr_mult[BODY] == pytest.approx(0.5)
+    given = StageFreezer("efficientnet_lite0", plan=FreezePlan("stage6"))  # a plan given in code is kept as it is
+    given.set_trainable_from("stage4")
+    assert given.plan.lr_mult == {}
+
+
 def test_freezer_bn_policy_and_learning_rates_reach_the_plan():
     f = StageFreezer("efficientnet_lite0")
     f.set_trainable_from("stage5")
@@ -99,13 +118,24 @@ def test_picker_offline_torchvision_weights_show_the_offline_message_not_a_trace
     p = BackbonePicker()
     p.wait(timeout=60)
     p.value = "resnet18"
-    assert p.wait(timeout=60) is None
-    assert ">layer4</b>" in p.diagram.value  # the diagram needs no weights
+    bb = p.wait(timeout=60)
+    # the picker goes back to the network in use (the other tabs keep it), and says why
+    assert p.value == "efficientnet_lite0" and bb is not None and bb.name == "efficientnet_lite0"
+    assert ">stage7</b>" in p.diagram.value and ">layer4</b>" not in p.diagram.value
     assert p.status.kind == "warn"
     text = p.status.text
     assert "can't be used offline yet" in text and "resnet18" in text and ".pth" in text
-    assert "efficientnet_lite0" in text  # names what works offline
+    assert "keeps using efficientnet_lite0" in text  # names what is in use, which works offline
     assert p.status.details_box.layout.display == "none"  # no traceback for this expected case
+
+
+def test_failed_pick_in_the_dashboard_shows_the_backbone_the_other_tabs_use(no_network, tmp_path):
+    lab = TransferLab(dataset="digits", shots=5, run_dir=tmp_path)
+    lab.picker.wait(60)
+    lab.picker.value = "resnet18"
+    lab.picker.wait(60)
+    assert lab.picker.value == lab.state.backbone_name == "efficientnet_lite0"
+    assert "keeps using efficientnet_lite0" in lab.picker.status.text
 
 
 # ---- TrainPanel -------------------------------------------------------------------------------------------------
@@ -192,6 +222,124 @@ def test_errors_inside_a_run_appear_in_the_panel(tmp_path):
     panel.folder.value = str(tmp_path / "no-such-folder")
     panel.train_button.click()  # fails before any thread starts: still shown, never silent
     assert panel.status.kind == "error" and "no-such-folder" in panel.status.text
+
+
+def test_shots_the_loader_accepts_work_in_the_widgets_or_get_a_clear_error(tmp_path):
+    panel = TrainPanel(dataset="digits", shots=3, run_dir=tmp_path)
+    assert panel.shots.value == 3 and [v for _, v in panel.shots.options] == [1, 2, 3, 5, 10, 20, None]
+    panel.wait(60)
+    assert len(panel.state.data().train) == 3 * 10
+    lab = TransferLab(dataset="digits", shots=15, run_dir=tmp_path)
+    assert lab.train.shots.value == 15 and lab.state.shots == 15
+    for bad in (0, -2, 2.5, "ten", True):
+        with pytest.raises(ValueError, match=r"shots must be a whole number .* or None for all"):
+            TrainPanel(dataset="digits", shots=bad)
+
+
+def test_the_panel_uses_the_shared_worker_and_derives_its_buttons_from_it(tmp_path):
+    from tl_lab.widgets.common import Worker
+
+    panel = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path)
+    assert isinstance(panel.worker, Worker) and not hasattr(panel, "_thread")
+    panel.wait(60)
+    assert (panel.train_button.disabled, panel.stop_button.disabled, panel.resume_button.disabled) == (False, True,
+                                                                                                       True)
+    panel.epochs.value = 1
+    panel.train_button.click()
+    assert panel.worker.busy and panel.train_button.disabled and not panel.stop_button.disabled
+    assert panel.wait(120) is not None
+    assert (panel.train_button.disabled, panel.stop_button.disabled) == (False, True)
+
+
+def test_the_raw_pixel_baseline_is_measured_when_the_data_is_chosen_not_after_stop(tmp_path, monkeypatch):
+    panel = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path)
+    panel.wait(60)  # loading the chosen data, in the worker
+    data = panel.state.data()
+    assert panel.baseline_acc == pytest.approx(tl_lab.baseline(data)["test_acc"])
+    assert "raw pixels score" in panel.status.text and panel.status.text.startswith("Ready")
+    calls = []
+    monkeypatch.setattr(train_panel_module, "baseline", lambda d: calls.append(d) or {"test_acc": 0.0})
+    panel.epochs.value = 1
+    panel.train_button.click()
+    panel.wait(120)
+    assert calls == []  # nothing left to measure after the run: the table comes with the run
+    assert "raw pixels (logistic regression)" in panel.table.value
+    panel.shots.value = 5  # other data chosen: measured at once, in the background
+    panel.wait(60)
+    assert len(calls) == 1 and calls[0].meta["shots"] == 5
+
+
+def test_typed_values_out_of_range_are_refused_with_the_allowed_range(tmp_path):
+    panel = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path)
+    panel.wait(60)
+    panel.epochs.value = 12
+    panel.epochs.value = -1
+    assert panel.epochs.value == 12  # not "auto", not 0: what it was
+    assert panel.status.kind == "warn" and panel.status.text == (
+        "epochs -1 is not allowed: type 0 for automatic (fit's default) or a number from 1 to 1000. Kept 12.")
+    panel.epochs.value = 0  # automatic, allowed
+    assert panel.epochs.value == 0
+    panel.lr.value = 1e5
+    assert panel.lr.value == pytest.approx(3e-3)
+    assert panel.status.text == "head LR 100000 is not allowed: type a value from 1e-05 to 1 (3e-3 is the default). " \
+                                "Kept 0.003."
+    panel.lr.value = 0.05
+    assert panel.lr.value == 0.05
+    with pytest.raises(ValueError, match=r"epochs must be a whole number from 1 to 1000, or None"):
+        TrainPanel(dataset="digits", epochs=-1)
+    with pytest.raises(ValueError, match=r"lr must be between 1e-05 and 1; got 100000"):
+        TrainPanel(dataset="digits", lr=1e5)
+
+
+def test_the_empty_chart_waits_for_a_click_not_for_an_epoch():
+    panel = TrainPanel(dataset="digits", shots=2)
+    notes = [a.text for a in panel.figure.layout.annotations if a.name == "waiting"]
+    assert notes == ["no run yet: click Train to start one"]
+
+
+def _folder_of_two_classes(root, per_class=6):
+    from PIL import Image
+
+    for c, colour in (("cats", (200, 120, 40)), ("dogs", (40, 90, 200))):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (24, 24), tuple(v + 5 * i for v in colour)).save(root / c / f"{i}.png")
+    (root / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "dogs" / ".hidden.png").write_bytes(b"x")
+    return root
+
+
+def test_choosing_your_folder_offers_its_shots_and_shows_the_skipped_files(tmp_path):
+    root = _folder_of_two_classes(tmp_path / "mine")
+    most = min(tl_lab.load_dataset("folder", root=root, shots=None).train.counts().values())
+    assert most == 4  # 6 per class: 1 test, 1 validation, 4 to train on
+    panel = TrainPanel(dataset="digits", shots=10, run_dir=tmp_path)
+    panel.wait(60)
+    assert panel.skipped.layout.display == "none"  # built-in data: nothing to report
+    panel.dataset.value = "folder"
+    panel.folder.value = str(root)
+    panel.wait(60)
+    assert panel.last_error is None, panel.status.text
+    assert [v for _, v in panel.shots.options] == [1, 2, 4, None]  # what the folder can give, and "all"
+    assert panel.shots.value == most and panel.state.shots == most
+    text = panel.status.text
+    assert "so shots per class is now 4 (was 10)" in text
+    assert "val_per_class" not in text and "shots=" not in text
+    assert panel.skipped.layout.display == "" and panel.skipped.get_title(0).startswith("2 file(s)")
+    assert "broken.jpg" in panel.skipped_list.value and ".hidden.png" in panel.skipped_list.value
+    panel.dataset.value = "digits"  # back to built-in data: the usual choices, no report
+    assert panel.skipped.layout.display == "none" and None in [v for _, v in panel.shots.options]
+    assert 20 in [v for _, v in panel.shots.options]
+
+
+def test_a_shots_error_is_said_in_the_widgets_words(tmp_path):
+    from tl_lab.widgets.train_panel import _in_widget_words
+
+    with pytest.raises(ValueError) as error:
+        tl_lab.load_dataset("folder", root=_folder_of_two_classes(tmp_path / "mine"), shots=10)
+    said = str(_in_widget_words(error.value))
+    assert said == "this data has only 4 training images per class (smallest class: 'cats'): choose 'shots per " \
+                   "class' 4 or fewer, or 'all'"
 
 
 def test_stop_with_nothing_training_says_so():
@@ -347,6 +495,17 @@ def test_record_and_replay_make_a_small_json_and_an_offline_page(head_run, tmp_p
         save_html(42, tmp_path / "x.html")
 
 
+def test_the_chart_state_a_reloaded_page_draws_holds_every_epoch(head_run):
+    # a reloaded page (or a second view) draws a FigureWidget from _widget_data/_widget_layout, which plotly
+    # fills only when the widget is made or displayed on its own: the slot keeps them current
+    panel = TrainPanel(dataset="digits", shots=5)
+    panel.add_run(head_run)
+    saved = {t["meta"]["metric"]: t for t in panel.figure._widget_data}
+    assert list(saved["val_acc"]["x"]) == [float(h["epoch"]) for h in head_run.history]
+    assert list(saved["val_acc"]["y"]) == pytest.approx([h["val_acc"] for h in head_run.history])
+    assert not any(a.get("name") == "waiting" for a in panel.figure._widget_layout.get("annotations", []))
+
+
 def test_add_run_overlays_runs_with_unique_labels(head_run):
     panel = TrainPanel(dataset="digits", shots=5)
     panel.add_run(head_run)
@@ -354,3 +513,35 @@ def test_add_run_overlays_runs_with_unique_labels(head_run):
     labels = [t.meta["run"] for t in panel.figure.data]
     assert len(set(labels)) == 2 and any(lbl.endswith("#2") for lbl in labels)
     assert np.allclose(panel.figure.data[3].y, [h["val_acc"] for h in head_run.history])
+
+
+def test_runs_of_several_datasets_each_get_their_raw_pixel_row_and_a_legend_naming_the_data(head_run, tmp_path):
+    other = tl_lab.fit("efficientnet_lite0", tl_lab.load_dataset("shapes", shots=2), epochs=1, progress=False,
+                       run_dir=tmp_path / "shapes")
+    panel = TrainPanel(dataset="digits", shots=5)
+    panel.add_run(head_run)
+    panel.add_run(other)
+    table = panel.table.value
+    assert table.count("raw pixels (logistic regression)") == 2
+    for run, name in ((head_run, "digits, 5-shot"), (other, "shapes, 2-shot")):
+        acc = tl_lab.baseline(run.data)["test_acc"]
+        assert re.search(rf"raw pixels \(logistic regression\)</td><td>{name}</td>.*?{acc:.3f}", table), name
+    legends = [t.name for t in panel.figure.data if t.showlegend]
+    assert [lbl.rsplit(", ", 1)[-1] for lbl in legends] == ["digits", "shapes"]
+
+
+def test_wide_figures_fit_the_output_area_and_column_titles_do_not_collide():
+    from tl_lab.plots.inside import MAX_WIDTH, attribution_overlays, feature_map_grid, wrap_title
+
+    fig = feature_map_grid(np.random.rand(12, 8, 8), image=np.zeros((32, 32, 3), np.uint8), stage="stage3")
+    assert fig.layout.width <= MAX_WIDTH <= 930  # was 1000 px in a 932 px box: the fifth column was cut
+    maps = {k: np.random.rand(2, 16, 16) for k in ("Saliency (gradient)", "Integrated Gradients", "Grad-CAM",
+                                                   "Occlusion (8 px)", "Input × Gradient")}
+    fig = attribution_overlays(np.zeros((2, 16, 16, 3), np.uint8), maps)
+    assert fig.layout.width <= MAX_WIDTH
+    column = (fig.layout.width - fig.layout.margin.l - fig.layout.margin.r) / (1 + len(maps))
+    titles = [a.text for a in fig.layout.annotations if a.text and a.textangle != 90]
+    assert "Saliency<br>(gradient)" in titles and "Integrated<br>Gradients" in titles
+    for t in titles:  # each line narrower than its column at 13 px (0.58 em a character, generous for sans-serif)
+        assert all(len(line) * 0.58 * 13 <= column for line in t.split("<br>")), t
+    assert wrap_title("image", 100) == "image"

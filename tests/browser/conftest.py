@@ -12,7 +12,7 @@ Reusable pieces (other browser test files use them; see ``test_smoke.py`` for a 
 - ``page`` (function): a fresh browser context and page; every console error and uncaught page error is recorded
   in ``page.console_log`` (a :class:`ConsoleLog`). A failing test saves ``FAILED-<test>.png``.
 - ``lab`` (function): a :class:`LabPage` wrapping ``page`` with the helpers tests need: ``open_notebook``,
-  ``run_all_cells``, ``run_new_notebook``, ``truncated_texts``, ``wait_until_idle``, ``error_outputs``, ``visible_box``, ``wait_for_plot``, ``screenshot``,
+  ``run_all_cells``, ``run_new_notebook``, ``truncated_texts``, ``overflowing_figures``, ``overlapping_texts``, ``wait_until_idle``, ``error_outputs``, ``visible_box``, ``wait_for_plot``, ``screenshot``,
   ``assert_clean_console``, ``js``, ``command``.
 - ``write_notebook(path, cells)``: write a small notebook (code cells as strings) with a python3 kernelspec.
 - ``screenshot_dir`` (session): ``$TL_LAB_SCREENSHOTS`` or a pytest temporary folder, printed at the end of the run.
@@ -461,15 +461,59 @@ class LabPage:
         return self.wait_until_idle(timeout=timeout)
 
     def truncated_texts(self, selector: str) -> list[str]:
-        """Labels and buttons inside ``selector`` whose text is cut off (shown with an ellipsis), as their full text.
+        """Labels, buttons and dropdowns inside ``selector`` whose text is cut off, as their full text.
 
         Why: a description wider than its widget's label column is silently clipped ("epochs (0 = a…"); a learner
-        cannot read it, and nothing else fails."""
+        cannot read it, and nothing else fails. A dropdown (``<select>``) cuts its chosen option without an
+        ellipsis, so that text is measured against the box (less its padding and arrow)."""
         return self.page.evaluate(
-            """(sel) => [...document.querySelectorAll(sel)].flatMap(root =>
-                 [...root.querySelectorAll('.widget-label, button')]
-                   .filter(el => el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1)
-                   .map(el => el.innerText.trim()))""",
+            """(sel) => {
+                 const canvas = document.createElement('canvas').getContext('2d');
+                 const cut = el => {
+                   if (el.tagName !== 'SELECT') return el.scrollWidth > el.clientWidth + 1;
+                   const option = el.options[el.selectedIndex];
+                   if (!option) return false;
+                   const st = getComputedStyle(el);
+                   canvas.font = `${st.fontStyle} ${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+                   const room = el.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+                   return canvas.measureText(option.text).width > room + 1;
+                 };
+                 return [...document.querySelectorAll(sel)].flatMap(root =>
+                   [...root.querySelectorAll('.widget-label, button, select')]
+                     .filter(el => el.offsetParent !== null && !el.multiple && cut(el))
+                     .map(el => el.tagName === 'SELECT' ? el.options[el.selectedIndex].text : el.innerText.trim()));
+               }""",
+            selector,
+        )
+
+    def overflowing_figures(self, selector: str) -> list[dict]:
+        """plotly figures inside ``selector`` wider than the box that shows them (their right part is cut off)."""
+        return self.page.evaluate(
+            """(sel) => [...document.querySelectorAll(sel + ' .js-plotly-plot')].map(gd => {
+                 const svg = gd.querySelector('.main-svg');
+                 const box = gd.parentElement.getBoundingClientRect(), fig = svg && svg.getBoundingClientRect();
+                 return fig && {figure: fig.width, box: box.width, cut: fig.right > box.right + 1};
+               }).filter(r => r && r.cut)""",
+            selector,
+        )
+
+    def overlapping_texts(self, selector: str) -> list[list[str]]:
+        """Pairs of plotly annotations (subplot and column titles) inside ``selector`` whose boxes overlap."""
+        return self.page.evaluate(
+            """(sel) => {
+                 const out = [];
+                 document.querySelectorAll(sel + ' .js-plotly-plot').forEach(gd => {
+                   const boxes = [...gd.querySelectorAll('.annotation-text')]
+                     .map(t => ({text: t.textContent, r: t.getBoundingClientRect()}))
+                     .filter(b => b.r.width > 0);
+                   for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+                     const a = boxes[i].r, b = boxes[j].r;
+                     if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+                       out.push([boxes[i].text, boxes[j].text]);
+                   }
+                 });
+                 return out;
+               }""",
             selector,
         )
 

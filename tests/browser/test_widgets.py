@@ -38,7 +38,10 @@ def test_train_live_curve_and_stop(lab):
     panel = lab.page.locator(".tl-train-panel")
     lab.visible_box(panel, min_width=400, min_height=300)
     status = panel.locator(".tl-train-status")
-    assert status.inner_text().strip().startswith("Ready"), status.inner_text()
+    # the chosen data loads (and its raw-pixel baseline is measured) in the background: Ready once done
+    lab.page.wait_for_function("(s) => document.querySelector(s).innerText.trim().startsWith('Ready')",
+                               arg=".tl-train-panel .tl-train-status", timeout=60_000)  # fmt: skip
+    assert "raw pixels score" in status.inner_text(), status.inner_text()
     lab.wait_for_plot(CHART, min_traces=4)  # one run's four traces (train/val loss and accuracy)
     assert lab.js(MOST_POINTS) == 0  # the placeholder figure: traces with no points yet
     assert_title_fits(lab, CHART)  # drawn by the widget's first render, before it was on screen
@@ -110,7 +113,15 @@ def test_freezer_count_follows_the_stage(lab):
     toggles = freezer.locator(".tl-stage-toggle")
     names = [t.strip() for t in toggles.all_inner_texts()]
     assert names[0] == "stem" and names[-1] == "head" and "stage6" in names, names
-    assert lab.truncated_texts(".tl-stage-freezer") == []
+    assert lab.truncated_texts(".tl-stage-freezer") == []  # the BatchNorm dropdown's option text included
+    from tl_lab.widgets.freezer import BN_CHOICES
+
+    for label, _policy in BN_CHOICES[1:]:  # every BatchNorm choice reads whole when chosen
+        freezer.locator("select").first.select_option(label=label)
+        lab.page.wait_for_function("(t) => [...document.querySelectorAll('.tl-stage-freezer select')].some("
+                                   "s => s.options[s.selectedIndex] && s.options[s.selectedIndex].text.replace(/\\u00a0/g, ' ') === t)",
+                                   arg=label)  # fmt: skip
+        assert lab.truncated_texts(".tl-stage-freezer") == [], label
 
     assert _shown_count(lab) == _trainable("head")  # the default plan: only the new head trains
     expected = {stage: _trainable(stage) for stage in ("stage6", "stage3")}
@@ -142,7 +153,8 @@ def test_feature_and_attribution_views_draw_images(lab):
     lab.run_new_notebook("browser_views.ipynb", [
         "from tl_lab.widgets import FeatureExplorer\nexplorer = FeatureExplorer(dataset='clipart')\nexplorer",
         "from tl_lab.widgets import AttributionExplorer\n"
-        "attributions = AttributionExplorer(dataset='clipart', methods=('saliency',))\nattributions",
+        "attributions = AttributionExplorer(dataset='clipart', methods=('saliency', 'integrated_gradients',"
+        " 'grad_cam'))\nattributions",
     ], timeout=180)  # fmt: skip
 
     for box, figure in ((".tl-feature-explorer", ".tl-feature-figure"),
@@ -155,6 +167,8 @@ def test_feature_and_attribution_views_draw_images(lab):
         plot = view.locator(f"{figure} .js-plotly-plot").first
         lab.visible_box(plot, min_width=200, min_height=150)
         lab.screenshot(box.strip(".").replace("tl-", ""), plot)
+        assert lab.overflowing_figures(box) == []  # the feature maps' fifth column was cut at 1000 px
+        assert lab.overlapping_texts(box) == []  # "Saliency (gradient)" ran into "Integrated Gradients"
     lab.assert_clean_console()
 
 
@@ -204,4 +218,38 @@ def test_dashboard_chart_in_a_tab_is_laid_out_when_shown(lab):
         dashboard.locator(".lm-TabBar-tab", has_text=title).click()
         lab.visible_box(dashboard.locator(box), min_width=300, min_height=60)
         assert lab.truncated_texts(".tl-transfer-lab") == [], title
+    # the Inside tab's feature maps fit its box (1000 px in a 932 px box cut the fifth column)
+    dashboard.locator(".lm-TabBar-tab", has_text="Inside").click()
+    dashboard.locator(".tl-feature-explorer button.tl-show").click()
+    lab.page.wait_for_function(DRAWN, arg=".tl-transfer-lab .tl-feature-explorer .tl-feature-figure",
+                               timeout=120_000)  # fmt: skip
+    lab.screenshot("inside-tab", dashboard.locator(".tl-feature-explorer .tl-feature-figure").first)
+    assert lab.overflowing_figures(".tl-transfer-lab .tl-feature-explorer") == []
+    lab.assert_clean_console()
+
+
+def test_train_chart_comes_back_with_its_runs_after_a_reload(lab):
+    """A reloaded page draws the Train chart from the widget's saved state: it must hold the epochs drawn since."""
+    lab.run_new_notebook("browser_reload.ipynb", [
+        "import tl_lab\nfrom tl_lab.widgets import TrainPanel\n"
+        "panel = TrainPanel(dataset='digits', shots=2)\npanel",
+        "run = tl_lab.fit('efficientnet_lite0', tl_lab.load_dataset('digits', shots=2), epochs=3, progress=False,"
+        " run_dir='tl_lab_runs/reload')\npanel.add_run(run)",
+    ], timeout=180)  # fmt: skip
+    lab.page.wait_for_function(f"() => ({MOST_POINTS})() == 3", timeout=60_000)
+    rows = lab.page.locator(".tl-train-panel table.tl-run-table tbody tr").count()
+    lab.command("docmanager:save")  # the outputs (the widget views) must be in the file to come back
+    lab.page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+    lab.assert_clean_console()
+    log = lab.page.console_log
+    lab.page.reload()
+    # requests the old page still had open (the file browser's polling) are aborted by the reload itself
+    log.failed_requests[:] = [r for r in log.failed_requests if "net::ERR_ABORTED" not in r]
+    lab.page.wait_for_function(
+        "() => { const app = window.jupyterapp; const w = app && app.shell.currentWidget;"
+        " return !!(w && w.content && w.context && w.context.isReady); }", timeout=60_000)  # fmt: skip
+    lab.visible_box(lab.page.locator(".tl-train-panel"), min_width=400, min_height=300)
+    assert lab.page.locator(".tl-train-panel table.tl-run-table tbody tr").count() == rows == 2
+    lab.page.wait_for_function(f"() => ({MOST_POINTS})() == 3", timeout=60_000)  # the run's three epochs
+    lab.screenshot("reloaded", lab.page.locator(".tl-train-chart"))
     lab.assert_clean_console()

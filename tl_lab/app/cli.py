@@ -46,6 +46,11 @@ def _lab_target() -> Path:
     return first if first.exists() else src
 
 
+def _running_as_root() -> bool:
+    geteuid = getattr(os, "geteuid", None)  # absent on Windows
+    return geteuid is not None and geteuid() == 0
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
     target = _lab_target()
     root = target.parent if target.is_file() else target
@@ -54,6 +59,11 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         cmd.append(str(target))
     cmd += args.jupyter_args
     print("tl-lab: opening", target)
+    if _running_as_root() and not any(a.startswith(("--allow-root", "--ServerApp.allow_root")) for a in cmd):
+        # JupyterLab refuses to start as root without it; containers and many hubs run as root
+        cmd.append("--allow-root")
+        print("tl-lab: running as root (as in most containers), so --allow-root was added: JupyterLab refuses to "
+              "start as root without it")
     if args.dry_run:
         print(" ".join(cmd))
         return 0
@@ -136,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "lab":  # `tl-lab lab --allow-root --port 9999`: jupyter's options pass through
+        args.jupyter_args = extra + args.jupyter_args
+    elif extra:
+        parser.error("unrecognized arguments: " + " ".join(extra))
     return args.func(args)
 
 

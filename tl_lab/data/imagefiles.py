@@ -27,12 +27,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_DECODE_PIXELS",
+    "MIN_SIDE",
     "ClassFolderScan",
     "FolderImages",
     "SkippedFile",
     "UnreadableImageError",
     "fit_square",
+    "ignored_reason",
     "is_ignored",
+    "missing_folder_message",
     "read_image",
     "read_image_folder",
     "scan_class_folders",
@@ -46,6 +49,9 @@ IGNORED_DIR_NAMES = frozenset({"__macosx", ".ipynb_checkpoints", "__pycache__", 
 # Images whose decoded size would exceed this many pixels are reduced while decoding (JPEG draft mode) or
 # skipped. Pillow's own decompression-bomb check stays on; this limit is stricter so a 2-core laptop survives.
 MAX_DECODE_PIXELS = 50_000_000
+# Images with a shorter side than this are skipped: web folders carry 1x1 tracking pixels and tiny icons, which
+# upscaled to 128 px would be a flat colour labelled as a class.
+MIN_SIDE = 8
 
 
 @dataclass(frozen=True)
@@ -83,12 +89,65 @@ def is_ignored(path: Path) -> bool:
     return path.is_dir() and lower in IGNORED_DIR_NAMES
 
 
+def ignored_reason(path: Path) -> str:
+    """Why :func:`is_ignored` left ``path`` out, as a report line's reason."""
+    lower = path.name.lower()
+    if path.is_dir():
+        return "hidden or tool folder (e.g. __MACOSX, .ipynb_checkpoints); not read"
+    if lower in IGNORED_FILE_NAMES:
+        return "system file the operating system writes (not an image); ignored"
+    return "hidden file (name starts with '.'); ignored. Rename it if it is one of your images"
+
+
+def _not_a_file_reason(entry: Path) -> str | None:
+    """The reason a directory entry that is neither a folder nor a regular file is left out (None otherwise)."""
+    if entry.is_symlink() and not entry.exists():
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            target = "?"
+        return f"link that leads nowhere (its target {target} does not exist); point it at a file or remove it"
+    if entry.is_dir() or entry.is_file():
+        return None
+    return "not a regular file (a socket, pipe or device); not read"
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder`` (recursive, sorted), without following links; unreadable folders give []."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    found: list[Path] = []
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            found.extend(_files_below(entry))
+        else:
+            found.append(entry)
+    return found
+
+
+def _report_ignored(entry: Path, report: list[SkippedFile]) -> int:
+    """Name ``entry`` (and, for a folder, every file inside it) in ``report``; returns how many files that is."""
+    if entry.is_dir() and not entry.is_symlink():
+        inside = _files_below(entry)
+        reason = f"inside {entry.name}/, a hidden or tool folder (e.g. __MACOSX, .ipynb_checkpoints); ignored"
+        report.extend(SkippedFile(str(path), reason) for path in inside)
+        if not inside:
+            report.append(SkippedFile(str(entry), ignored_reason(entry)))
+        return len(inside)
+    report.append(SkippedFile(str(entry), ignored_reason(entry)))
+    return 1
+
+
 def _walk_files(folder: Path, report: list[SkippedFile], seen: set[Path] | None = None) -> tuple[list[Path], int]:
-    """All non-ignored files below ``folder`` (sorted, recursive) and the number ignored. Unreadable folders are
-    reported; a symbolic link back to a folder already visited is not followed twice."""
+    """All non-ignored files below ``folder`` (sorted, recursive) and the number ignored. Ignored files, links
+    that lead nowhere and unreadable folders are reported; a link back to a folder already visited is reported
+    and not followed twice."""
     seen = set() if seen is None else seen
     real = folder.resolve()
     if real in seen:
+        report.append(SkippedFile(str(folder), f"link to a folder already read ({real}); not read twice"))
         return [], 0
     seen.add(real)
     try:
@@ -99,35 +158,48 @@ def _walk_files(folder: Path, report: list[SkippedFile], seen: set[Path] | None 
     found: list[Path] = []
     ignored = 0
     for entry in entries:
-        if is_ignored(entry):
-            ignored += 1
+        odd = _not_a_file_reason(entry)
+        if odd is not None:
+            report.append(SkippedFile(str(entry), odd))
+        elif is_ignored(entry):
+            ignored += _report_ignored(entry, report)
         elif entry.is_dir():
             sub, sub_ignored = _walk_files(entry, report, seen)
             found.extend(sub)
             ignored += sub_ignored
-        elif entry.is_file():
+        else:
             found.append(entry)
     return found, ignored
+
+
+def missing_folder_message(what: str, root: Path) -> str:
+    """``"<what> not found: photos (absolute path /home/me/photos; working folder /home/me)"``: a relative path
+    alone does not tell a learner where Python looked (a notebook's working folder is the notebook's folder)."""
+    return f"{what} not found: {root} (absolute path {root.absolute()}; working folder {Path.cwd()})"
 
 
 def scan_class_folders(root: str | os.PathLike) -> ClassFolderScan:
     """List the images of an ImageFolder-style tree: ``root/<class name>/<any depth>/<image file>``.
 
-    Files with a non-image extension are reported; hidden files and OS junk are ignored; class folders without
-    any image file are reported and left out. Files are not opened here (see :func:`read_image`).
+    Every file that will not be read is reported with its reason: non-image extensions, hidden files and OS
+    junk (also counted in ``ignored``), links that lead nowhere; class folders without any image file are
+    reported and left out. Files are not opened here (see :func:`read_image`).
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise FileNotFoundError(missing_folder_message("image folder", root))
     class_dirs: list[Path] = []
     report: list[SkippedFile] = []
     ignored = 0
     for entry in sorted(root.iterdir()):
-        if is_ignored(entry):
-            ignored += 1
+        odd = _not_a_file_reason(entry)
+        if odd is not None:
+            report.append(SkippedFile(str(entry), odd))
+        elif is_ignored(entry):
+            ignored += _report_ignored(entry, report)
         elif entry.is_dir():
             class_dirs.append(entry)
-        elif entry.is_file():
+        else:
             report.append(SkippedFile(str(entry), "file directly in the dataset folder; put images in class folders"))
     classes: list[str] = []
     files: list[tuple[Path, int]] = []
@@ -215,6 +287,10 @@ def read_image(path: str | os.PathLike, *, size: int, max_pixels: int | None = N
         width, height = image.size
         if width < 1 or height < 1:
             raise UnreadableImageError(f"image has no pixels ({width}x{height})")
+        if min(width, height) < MIN_SIDE:
+            raise UnreadableImageError(
+                f"image too small ({width}x{height} px; at least {MIN_SIDE} px a side), likely an icon or a tracking pixel"
+            )
         if image.format == "JPEG":
             # Decode at 1/2, 1/4 or 1/8 scale when that still leaves twice the target size: much faster for
             # phone photos, and the way a 100-megapixel JPEG is read without exhausting memory.
@@ -275,7 +351,7 @@ def read_image_folder(root: str | os.PathLike, *, size: int) -> FolderImages:
     """
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"dataset folder not found: {root}")
+        raise FileNotFoundError(missing_folder_message("dataset folder", root))
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is a file; pass the folder that holds one sub-folder per class")
     subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and not is_ignored(p)}
@@ -295,6 +371,21 @@ def read_image_folder(root: str | os.PathLike, *, size: int) -> FolderImages:
     if len(classes) < 2:
         raise ValueError(f"found {len(classes)} class folder(s) with images in {parts[main]}; {EXPECTED_LAYOUT}")
     report: list[SkippedFile] = []
+    outside = 0
+    if parts != {"all": root}:  # split folders: whatever else lies in root is not read, and is named
+        used = {path.resolve() for path in parts.values()}
+        for entry in sorted(root.iterdir()):
+            if entry.resolve() in used and entry.is_dir():
+                continue
+            odd = _not_a_file_reason(entry)
+            if odd is not None:
+                report.append(SkippedFile(str(entry), odd))
+            elif is_ignored(entry):
+                outside += _report_ignored(entry, report)
+            else:
+                reason = f"outside the {', '.join(sorted(p.name + '/' for p in parts.values()))} folder(s); not read"
+                for path in _files_below(entry) if entry.is_dir() else [entry]:
+                    report.append(SkippedFile(str(path), reason))
     images, labels, split_of, paths = [], [], [], []
     for split, scan in scans.items():
         report.extend(scan.report)
@@ -322,6 +413,9 @@ def read_image_folder(root: str | os.PathLike, *, size: int) -> FolderImages:
     for c, n in zip(classes, in_main):
         if n == 0:
             report.append(SkippedFile(str(parts[main] / c), "no readable image in this class folder; class left out"))
+            for path, label in zip(paths, labels):
+                if classes[label] == c:
+                    report.append(SkippedFile(str(path), f"class {c!r} was left out (no readable image in {parts[main]})"))
     if len(keep_classes) < 2:
         raise ValueError(f"only {len(keep_classes)} class(es) with readable images in {parts[main]}; {EXPECTED_LAYOUT}")
     remap = np.full(len(classes), -1, dtype=np.int64)
@@ -329,7 +423,7 @@ def read_image_folder(root: str | os.PathLike, *, size: int) -> FolderImages:
     new_labels = remap[labels_arr]
     keep = new_labels >= 0
     stacked = np.stack(images) if images else np.zeros((0, size, size, 3), dtype=np.uint8)
-    ignored = sum(scan.ignored for scan in scans.values())
+    ignored = outside + sum(scan.ignored for scan in scans.values())
     kept_paths = tuple(p for p, k in zip(paths, keep) if k)
     return FolderImages(
         stacked[keep], new_labels[keep], split_arr[keep], kept_paths, keep_classes, tuple(report), layout, ignored

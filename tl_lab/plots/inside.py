@@ -189,10 +189,34 @@ def feature_map_grid(
         fig.update_xaxes(constrain="domain", selector=dict(anchor=f"y{suffix}"))
     _hide_axes(fig)
     fig.update_annotations(font_size=13)
+    # at most MAX_WIDTH wide: the notebook's output area (and the dashboard's tab) is about 930 px, and a wider
+    # figure is cut, not shrunk (the fifth column disappeared)
+    tile = min(190, (MAX_WIDTH - 60) // cols)
     base_layout(fig, title=title or f"What does {stage} respond to in this image?", subtitle=subtitle,
-                width=min(1000, 190 * cols + 60), height=190 * rows + 120, extra_top=24)
+                width=tile * cols + 60, height=tile * rows + 120, extra_top=24)
     fig.update_layout(margin=dict(l=20, r=20, b=20))
     return fig
+
+
+MAX_WIDTH = 900
+"""The widest figure these builders make, in px: a JupyterLab output area is about 930 px wide."""
+
+
+def wrap_title(text: str, width_px: float, *, font_px: float = 13) -> str:
+    """``text`` broken at spaces (``<br>``) into lines that fit ``width_px`` at ``font_px`` (about 0.58 em a
+    character in plotly's default sans-serif), so neighbouring column titles never run into each other.
+
+    >>> wrap_title("Integrated Gradients", 100)
+    'Integrated<br>Gradients'
+    """
+    most = max(4, int(width_px / (0.58 * font_px)))
+    lines: list[str] = []
+    for word in str(text).split():
+        if lines and len(lines[-1]) + 1 + len(word) <= most:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines) or str(text)
 
 
 def _downsample(m: np.ndarray, f: int) -> np.ndarray:
@@ -249,7 +273,12 @@ def attribution_overlays(
     grey = np.rint(40 + 0.5 * grey).astype(np.uint8)  # darkened and flattened so the colours read on top of it
 
     cols = 1 + len(arrays)
-    fig = make_subplots(rows=n, cols=cols, column_titles=["image", *arrays], row_titles=rows,
+    panel = min(170 if cols <= 4 else 140, (MAX_WIDTH - 150) // cols)
+    # long titles ran into their neighbours ("Saliency (gradient)" into "Integrated Gradients"): a title gets
+    # three quarters of its column, the rest keeps neighbours apart
+    titles = [wrap_title(t, 0.75 * panel) for t in ["image", *arrays]]
+    title_lines = max(t.count("<br>") + 1 for t in titles)
+    fig = make_subplots(rows=n, cols=cols, column_titles=titles, row_titles=rows,
                         horizontal_spacing=0.01, vertical_spacing=0.02)
     lo = -100 if signed else 0
     for i in range(n):
@@ -276,9 +305,9 @@ def attribution_overlays(
         fig.update_xaxes(range=[-0.5, w - 0.5], selector=dict(anchor=f"y{suffix}"))
     _hide_axes(fig)
     note = ("red = evidence for the class, blue = against" if signed else "bright = pixels the prediction relies on")
-    panel = 170 if cols <= 4 else 140
+    extra = 16 * (title_lines - 1)
     base_layout(fig, title=title, subtitle=subtitle or f"{note}; each map scaled to its {percentile:g}th percentile",
-                width=panel * cols + 150, height=panel * n + 130, extra_top=24)
+                width=panel * cols + 150, height=panel * n + 130 + extra, extra_top=24 + extra)
     fig.update_layout(margin=dict(l=20, r=130 if rows else 100, b=20))
     fig.update_annotations(font_size=13)
     fig.update_annotations(selector=dict(textangle=90), xshift=10)  # row titles clear of the last column

@@ -78,13 +78,14 @@ def training_curves(runs: Sequence[Mapping[str, Any]], *, title: str = "Is the m
 
 
 def empty_training_figure(label: str = "this run", *, epochs: int | None = None, color: str | None = None,
-                          title: str = "Is the model still learning, or overfitting?") -> go.Figure:
+                          title: str = "Is the model still learning, or overfitting?",
+                          note: str | None = None) -> go.Figure:
     """The :func:`training_curves` figure with one run's four traces and no points, for live updating.
 
     Why: a widget wraps it in a ``go.FigureWidget`` and extends it after every epoch with :func:`append_epoch`
     (inside ``batch_update()``), so the live chart and the finished figure look the same. ``epochs``: the planned
     number of epochs fixes the x axis, so the chart does not rescale as points arrive. Until the first epoch a
-    note says the chart is waiting; :func:`append_epoch` removes it.
+    note says the chart is waiting (or ``note``, e.g. before any run was started); :func:`append_epoch` removes it.
 
     Example::
 
@@ -102,7 +103,8 @@ def empty_training_figure(label: str = "this run", *, epochs: int | None = None,
         _epoch_ticks(fig, float(epochs))
     else:  # no points yet: plotly's empty axis would run from -1, an epoch nobody trains
         fig.update_xaxes(rangemode="nonnegative")
-    fig.add_annotation(name="waiting", text=f"{label}: waiting for the first epoch…", x=0.5, y=0.78, xref="paper",
+    text = f"{label}: waiting for the first epoch…" if note is None else note
+    fig.add_annotation(name="waiting", text=text, x=0.5, y=0.78, xref="paper",
                        yref="paper", showarrow=False, font=dict(size=15, color="#777777"))
     return fig
 

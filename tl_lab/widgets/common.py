@@ -9,11 +9,13 @@ refilled in place, because each new FigureWidget ships the whole plotly.js bundl
 
 from __future__ import annotations
 
+import contextlib
 import html
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from copy import deepcopy
 from typing import Any
 
 import ipywidgets as W
@@ -129,11 +131,32 @@ class FigureSlot(W.Box):
             self.widget = go.FigureWidget(fig)
             self.children = (self.widget,)
             return
-        fw = self.widget
-        with fw.batch_update():
+        with self.batch_update() as fw:
             fw.data = []
             fw.add_traces(list(fig.data))
             fw.layout = fig.layout
+
+    @contextlib.contextmanager
+    def batch_update(self) -> Iterator[go.FigureWidget]:
+        """``FigureWidget.batch_update()``, after which the widget's saved state holds the figure as it now is.
+
+        Why: plotly sends each change to the open page as a message, but the state a reloaded page (or a new view
+        of the same cell) starts from is the one given to the FigureWidget when it was made (``_widget_data``,
+        ``_widget_layout``; plotly refreshes them only when the widget is displayed on its own, never as a child of
+        a box). A chart filled epoch by epoch came back empty after a reload. Refreshing them costs a copy of the
+        figure per update; the open page does not redraw for it.
+        """
+        fw = self.figure
+        with fw.batch_update():
+            yield fw
+        self.save_state()
+
+    def save_state(self) -> None:
+        """Make the widget's saved state (what a reloaded page draws) the figure as it now is."""
+        fw = self.widget
+        if fw is not None:
+            fw._widget_layout = deepcopy(fw._layout_obj._props)  # as plotly's own _repr_mimebundle_ does
+            fw._widget_data = deepcopy(fw._data)
 
 
 class Throttle:
@@ -184,11 +207,16 @@ class Worker:
     Why: a probe or an attribution takes seconds; doing it in a button callback would freeze the notebook. The
     result is applied by ``done`` (in the thread: it must only set widget values or refill a FigureSlot); an
     exception shows in the status line with its traceback. ``wait()`` lets tests and scripts block until it ends.
+    ``buttons`` are disabled while it works; a widget whose buttons depend on more than "busy or not" passes
+    ``on_busy`` instead, called with True when a job starts and False when it ended (in the thread), so button
+    state is derived in one place from one flag.
     """
 
-    def __init__(self, status: StatusLine, *buttons: W.Button) -> None:
+    def __init__(self, status: StatusLine, *buttons: W.Button,
+                 on_busy: Callable[[bool], None] | None = None) -> None:
         self.status = status
         self.buttons = buttons
+        self.on_busy = on_busy
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
@@ -196,27 +224,32 @@ class Worker:
     def busy(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def start(self, busy_text: str, compute: Callable[[], Any], done: Callable[[Any], None]) -> None:
+    def start(self, busy_text: str, compute: Callable[[], Any], done: Callable[[Any], None], *,
+              error_prefix: str = "Error") -> None:
         if self.busy:
             self.status.set("Still working on the last request; wait for it to finish.", "warn")
             return
         self.error = None
         self.status.set(busy_text, "busy")
-        for b in self.buttons:
-            b.disabled = True
+        self._set_busy(True)
 
         def work() -> None:
             try:
                 done(compute())
             except Exception as exc:  # noqa: BLE001 - shown to the learner
                 self.error = exc
-                self.status.error(exc)
+                self.status.error(exc, prefix=error_prefix)
             finally:
-                for b in self.buttons:
-                    b.disabled = False
+                self._set_busy(False)
 
         self.thread = threading.Thread(target=work, daemon=True, name="tl-lab-worker")
         self.thread.start()
+
+    def _set_busy(self, busy: bool) -> None:
+        for b in self.buttons:
+            b.disabled = busy
+        if self.on_busy is not None:
+            self.on_busy(busy)
 
     def wait(self, timeout: float | None = None) -> None:
         if self.thread is not None:

@@ -21,16 +21,27 @@ import ipywidgets as W
 
 from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.training.freeze import BODY, FreezePlan
+from tl_lab.training.recipes import RECIPES
 from tl_lab.widgets.common import StatusLine, fmt_int, guarded
 from tl_lab.widgets.state import LabState
 
-__all__ = ["StageFreezer", "BN_CHOICES"]
+__all__ = ["StageFreezer", "BN_CHOICES", "FINE_TUNE_BODY_LR"]
+
+FINE_TUNE_BODY_LR = float(RECIPES["fine_tune"].plan.lr_mult.get(BODY, 1.0))
+"""The body's learning-rate factor of the fine-tune recipe: the default once pretrained stages train."""
 
 BN_CHOICES = (
-    ("frozen: frozen stages keep ImageNet statistics; trainable stages update theirs", "frozen"),
-    ("eval: every BatchNorm keeps its statistics (safest for few-shot fine-tuning)", "eval"),
-    ("train: every BatchNorm re-estimates from your batches (the pitfall: frozen layers drift)", "train"),
+    ("frozen: only trainable stages update", "frozen"),
+    ("eval: none update (safest, few-shot)", "eval"),
+    ("train: all re-estimate (the pitfall)", "train"),
 )
+# A dropdown shows its option on one line and cuts what does not fit; the full sentence goes below it.
+BN_HINTS = {
+    "frozen": "Frozen stages keep their ImageNet statistics; trainable stages update theirs from your batches.",
+    "eval": "Every BatchNorm keeps its ImageNet statistics: the safest choice for few-shot fine-tuning.",
+    "train": "Every BatchNorm re-estimates its statistics from your batches, frozen stages too: the pitfall "
+             "(frozen layers drift away from the weights that expect ImageNet's statistics).",
+}
 
 
 class StageFreezer(W.VBox):
@@ -51,7 +62,9 @@ class StageFreezer(W.VBox):
         self.status = StatusLine("")
         self.stage_row = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.bn = W.Dropdown(options=BN_CHOICES, value="frozen", description="BatchNorm",
-                             layout=W.Layout(width="620px"), style={"description_width": "90px"})
+                             layout=W.Layout(width="400px"), style={"description_width": "90px"})
+        self.bn_hint = W.HTML(layout=W.Layout(margin="0 0 4px 94px"))
+        self.bn_hint.add_class("tl-bn-hint")
         self.body_lr = W.FloatLogSlider(value=1.0, base=10, min=-3, max=0, step=0.25, description="body LR ×",
                                         readout_format=".3g", style={"description_width": "90px"},
                                         layout=W.Layout(width="420px"),
@@ -67,14 +80,17 @@ class StageFreezer(W.VBox):
         super().__init__(children=[
             W.HTML("<b>Which stages learn?</b> Click a stage to train it and every stage after it; click the first "
                    "green one to freeze it again. Frozen stages keep their ImageNet weights."),
-            self.stage_row, self.count, self.bn, self.body_lr, advanced, self.table, self.status,
+            self.stage_row, self.count, self.bn, self.bn_hint, self.body_lr, advanced, self.table, self.status,
         ])
         self.add_class("tl-stage-freezer")
         self.backbone: Backbone = None  # type: ignore[assignment]
         self._set_backbone(backbone)
         self._trainable_from: str | None = self.backbone.head
+        self._body_lr_chosen = False  # set once the learner (or a given plan) chose the body's LR factor
+        self._note = ""
         if plan is not None:
             self.set_plan(plan)
+        self.body_lr.observe(self._body_lr_typed, names="value")  # first: a typed factor is the learner's choice
         for w in (self.bn, self.body_lr):
             w.observe(self._changed, names="value")
         if state is not None:
@@ -101,10 +117,12 @@ class StageFreezer(W.VBox):
         if stage is not None and stage not in self.backbone.stages:
             raise ValueError(f"unknown stage {stage!r}; choose one of: {', '.join(self.backbone.stages)}")
         self._trainable_from = None if stage == self.backbone.stages[0] else stage
+        self._default_body_lr()
         self._update()
 
     def set_plan(self, plan: FreezePlan) -> None:
         plan.validate(self.backbone)
+        self._body_lr_chosen = True
         self._trainable_from = plan.trainable_from
         self.bn.value = plan.bn
         self.body_lr.value = float(plan.lr_mult.get(BODY, 1.0))
@@ -154,7 +172,28 @@ class StageFreezer(W.VBox):
             self._trainable_from = None
         else:
             self._trainable_from = stage
+        self._default_body_lr()
         self._update()
+
+    def _default_body_lr(self) -> None:
+        """Once pretrained stages train, their steps default to the fine-tune recipe's fraction of the head's: at
+        the head's full rate they forget what ImageNet taught them and few-shot training turns unstable."""
+        self._note = ""
+        if self._trainable_from == self.backbone.head or self._body_lr_chosen:
+            return
+        if self.body_lr.value != FINE_TUNE_BODY_LR:
+            self._setting_default = True
+            try:
+                self.body_lr.value = FINE_TUNE_BODY_LR
+            finally:
+                self._setting_default = False
+        self._note = (f"body LR × is {FINE_TUNE_BODY_LR:g}, the fine-tune recipe's: pretrained stages take smaller "
+                      "steps than the new head, or they lose what ImageNet taught them. Change it to try another.")
+
+    def _body_lr_typed(self, _change: dict) -> None:
+        if not getattr(self, "_setting_default", False):
+            self._body_lr_chosen = True
+            self._note = ""
 
     def _changed(self, _change: dict) -> None:
         guarded(self.status)(self._update)()
@@ -175,6 +214,7 @@ class StageFreezer(W.VBox):
             f'{self.num_classes or 1000} classes</div>'
         )
         self.table.value = summary._repr_html_()
-        self.status.set("")
+        self.bn_hint.value = f'<span style="color:#555;font-size:12px">{BN_HINTS[self.bn.value]}</span>'
+        self.status.set(self._note)
         if self.state is not None:
             self.state.plan = plan

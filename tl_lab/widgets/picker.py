@@ -131,6 +131,8 @@ class BackbonePicker(W.VBox):
         self.costs.add_class("tl-backbone-costs")
         self._thread: threading.Thread | None = None
         self._cost_thread = threading.Thread(target=self._measure_costs, daemon=True, name="tl-lab-costs")
+        self._in_use: str | None = None  # the network loaded last (what the other tabs use)
+        self._back_note: str | None = None  # why the picker went back to the network in use
         super().__init__(children=[
             W.HTML("<b>Choose a pretrained network.</b> Its stages run from the image (left) to the classifier "
                    "head (right); later tabs freeze, probe and compare these stages."),
@@ -164,9 +166,12 @@ class BackbonePicker(W.VBox):
         self.dropdown.value = name
 
     def wait(self, timeout: float | None = None) -> Backbone | None:
-        """Block until the chosen network has loaded (or failed) and the cost table is measured; returns it."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Block until the chosen network has loaded (or failed, and the picker went back to the one in use) and
+        the cost table is measured; returns it or None."""
+        joined = None
+        while self._thread is not None and self._thread is not joined:
+            joined = self._thread
+            joined.join(timeout)
         self._cost_thread.join(timeout)
         return self.backbone
 
@@ -198,7 +203,12 @@ class BackbonePicker(W.VBox):
             bb = self.state.backbone(name) if self.state is not None else load_backbone(name, pretrained=True)
         except WeightsUnavailableError as exc:
             if self.dropdown.value == name:
-                self.status.set(f"{name} can't be used offline yet. {exc}", "warn")
+                in_use = self.state.backbone_name if self.state is not None else self._in_use
+                if in_use and in_use != name:  # show what the other tabs really use, and why
+                    self._back_note = f"{name} can't be used offline yet, so the lab keeps using {in_use}. {exc}"
+                    self.dropdown.value = in_use
+                else:
+                    self.status.set(f"{name} can't be used offline yet. {exc}", "warn")
             return
         except Exception as exc:  # noqa: BLE001 - shown to the learner
             if self.dropdown.value == name:
@@ -207,7 +217,13 @@ class BackbonePicker(W.VBox):
         if self.dropdown.value != name:  # the learner picked another network meanwhile
             return
         self.backbone = bb
+        self._in_use = name
         total = sum(bb.stage_parameters().values())
-        self.status.set(f"Ready: {name} with pretrained weights, {total:,} parameters in {len(bb.stages)} stages.", "ok")
+        note, self._back_note = self._back_note, None
+        if note:
+            self.status.set(note, "warn")
+        else:
+            self.status.set(f"Ready: {name} with pretrained weights, {total:,} parameters in {len(bb.stages)} stages.",
+                            "ok")
         if self.state is not None:
             self.state.backbone_name = name
