@@ -291,3 +291,15 @@ def test_images_per_second_is_measured_once_and_cached(monkeypatch):
     assert cost.parameter_count("efficientnet_lite2") == 6_092_072
     with pytest.raises(ValueError, match="unknown backbone 'nope'; choose one of"):
         cost.images_per_second("nope")
+
+
+def test_measuring_a_backbones_cost_draws_no_random_numbers():
+    """The picker measures speed in a background thread; PyTorch's generator is shared by every thread, so a
+    measurement that drew numbers (or forked and restored the generator) changed a concurrent training's dropout."""
+    from tl_lab.backbones.cost import clear_cost_cache, images_per_second, parameter_count
+
+    clear_cost_cache()
+    before = torch.get_rng_state().clone()
+    assert parameter_count("efficientnet_lite0") == 4_652_008  # 3.4 M body + the 1280 x 1000 ImageNet head
+    assert images_per_second("efficientnet_lite0", image_size=64, min_seconds=0.0) > 0
+    assert torch.equal(torch.get_rng_state(), before)

@@ -94,6 +94,7 @@ def test_the_one_memory_sampler_sees_this_process_and_its_children():
     with PeakMemory() as mine:
         block = bytearray(120 * 2**20)
         block[::4096] = b"x" * len(block[::4096])  # touched: resident
+        time.sleep(0.3)  # held long enough for the sampling thread to see it, even on a loaded machine
         del block
     assert mine.peak_mb - quiet.peak_mb > 100 and mine.samples >= 2
     child = subprocess.Popen([sys.executable, "-c", (

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import torch
 
-from tl_lab.backbones.registry import get_spec, load_backbone
+from tl_lab.backbones.registry import get_spec
 
 __all__ = ["images_per_second", "parameter_count", "clear_cost_cache"]
 
@@ -28,8 +28,9 @@ __all__ = ["images_per_second", "parameter_count", "clear_cost_cache"]
 @lru_cache(maxsize=None)
 def parameter_count(name: str) -> int:
     """Every parameter of ``name`` with its ImageNet head (1000 classes), counted on a random-init copy."""
-    bb = load_backbone(name, pretrained=False)
-    return int(sum(p.numel() for p in bb.model.parameters()))
+    with torch.device("meta"):  # no weights drawn: see _untouched_rng_model
+        model = get_spec(name).build(False)
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 def images_per_second(name: str, *, image_size: int | None = None, batch_size: int = 16, device: str = "cpu",
@@ -58,11 +59,13 @@ def clear_cost_cache() -> None:
 
 @lru_cache(maxsize=None)
 def _measure(name: str, size: int, batch: int, device: str, threads: int, min_seconds: float, max_batches: int) -> float:
-    bb = load_backbone(name, pretrained=False)
-    bb.check_input_size(size)
+    spec = get_spec(name)
+    if (spec.fixed_input_size and size != spec.input_size) or size < spec.min_input_size:
+        need = f"{spec.input_size} px only" if spec.fixed_input_size else f"at least {spec.min_input_size} px"
+        raise ValueError(f"{name} takes images of {need}; got image_size={size}")
     dev = torch.device(device)
-    model = bb.model.to(dev).eval()
-    x = torch.randn(batch, 3, size, size, device=dev)
+    model = _untouched_rng_model(spec).to(dev).eval()
+    x = torch.full((batch, 3, size, size), 0.5, device=dev)
     with torch.no_grad():
         model(x)  # warm-up: allocations, kernel choice
         if dev.type == "cuda":
@@ -75,3 +78,23 @@ def _measure(name: str, size: int, batch: int, device: str, threads: int, min_se
                 torch.cuda.synchronize(dev)
             times.append(time.perf_counter() - t)
     return batch / min(times)
+
+
+def _untouched_rng_model(spec) -> torch.nn.Module:
+    """The architecture with constant weights, built without drawing a single random number.
+
+    Why: the picker measures speed in a background thread, and PyTorch's random generator is shared by every thread
+    of the process. Building a network the usual way draws its initial weights from that generator (and
+    ``load_backbone`` forks and restores it), which changed the dropout masks of a training running at the same
+    time: two runs with the same seed no longer matched. Built on the ``meta`` device, nothing is drawn; speed does
+    not depend on the weights' values (constants keep them finite, so no slow denormal or NaN arithmetic).
+    """
+    with torch.device("meta"):
+        model = spec.build(False)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.01)
+        for name, b in model.named_buffers():
+            b.fill_(1 if name.endswith("running_var") else 0)
+    return model
