@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+from tl_lab.plots.efficiency import efficiency_scatter
 from tl_lab.plots.export import (
     ImageExportError,
     find_browser,
@@ -78,6 +79,7 @@ __all__ = [
     "comparison_bars",
     "confusion_matrix",
     "data_efficiency",
+    "efficiency_scatter",
     "embedding_scatter",
     "empty_training_figure",
     "feature_map_grid",
