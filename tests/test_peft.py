@@ -166,3 +166,19 @@ def test_lora_count_on_a_tiny_net_by_hand():
     # conv 3x3 3->8: r*(3*9 + 8); depthwise: left out; linear 8->5: r*(8+5)
     assert count_chosen(net, "lora", rank=2) == 2 * (27 + 8) + 2 * 13
     assert lora_targets(net) == ["0", "3"]
+
+
+def test_efficiency_scatter_draws_methods_on_a_log_axis_and_raw_pixels_as_a_line():
+    from tl_lab.plots import efficiency_scatter
+
+    recs = [{"dataset": d, "method": m, "trainable": n, "test_acc": a} for d in ("clipart", "digits")
+            for m, n, a in (("raw pixels", 100_000, 0.3), ("bias only", 33_818, 0.65), ("LoRA r=2", 58_378, 0.7),
+                            ("LoRA r=16", 377_354, 0.72), ("full fine-tune", 3_383_818, 0.8))]
+    fig = efficiency_scatter(recs)
+    assert [t.name for t in fig.data] == ["bias only", "LoRA r=2", "LoRA r=16", "full fine-tune"] * 2
+    assert fig.data[0].x == (33_818,) and fig.data[3].y == (0.8,)
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis2.type == "log"
+    assert fig.data[1].marker.symbol != fig.data[2].marker.symbol  # LoRA ranks share a colour, not a symbol
+    assert [s.y0 for s in fig.layout.shapes] == [0.3, 0.3]  # raw pixels, one line per panel
+    with pytest.raises(ValueError):
+        efficiency_scatter([{"dataset": "digits", "method": "bias only"}])

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,9 +34,11 @@ METHOD_COLORS: dict[str, str] = {
     "last stages": OKABE_ITO["blue"],
     "full fine-tune": STRATEGY_COLORS["fine_tune"],
 }
-"""One colour per method; LoRA ranks share reddish purple (told apart by their label)."""
+"""One colour per method; LoRA ranks share reddish purple and differ by symbol (in order: hexagon, hexagram, ...)."""
 
-_SYMBOLS = {"raw pixels": "x", "scratch": "diamond", "linear probe": "circle", "norm only": "square",
+_LORA_SYMBOLS = ("hexagon", "hexagram", "hourglass", "bowtie")
+
+_SYMBOLS = {"scratch": "diamond", "linear probe": "circle", "norm only": "square",
             "bias only": "triangle-up", "last stages": "pentagon", "full fine-tune": "star"}
 
 
@@ -46,27 +49,42 @@ def efficiency_scatter(records: Sequence[Mapping[str, Any]], *,
     """Test accuracy (y) against trainable parameters (x, log) per method; one subplot per dataset.
 
     ``records``: ``parameter_efficiency(...).to_records()`` rows with ``dataset``, ``method``, ``trainable``,
-    ``test_acc``. Each method is one trace (legend shared across panels), points labelled with the method.
+    ``test_acc``. Each method is one trace (legend shared across panels; LoRA ranks share a colour and differ by
+    symbol). Raw pixels are a dashed line per panel: the floor every method must beat.
     """
     rows = check_records(records, ("dataset", "method", "trainable", "test_acc"), what="efficiency_scatter records")
     datasets = ordered_unique(r["dataset"] for r in rows)
     fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=[str(d) for d in datasets], shared_yaxes=True,
                         horizontal_spacing=0.06)
     shown: set[str] = set()
+    trained = [r for r in rows if r["method"] != "raw pixels"]
+    lora = [m for m in ordered_unique(r["method"] for r in trained) if m not in _SYMBOLS]
+    symbols = {**{m: _LORA_SYMBOLS[i % len(_LORA_SYMBOLS)] for i, m in enumerate(lora)}, **_SYMBOLS}
+    if trained:
+        low = min(int(r["trainable"]) for r in trained)
+        high = max(int(r["trainable"]) for r in trained)
+        x_range = [math.log10(low) - 0.3, math.log10(high) + 0.3]
     for col, dataset in enumerate(datasets, start=1):
-        for method in ordered_unique(r["method"] for r in rows if r["dataset"] == dataset):
-            pts = [r for r in rows if r["dataset"] == dataset and r["method"] == method]
+        for method in ordered_unique(r["method"] for r in trained if r["dataset"] == dataset):
+            pts = [r for r in trained if r["dataset"] == dataset and r["method"] == method]
             color = METHOD_COLORS.get(method, OKABE_ITO["reddish_purple"])
             fig.add_trace(go.Scatter(
                 x=tuple(int(r["trainable"]) for r in pts), y=tuple(float(r["test_acc"]) for r in pts),
-                mode="markers+text", text=[method] * len(pts), textposition="top center", textfont=dict(size=11),
-                marker=dict(color=color, size=12, symbol=_SYMBOLS.get(method, "hexagon"),
+                mode="markers",
+                marker=dict(color=color, size=13, symbol=symbols[method],
                             line=dict(color="#333333", width=1)),
                 name=method, legendgroup=method, showlegend=method not in shown,
                 hovertemplate=f"{method}<br>%{{x:,}} trainable<br>test accuracy %{{y:.3f}}<extra>{dataset}</extra>",
             ), row=1, col=col)
             shown.add(method)
-        fig.update_xaxes(type="log", title_text="parameters trained (log)", row=1, col=col)
+        for r in rows:  # raw pixels: a floor to beat, not a point on the parameter axis (after the traces:
+            # plotly skips lines on subplots that are still empty)
+            if r["dataset"] == dataset and r["method"] == "raw pixels":
+                fig.add_hline(y=float(r["test_acc"]), line=dict(color=GREY, dash="dash"), row=1, col=col, exclude_empty_subplots=False,
+                              annotation_text=f"raw pixels {float(r['test_acc']):.2f}", annotation_position="top left",
+                              annotation_font=dict(color=GREY, size=12))
+        fig.update_xaxes(type="log", title_text="parameters trained (log)", row=1, col=col,
+                         range=x_range if trained else None)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.05], row=1, col=1)
     base_layout(fig, title=title, subtitle=subtitle, width=max(520, 460 * len(datasets)), height=520, extra_top=20)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
