@@ -27,7 +27,7 @@ Example::
 
 from __future__ import annotations
 
-from tl_lab.plots.efficiency import efficiency_scatter
+from tl_lab.plots.efficiency import efficiency_scatter, forgetting_tradeoff
 from tl_lab.plots.export import (
     ImageExportError,
     find_browser,
@@ -80,6 +80,7 @@ __all__ = [
     "confusion_matrix",
     "data_efficiency",
     "efficiency_scatter",
+    "forgetting_tradeoff",
     "embedding_scatter",
     "empty_training_figure",
     "feature_map_grid",

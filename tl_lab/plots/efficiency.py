@@ -1,4 +1,4 @@
-"""Figures for parameter-efficient fine-tuning: test accuracy against the number of parameters that train.
+"""Figures for sharing and keeping knowledge: accuracy against trainable parameters; the forgetting trade-off.
 
 Why: parameter-efficient methods (norm-only, BitFit, LoRA) promise most of fine-tuning's accuracy for a sliver
 of its parameters. One point per method on a log axis of trainable parameters, one panel per dataset, with raw
@@ -23,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from tl_lab.plots.style import GREY, OKABE_ITO, STRATEGY_COLORS, base_layout, check_records, ordered_unique
 
-__all__ = ["efficiency_scatter", "METHOD_COLORS"]
+__all__ = ["efficiency_scatter", "forgetting_tradeoff", "METHOD_COLORS", "REMEDY_COLORS"]
 
 METHOD_COLORS: dict[str, str] = {
     "raw pixels": GREY,
@@ -88,4 +88,53 @@ def efficiency_scatter(records: Sequence[Mapping[str, Any]], *,
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.05], row=1, col=1)
     base_layout(fig, title=title, subtitle=subtitle, width=max(520, 460 * len(datasets)), height=520, extra_top=20)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+    return fig
+
+
+REMEDY_COLORS: dict[str, str] = {"none": GREY, "lwf": OKABE_ITO["blue"], "ewc": OKABE_ITO["orange"],
+                                 "l2sp": OKABE_ITO["bluish_green"]}
+"""One colour per forgetting remedy (``"none"``: the plans without a remedy, frozen body and fine-tuning)."""
+
+
+def forgetting_tradeoff(records: Sequence[Mapping[str, Any]], *, images: str | None = None,
+                        title: str = "Learn the new task, keep the old one: what does each remedy trade?",
+                        subtitle: str | None = None) -> go.Figure:
+    """New-task test accuracy (y) against old-task (ImageNet) top-1 agreement (x), one point per run.
+
+    ``records``: ``tl_lab.forgetting(..., remedies=...).to_records()`` (``plan``, ``remedy``, ``images``,
+    ``top1_agreement``, ``task_b_test_acc``); ``images`` chooses the image set the agreement is measured on
+    (default: the first). The top-right corner is the goal: a frozen body sits at agreement 1, full fine-tuning
+    lower; a remedy's points (one per strength, joined in order of agreement) show what it buys and costs.
+    """
+    rows = check_records(records, ("plan", "images", "top1_agreement", "task_b_test_acc"),
+                         what="forgetting_tradeoff records")
+    sets = ordered_unique(r["images"] for r in rows)
+    if images is None:
+        images = sets[0]
+    elif images not in sets:
+        raise ValueError(f"no records for images={images!r}; choose one of: {', '.join(map(str, sets))}")
+    rows = [r for r in rows if r["images"] == images]
+    fig = go.Figure()
+    groups: dict[str, list] = {}
+    for r in rows:
+        remedy = str(r.get("remedy", "none"))
+        key = "none" if remedy == "none" else remedy.split()[0]
+        groups.setdefault(key, []).append(r)
+    for key, pts in groups.items():
+        pts = sorted(pts, key=lambda r: r["top1_agreement"])
+        labels = [r["plan"] if key == "none" else str(r["remedy"]) for r in pts]
+        fig.add_trace(go.Scatter(
+            x=[r["top1_agreement"] for r in pts], y=[r["task_b_test_acc"] for r in pts],
+            mode="markers+text" if key == "none" else "lines+markers+text", text=labels,
+            textposition="top center", textfont=dict(size=11),
+            marker=dict(size=12, color=REMEDY_COLORS.get(key, OKABE_ITO["reddish_purple"]),
+                        line=dict(color="#333333", width=1)),
+            line=dict(color=REMEDY_COLORS.get(key, OKABE_ITO["reddish_purple"]), dash="dot"),
+            name={"none": "no remedy", "lwf": "LwF", "ewc": "EWC", "l2sp": "L2-SP"}.get(key, key),
+            hovertemplate="%{text}<br>old-task agreement %{x:.3f}<br>new-task accuracy %{y:.3f}<extra></extra>",
+        ))
+    base_layout(fig, title=title, subtitle=subtitle or f"old task = agreement with the original ImageNet "
+                f"predictions on {images}; new task = test accuracy", width=820, height=540)
+    fig.update_xaxes(title_text="old task kept: top-1 agreement with the original network", range=[-0.02, 1.08])
+    fig.update_yaxes(title_text="new task: test accuracy", range=[0, 1.05])
     return fig
