@@ -139,3 +139,19 @@ def test_bad_remedies_are_clear_errors():
     with pytest.raises(ValueError, match="strength must be a number >= 0"):
         Retain("ewc", -1.0)
     assert Retain("lwf").strength == 1.0 and Retain("lwf").temperature == 2.0
+
+
+def test_forgetting_tradeoff_has_one_trace_per_remedy_and_checks_the_image_set():
+    from tl_lab.plots import forgetting_tradeoff
+
+    recs = [{"plan": p, "remedy": r, "images": im, "top1_agreement": a, "task_b_test_acc": b}
+            for im in ("photos", "test")
+            for p, r, a, b in (("frozen_head", "none", 1.0, 0.55), ("fine_tune", "none", 0.14, 0.55),
+                               ("fine_tune", "ewc 10000", 0.88, 0.57), ("fine_tune", "ewc 100", 0.31, 0.59),
+                               ("fine_tune", "lwf 1", 0.36, 0.57))]
+    fig = forgetting_tradeoff(recs, images="test")
+    assert [t.name for t in fig.data] == ["no remedy", "EWC", "LwF"]
+    assert fig.data[1].x == (0.31, 0.88) and fig.data[1].text == ("ewc 100", "ewc 10000")  # ordered by agreement
+    assert fig.data[0].text == ("fine_tune", "frozen_head")
+    with pytest.raises(ValueError, match="no records for images='train'; choose one of: photos, test"):
+        forgetting_tradeoff(recs, images="train")

@@ -126,7 +126,8 @@ def forgetting_tradeoff(records: Sequence[Mapping[str, Any]], *, images: str | N
         fig.add_trace(go.Scatter(
             x=[r["top1_agreement"] for r in pts], y=[r["task_b_test_acc"] for r in pts],
             mode="markers+text" if key == "none" else "lines+markers+text", text=labels,
-            textposition="top center", textfont=dict(size=11),
+            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(pts))],  # less overlap
+            textfont=dict(size=11),
             marker=dict(size=12, color=REMEDY_COLORS.get(key, OKABE_ITO["reddish_purple"]),
                         line=dict(color="#333333", width=1)),
             line=dict(color=REMEDY_COLORS.get(key, OKABE_ITO["reddish_purple"]), dash="dot"),
