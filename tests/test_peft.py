@@ -182,3 +182,22 @@ def test_efficiency_scatter_draws_methods_on_a_log_axis_and_raw_pixels_as_a_line
     assert [s.y0 for s in fig.layout.shapes] == [0.3, 0.3]  # raw pixels, one line per panel
     with pytest.raises(ValueError):
         efficiency_scatter([{"dataset": "digits", "method": "bias only"}])
+
+
+def test_freezer_offers_what_trains_and_shows_the_exact_count():
+    from tl_lab.widgets.freezer import StageFreezer
+
+    f = StageFreezer("efficientnet_lite0", num_classes=10)
+    f.set_trainable_from("stage7")
+    f.params.value = "lora:4"
+    assert f.plan == FreezePlan("stage7", params="lora", lora_rank=4) and f.trainable == 4 * LORA + HEAD
+    f.params.value = "bias"
+    assert f.trainable == BIAS + HEAD and "16,714" in f.count.value
+    f.set_plan(FreezePlan(None, params="lora", lora_rank=2))  # a rank the menu lacks is added
+    assert f.params.value == "lora:2" and f.plan.lora_rank == 2
+    f.set_trainable_from("head")  # only the head trains: nothing to choose inside the body
+    assert f.plan == FreezePlan("head") and f.trainable == HEAD
+    f.set_trainable_from("stage7")
+    f.params.value = "lora:4"
+    f.bn.value = "train"  # LoRA with re-estimated statistics: refused, visibly
+    assert "bn='train' re-estimates" in f.status.text
