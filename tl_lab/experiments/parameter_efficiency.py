@@ -22,7 +22,7 @@ Example::
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,12 +57,15 @@ def parameter_efficiency(
     lora_ranks: Sequence[int] = (2, 16),
     seed: int = 0,
     image_size: int | None = None,
-    epochs: int | None = None,
+    epochs: int | Mapping[str, int] | None = None,
     fast: bool = False,
     callback: RecordCallback | None = None,
     run_dir: str | Path | None = None,
 ) -> ExperimentResult:
     """Train each method of :func:`efficiency_methods` on each dataset; one record per (dataset, method).
+
+    ``epochs``: an int for every method, a mapping keyed by recipe (``"frozen_head"``, ``"fine_tune"``,
+    ``"scratch"``), or None for the recipes' own (the linear probe trains 100 cheap epochs on cached features).
 
     Records: ``dataset``, ``method``, ``trainable`` (exact count, the plan's summary; raw pixels: the logistic
     regression's weights), ``test_acc``, ``seconds``, ``epochs``. Raw pixels (``tl_lab.baseline``) come as a
