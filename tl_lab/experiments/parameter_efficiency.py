@@ -14,9 +14,14 @@ starves them; not tuned further here), all with BatchNorm statistics fixed, as m
 
 Example::
 
-    >>> r = parameter_efficiency(datasets=("digits",), fast=True)
-    >>> sorted({x["method"] for x in r.to_records()})[:3]
-    ['bias only', 'full fine-tune', 'last stages']
+    >>> r = parameter_efficiency(datasets=("digits",), image_size=32, fast=True)
+    >>> {x["method"]: x["trainable"] for x in r.to_records()}["bias only"]
+    33818
+
+Measured (10 shots, seed 0, Lite0, full recipes; test accuracy): clip art: linear probe 0.660, norm only 0.706,
+bias only 0.699, LoRA r=2 0.654, LoRA r=16 0.712, last stages 0.673, full fine-tune 0.621, scratch 0.333, raw pixels
+0.301; digits: 0.807, 0.840, 0.774, 0.853, 0.874, 0.800, 0.904, 0.842, raw pixels 0.872. One seed: differences of a
+few points are within run-to-run noise.
 """
 
 from __future__ import annotations
