@@ -201,3 +201,16 @@ def test_freezer_offers_what_trains_and_shows_the_exact_count():
     f.params.value = "lora:4"
     f.bn.value = "train"  # LoRA with re-estimated statistics: refused, visibly
     assert "bn='train' re-estimates" in f.status.text
+
+
+def test_checkpoint_leaves_out_statistics_that_cannot_change(digits, tmp_path):
+    """bn="eval": trainable stages keep their BatchNorm statistics, so a bias-only checkpoint is the biases + head."""
+    bb = load_backbone(num_classes=10)
+    plan = FreezePlan("stage7", params="bias", bn="eval")
+    run = fit(bb, digits, plan=plan, epochs=1, progress=False, run_dir=tmp_path)
+    assert checkpoint_size(run.checkpoint, bb.model)["stored_kb"] == pytest.approx((BIAS + HEAD) * 4 / 1000)
+    x = torch.randn(2, 3, 32, 32)
+    bb.model.eval()
+    with torch.no_grad():
+        fresh = load_onto_pretrained(load_backbone(num_classes=10), run.checkpoint, plan)
+        torch.testing.assert_close(fresh(x), bb.model(x), atol=1e-6, rtol=1e-5)

@@ -144,7 +144,8 @@ class Keeper:
     """What a run keeps, and where: the best weights (a file in ``run_dir``, or a copy in memory) and the last state.
 
     ``changing``: the stages whose state can change while training (trainable parameters or moving BatchNorm
-    statistics, ``plan.summary(backbone).changing_stages``); a checkpoint stores their tensors only, or everything
+    statistics, ``plan.summary(backbone).changing_stages``); a checkpoint stores their tensors only (leaving out the
+    statistics of BatchNorm layers locked in eval mode, which cannot change), or everything
     when ``full`` (a random-init backbone). The names are looked up once: a head's checkpoint each epoch then costs
     about 0.1 ms.
     """
@@ -153,7 +154,12 @@ class Keeper:
         self.model = model
         self.full = full
         self.run_dir = run_dir
-        self.keys = state_keys(model, full=full, buffer_prefixes=tuple(f"{s}." for s in changing))
+        keys = state_keys(model, full=full, buffer_prefixes=tuple(f"{s}." for s in changing))
+        if not full:  # statistics of BatchNorm layers locked in eval mode (bn="eval") never change: not stored
+            locked = {id(m) for m in getattr(model, "_eval_locked", ())}
+            params = {n for n, _ in model.named_parameters()}
+            keys = tuple(k for k in keys if k in params or id(model.get_submodule(k.rpartition(".")[0])) not in locked)
+        self.keys = keys
         self.best: Path | dict[str, torch.Tensor] | None = None
 
     def state(self) -> dict[str, torch.Tensor]:
