@@ -50,6 +50,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "zero_shot": ("tl_lab.inside.zero_shot", "zero_shot"),
     "nearest_mean": ("tl_lab.inside.prototypes", "nearest_mean"),
     "FreezePlan": ("tl_lab.training.freeze", "FreezePlan"),
+    "Retain": ("tl_lab.training.retention", "Retain"),  # a forgetting remedy for fit(retain=...)
+    "merge_lora": ("tl_lab.training.peft_params", "merge_lora"),
     "Run": ("tl_lab.training.run", "Run"),
     "sample_photo": ("tl_lab.backbones.samples", "sample_photo"),
     "sample_photos": ("tl_lab.backbones.samples", "sample_photos"),
@@ -63,6 +65,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "shots_to_reach": ("tl_lab.experiments.data_efficiency", "shots_to_reach"),
     "domain_shift": ("tl_lab.experiments.domain_shift", "domain_shift"),
     "forgetting": ("tl_lab.experiments.forgetting", "forgetting"),
+    "parameter_efficiency": ("tl_lab.experiments.parameter_efficiency", "parameter_efficiency"),
     "negative_transfer": ("tl_lab.experiments.domain_shift", "negative_transfer"),
     "widgets": ("tl_lab.widgets", None),
     "lesson": ("tl_lab.app.lesson", None),  # the lessons' helper: FAST switch, RESULT lines
@@ -95,6 +98,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.experiments.domain_shift import domain_shift, negative_transfer
     from tl_lab.experiments.forgetting import forgetting
     from tl_lab.experiments.freeze_sweep import freeze_sweep
+    from tl_lab.experiments.parameter_efficiency import parameter_efficiency
     from tl_lab.inside.attribution import explain, list_methods
     from tl_lab.inside.cka import cka, compare_stages
     from tl_lab.inside.embedding import embed as embed_features
@@ -109,6 +113,8 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.plots import embed
     from tl_lab.training.events import StopToken
     from tl_lab.training.freeze import FreezePlan
+    from tl_lab.training.peft_params import merge_lora
+    from tl_lab.training.retention import Retain
     from tl_lab.training.loop import fit
     from tl_lab.training.run import Run
 

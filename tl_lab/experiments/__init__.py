@@ -6,17 +6,13 @@ summary). Nothing here draws; :mod:`tl_lab.plots` does.
 """
 
 from tl_lab.experiments.backbone_ranking import RankingResult, kendall_tau, rank_backbones, verify_ranking
-from tl_lab.experiments.data_efficiency import (
-           EfficiencyResult,
-           data_efficiency,
-           shots_to_reach,
-)
+from tl_lab.experiments.data_efficiency import EfficiencyResult, data_efficiency, shots_to_reach
 from tl_lab.experiments.domain_shift import domain_shift, negative_transfer
 from tl_lab.experiments.forgetting import forgetting
 from tl_lab.experiments.freeze_sweep import freeze_sweep
+from tl_lab.experiments.parameter_efficiency import parameter_efficiency
 from tl_lab.experiments.results import ExperimentResult, format_table, pivot_table
 
 __all__ = ["EfficiencyResult", "ExperimentResult", "data_efficiency", "domain_shift", "forgetting", "format_table",
-           "freeze_sweep", "kendall_tau", "negative_transfer", "pivot_table", "rank_backbones", "RankingResult",
-           "verify_ranking",
-           "shots_to_reach"]
+           "freeze_sweep", "kendall_tau", "negative_transfer", "parameter_efficiency", "pivot_table", "rank_backbones",
+           "RankingResult", "verify_ranking", "shots_to_reach"]

@@ -15,6 +15,8 @@ from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.data.datasets import load_dataset
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.loop import fit
+from tl_lab.training.retention import Retain
 from tl_lab.training.recipes import (
     RECIPES,
     Recipe,
@@ -45,6 +47,7 @@ def forgetting(
     epochs: int | Mapping[str, int] | None = None,
     fast: bool = False,
     photos: bool = True,
+    remedies: Sequence[str | Retain] = (),
     callback: RecordCallback | None = None,
     run_dir: str | Path | None = None,
 ) -> ExperimentResult:
@@ -61,8 +64,11 @@ def forgetting(
         plans: ``"frozen_head"``, ``"fine_tune"`` (the :data:`RECIPES`) or FreezePlans (lr 3e-3; fine-tune epochs,
             or frozen-head epochs for a head-only plan).
         photos: include :func:`tl_lab.backbones.samples.sample_photos` when that module is installed.
+        remedies: forgetting remedies to try on top of full fine-tuning (the ``fine_tune`` recipe plus a loss
+            term, :mod:`tl_lab.training.retention`): ``"lwf"``, ``"ewc"``, ``"l2sp"`` (default strengths) or
+            :class:`~tl_lab.training.retention.Retain` objects (several strengths of one method: a trade-off curve).
 
-    Records (one per plan and image set): plan, images, n_images, top1_agreement, kl_mean (KL(original || after),
+    Records (one per plan or remedy and image set): plan, remedy (``"none"`` for the plans; e.g. ``"lwf 1"``), images, n_images, top1_agreement, kl_mean (KL(original || after),
     nats), p_top_before / p_top_after (mean probability of the original top class), body_change (relative L2
     change of the body's weights), task_b_test_acc, seconds.
 
@@ -84,34 +90,52 @@ def forgetting(
         notes.append("sample photos unavailable (tl_lab.backbones.samples missing); only task-B test images were used")
     probe_sets[f"{dataset} test"] = reference.normalize(data.test.images)
     before = {name: _probabilities(reference.model, x) for name, x in probe_sets.items()}
+    retains = [r if isinstance(r, Retain) else Retain(r) for r in remedies]  # bad names fail before any training
     records: Records = []
     for plan in plans:
         label, recipe, n_epochs = _forgetting_recipe(plan, epochs, fast, reference.head)
         t = time.perf_counter()
         run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=seed, run_dir=run_dir,
                         name=f"forgetting-{label}")
-        imagenet = reattach_head(run.backbone, reference)
-        change = _relative_change(reference, imagenet)
-        for name, x in probe_sets.items():
-            p0, p1 = before[name], _probabilities(imagenet.model, x)
-            top = p0.argmax(1)
-            record = {
-                "plan": label, "images": name, "n_images": len(x),
-                "top1_agreement": (p1.argmax(1) == top).double().mean().item(),
-                "kl_mean": (p0 * (p0.clamp_min(1e-12).log() - p1.clamp_min(1e-12).log())).sum(1).mean().item(),
-                "p_top_before": p0.gather(1, top[:, None]).mean().item(),
-                "p_top_after": p1.gather(1, top[:, None]).mean().item(),
-                "body_change": change, "task_b_test_acc": run.best["test_acc"], "epochs": n_epochs,
-                "seconds": time.perf_counter() - t, "dataset": dataset, "backbone": backbone_name,
-            }
-            records.append(record)
-            if callback is not None:
-                callback(record)
+        _measure((label, "none", run, n_epochs, t), reference, probe_sets, before, records, callback, dataset,
+                 backbone_name)
+    for retain in retains:
+        recipe, n_epochs = RECIPES["fine_tune"], recipe_epochs("fine_tune", epochs, fast)
+        t = time.perf_counter()
+        name = f"forgetting-fine_tune-{retain.label().replace(' ', '_')}"
+        run = fit(backbone_name, data, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=seed, progress=False,
+                  save_checkpoints=run_dir is not None, run_dir=Path(run_dir) / name if run_dir else None, name=name,
+                  retain=[retain])
+        _measure(("fine_tune", retain.label(), run, n_epochs, t), reference, probe_sets, before, records, callback,
+                 dataset, backbone_name)
     config = {"backbone": backbone_name, "dataset": dataset, "shots": shots, "seed": seed,
               "image_size": data.image_size, "fast": fast}
     return ExperimentResult("forgetting", records, time.perf_counter() - start, config, notes,
-                            ("plan", "images", "top1_agreement", "kl_mean", "p_top_before", "p_top_after",
+                            ("plan", "remedy", "images", "top1_agreement", "kl_mean", "p_top_before", "p_top_after",
                              "body_change", "task_b_test_acc"))
+
+
+def _measure(finished: tuple, reference: Backbone, probe_sets: dict, before: dict, records: Records,
+             callback: RecordCallback | None, dataset: str, backbone_name: str) -> None:
+    """Old-task agreement of a finished run (its body under the original ImageNet head), one record per image set."""
+    label, remedy, run, n_epochs, t = finished
+    imagenet = reattach_head(run.backbone, reference)
+    change = _relative_change(reference, imagenet)
+    for name, x in probe_sets.items():
+        p0, p1 = before[name], _probabilities(imagenet.model, x)
+        top = p0.argmax(1)
+        record = {
+            "plan": label, "remedy": remedy, "images": name, "n_images": len(x),
+            "top1_agreement": (p1.argmax(1) == top).double().mean().item(),
+            "kl_mean": (p0 * (p0.clamp_min(1e-12).log() - p1.clamp_min(1e-12).log())).sum(1).mean().item(),
+            "p_top_before": p0.gather(1, top[:, None]).mean().item(),
+            "p_top_after": p1.gather(1, top[:, None]).mean().item(),
+            "body_change": change, "task_b_test_acc": run.best["test_acc"], "epochs": n_epochs,
+            "seconds": time.perf_counter() - t, "dataset": dataset, "backbone": backbone_name,
+        }
+        records.append(record)
+        if callback is not None:
+            callback(record)
 
 
 def reattach_head(trained: Backbone, reference: Backbone) -> Backbone:

@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+from tl_lab.plots.efficiency import efficiency_scatter, forgetting_tradeoff
 from tl_lab.plots.export import (
     ImageExportError,
     find_browser,
@@ -82,6 +83,8 @@ __all__ = [
     "confusion_matrix",
     "cost_vs_accuracy",
     "data_efficiency",
+    "efficiency_scatter",
+    "forgetting_tradeoff",
     "embedding_scatter",
     "empty_training_figure",
     "feature_map_grid",

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 __all__ = ["CheckpointMismatchError", "Keeper", "state_keys", "model_state_to_save", "save_checkpoint", "load_checkpoint",
-           "apply_model_state", "load_last", "resume_into"]
+           "apply_model_state", "load_last", "resume_into", "checkpoint_size", "load_onto_pretrained"]
 
 _MODEL = "model."
 _OPT = "optim."
@@ -144,7 +144,8 @@ class Keeper:
     """What a run keeps, and where: the best weights (a file in ``run_dir``, or a copy in memory) and the last state.
 
     ``changing``: the stages whose state can change while training (trainable parameters or moving BatchNorm
-    statistics, ``plan.summary(backbone).changing_stages``); a checkpoint stores their tensors only, or everything
+    statistics, ``plan.summary(backbone).changing_stages``); a checkpoint stores their tensors only (leaving out the
+    statistics of BatchNorm layers locked in eval mode, which cannot change), or everything
     when ``full`` (a random-init backbone). The names are looked up once: a head's checkpoint each epoch then costs
     about 0.1 ms.
     """
@@ -153,7 +154,12 @@ class Keeper:
         self.model = model
         self.full = full
         self.run_dir = run_dir
-        self.keys = state_keys(model, full=full, buffer_prefixes=tuple(f"{s}." for s in changing))
+        keys = state_keys(model, full=full, buffer_prefixes=tuple(f"{s}." for s in changing))
+        if not full:  # statistics of BatchNorm layers locked in eval mode (bn="eval") never change: not stored
+            locked = {id(m) for m in getattr(model, "_eval_locked", ())}
+            params = {n for n, _ in model.named_parameters()}
+            keys = tuple(k for k in keys if k in params or id(model.get_submodule(k.rpartition(".")[0])) not in locked)
+        self.keys = keys
         self.best: Path | dict[str, torch.Tensor] | None = None
 
     def state(self) -> dict[str, torch.Tensor]:
@@ -221,3 +227,33 @@ def resume_into(run: Any, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: P
     if best.exists():
         run.checkpoint = keeper.best = best
     return int(info["extra"]["epoch"])
+
+
+def checkpoint_size(path: str | Path, model: nn.Module) -> dict[str, float]:
+    """How much of ``model`` a checkpoint holds: ``{"stored_kb", "full_kb", "fraction"}`` (tensor bytes, 1 kB = 1000 B).
+
+    A checkpoint stores only what training changed (trainable tensors and the BatchNorm statistics of the stages
+    that re-estimate them), so a norm-only, bias-only or LoRA run fits in a few hundred kB where the whole model
+    takes megabytes. ``full_kb`` counts the pretrained model's own tensors (LoRA's factors left out).
+    """
+    state, _ = load_checkpoint(path)
+    stored = sum(t.numel() * t.element_size() for t in state.values())
+    full = sum(t.numel() * t.element_size() for k, t in model.state_dict().items() if "lora_" not in k)
+    return {"stored_kb": stored / 1000, "full_kb": full / 1000, "fraction": stored / max(full, 1)}
+
+
+def load_onto_pretrained(backbone: Any, path: str | Path, plan: Any) -> nn.Module:
+    """Put a run's checkpoint onto a freshly loaded pretrained ``backbone`` trained under ``plan``; returns the model.
+
+    ``plan.apply`` first adds what the run added (LoRA factors), then the checkpoint's tensors replace the changed
+    ones: the model then computes what the run's kept model computed.
+
+    Example::
+
+        >>> bb = load_backbone(num_classes=10)                      # pretrained, unchanged
+        >>> load_onto_pretrained(bb, run.checkpoint, run_plan)      # run.checkpoint: best.safetensors
+    """
+    plan.apply(backbone)
+    apply_model_state(backbone.model, load_checkpoint(path)[0])
+    backbone.model.eval()
+    return backbone.model

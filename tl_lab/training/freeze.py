@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from torch import nn
 
+from tl_lab.training.peft_params import PARAM_CHOICES, ParamChoice, add_lora, chosen_parameters, count_chosen
+
 if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
 
-__all__ = ["FreezePlan", "FreezeSummary", "StageRow", "BNPolicy"]
+__all__ = ["FreezePlan", "FreezeSummary", "StageRow", "BNPolicy", "ParamChoice"]
 
 BNPolicy = Literal["frozen", "eval", "train"]
 _BN_POLICIES = get_args(BNPolicy)
@@ -47,6 +49,15 @@ class StageRow:
     bn: str  # "fixed" (eval, statistics frozen), "updating" (train mode), or "-" when the stage has no BatchNorm
     lr_mult: float
     bn_train: bool = False  # its BatchNorm layers run in train mode (re-estimate statistics) while training
+    trains: int | None = None  # parameters that train inside the stage (None: all of them, ``parameters``)
+    params: str = "all"  # what trains inside the stage: "all", "norm", "bias" or "lora" (frozen stages: "all")
+
+    @property
+    def trainable_count(self) -> int:
+        """The exact number of parameters this stage trains (0 when frozen; LoRA counts its added factors)."""
+        if not self.trainable:
+            return 0
+        return self.parameters if self.trains is None else self.trains
 
 
 @dataclass(frozen=True)
@@ -59,15 +70,18 @@ class FreezeSummary:
 
     @property
     def trainable(self) -> int:
-        return sum(r.parameters for r in self.rows if r.trainable)
+        """Parameters the optimizer updates (with LoRA: the low-rank factors, not the frozen weights they adapt)."""
+        return sum(r.trainable_count for r in self.rows)
 
     @property
     def frozen(self) -> int:
-        return sum(r.parameters for r in self.rows if not r.trainable)
+        """Pretrained parameters left unchanged (inside trainable stages too, for norm/bias/LoRA)."""
+        return sum(r.parameters for r in self.rows) - sum(r.trainable_count for r in self.rows if r.params != "lora")
 
     @property
     def total(self) -> int:
-        return self.trainable + self.frozen
+        """The pretrained model's parameters (LoRA's added factors are not counted: they merge into the weights)."""
+        return sum(r.parameters for r in self.rows)
 
     @property
     def trainable_stages(self) -> tuple[str, ...]:
@@ -88,15 +102,21 @@ class FreezeSummary:
         """
         locked: list[nn.Module] = []
         groups = []
+        lora_stages = [r.stage for r in self.rows if r.trainable and r.params == "lora"]
+        if lora_stages:
+            add_lora(model, lora_stages, rank=self.plan.lora_rank)
         for row in self.rows:
             module = model.get_submodule(row.stage)
             for p in module.parameters():
-                p.requires_grad_(row.trainable)
+                p.requires_grad_(False)
+            chosen = chosen_parameters(module, row.params) if row.trainable else []
+            for p in chosen:
+                p.requires_grad_(True)
             if not row.trainable:
                 locked.extend(m for m in module.modules() if not (row.bn_train and _is_batchnorm(m)))
             elif not row.bn_train:
                 locked.extend(_batchnorms(module))
-            params = list(module.parameters()) if row.trainable else []
+            params = chosen
             if params:
                 group = {"params": params, "stage": row.stage, "lr_mult": row.lr_mult}
                 if lr is not None:
@@ -106,12 +126,11 @@ class FreezeSummary:
         return groups
 
     def __str__(self) -> str:
-        head = f"{'stage':<12}{'parameters':>12}  {'status':<10}{'BatchNorm':<11}{'LR x':>6}"
+        head = f"{'stage':<12}{'parameters':>12}{'trains':>11}  {'status':<10}{'BatchNorm':<11}{'LR x':>6}"
         lines = [f"{self.backbone}: {self.plan.describe()}", head, "-" * len(head)]
         for r in self.rows:
-            status = "trainable" if r.trainable else "frozen"
             lr = f"{r.lr_mult:g}" if r.trainable else "-"
-            lines.append(f"{r.stage:<12}{r.parameters:>12,}  {status:<10}{r.bn:<11}{lr:>6}")
+            lines.append(f"{r.stage:<12}{r.parameters:>12,}{r.trainable_count:>11,}  {_status(r):<10}{r.bn:<11}{lr:>6}")
         lines.append("-" * len(head))
         pct = 100.0 * self.trainable / max(self.total, 1)
         lines.append(f"trainable {self.trainable:,} ({pct:.1f}%)   frozen {self.frozen:,}   total {self.total:,}")
@@ -120,13 +139,14 @@ class FreezeSummary:
     def _repr_html_(self) -> str:
         cells = "".join(
             f"<tr><td>{r.stage}</td><td style='text-align:right'>{r.parameters:,}</td>"
-            f"<td>{'trainable' if r.trainable else 'frozen'}</td><td>{r.bn}</td>"
+            f"<td style='text-align:right'>{r.trainable_count:,}</td>"
+            f"<td>{_status(r)}</td><td>{r.bn}</td>"
             f"<td>{f'{r.lr_mult:g}' if r.trainable else '-'}</td></tr>"
             for r in self.rows
         )
         return (
             f"<p><b>{self.backbone}</b>: {self.plan.describe()}</p><table><tr><th>stage</th><th>parameters</th>"
-            f"<th>status</th><th>BatchNorm</th><th>LR ×</th></tr>{cells}</table>"
+            f"<th>trains</th><th>status</th><th>BatchNorm</th><th>LR ×</th></tr>{cells}</table>"
             f"<p>trainable {self.trainable:,} · frozen {self.frozen:,} · total {self.total:,}</p>"
         )
 
@@ -143,15 +163,44 @@ class FreezePlan:
             their BN scale and shift) - the safest choice for fine-tuning on a few images. ``"train"``: every
             BatchNorm layer re-estimates statistics from the target batches, frozen stages included (the pitfall).
         lr_mult: learning-rate factor per stage name (``"body"`` = every stage but the head); default 1.
+        params: what trains inside the trainable body stages (the head always trains whole; see
+            :mod:`tl_lab.training.peft_params`): ``"all"`` (default), ``"norm"`` (BatchNorm scale and shift only,
+            Frankle et al. 2021), ``"bias"`` (every bias, BitFit: Ben Zaken et al. 2022) or ``"lora"`` (low-rank
+            updates ``W + B A`` of convolutions and linear layers, Hu et al. 2022, through the ``peft`` library).
+        lora_rank: the rank ``r`` of LoRA's factors (only with ``params="lora"``; default 8).
+
+    Example (parameter-efficient)::
+
+        >>> plan = FreezePlan(trainable_from=None, params="bias")   # BitFit: biases + head train
+        >>> plan.summary(load_backbone(num_classes=10)).trainable   # exact count, see summary()
     """
 
     trainable_from: str | None = "head"
     bn: BNPolicy = "frozen"
     lr_mult: Mapping[str, float] = field(default_factory=dict)
+    params: ParamChoice = "all"
+    lora_rank: int | None = None
 
     def __post_init__(self) -> None:
         if self.bn not in _BN_POLICIES:
             raise ValueError(f"bn must be one of {', '.join(map(repr, _BN_POLICIES))}; got {self.bn!r}")
+        if self.params not in PARAM_CHOICES:
+            raise ValueError(f"params must be one of {', '.join(map(repr, PARAM_CHOICES))}; got {self.params!r}")
+        if self.params != "all" and self.trainable_from == "head":
+            raise ValueError(f"params={self.params!r} chooses what trains inside the trainable body stages, but "
+                             "trainable_from='head' trains only the head; choose an earlier stage (or None) with it, "
+                             "or params='all'")
+        if self.lora_rank is not None and self.params != "lora":
+            raise ValueError(f"lora_rank is for params='lora'; got params={self.params!r} (drop lora_rank or use "
+                             "params='lora')")
+        if self.params == "lora":
+            rank = 8 if self.lora_rank is None else self.lora_rank
+            if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+                raise ValueError(f"lora_rank must be a whole number >= 1 (e.g. 4, 8, 16); got {self.lora_rank!r}")
+            if self.bn == "train":
+                raise ValueError("params='lora' keeps the pretrained network fixed, but bn='train' re-estimates "
+                                 "every BatchNorm statistic from the new batches; use bn='frozen' or bn='eval'")
+            object.__setattr__(self, "lora_rank", rank)
         for stage, mult in self.lr_mult.items():
             if not isinstance(mult, (int, float)) or mult < 0:
                 raise ValueError(f"lr_mult[{stage!r}] must be a number >= 0, got {mult!r}")
@@ -174,7 +223,10 @@ class FreezePlan:
 
     def to_dict(self) -> dict:
         """JSON-able form, stored in a Run's config; ``FreezePlan(**d)`` rebuilds it."""
-        return {"trainable_from": self.trainable_from, "bn": self.bn, "lr_mult": dict(self.lr_mult)}
+        d = {"trainable_from": self.trainable_from, "bn": self.bn, "lr_mult": dict(self.lr_mult)}
+        if self.params != "all":
+            d.update(params=self.params, lora_rank=self.lora_rank)
+        return d
 
     # ---- queries -------------------------------------------------------------------------------------------
     def trainable_stages(self, backbone: "Backbone") -> tuple[str, ...]:
@@ -211,6 +263,8 @@ class FreezePlan:
         else:
             where = f"train from {self.trainable_from}"
         extras = [] if self.bn == "frozen" else [f"BN {self.bn}"]
+        if self.params != "all":
+            extras.insert(0, f"LoRA rank {self.lora_rank}" if self.params == "lora" else f"{self.params} only")
         if self.lr_mult:
             extras.append("LR " + ", ".join(f"{k}×{v:g}" for k, v in self.lr_mult.items()))
         return where + (f" ({'; '.join(extras)})" if extras else "")
@@ -236,8 +290,21 @@ class FreezePlan:
             # "train": every BatchNorm re-estimates; "frozen": only trainable stages'; "eval": none.
             bn_train = self.bn == "train" or (train_it and self.bn == "frozen")
             bn = "-" if not _batchnorms(module) else ("updating" if bn_train else "fixed")
-            rows.append(StageRow(stage, sum(p.numel() for p in module.parameters()), train_it, bn, mult, bn_train))
+            params = self.params if stage != backbone.head else "all"  # the head always trains whole
+            base = sum(p.numel() for n, p in module.named_parameters() if not _is_lora_name(n))
+            trains = None if params == "all" else count_chosen(module, params, rank=self.lora_rank)
+            rows.append(StageRow(stage, base, train_it, bn, mult, bn_train, trains, params if train_it else "all"))
         return FreezeSummary(backbone.name, self, tuple(rows))
+
+
+def _status(row: StageRow) -> str:
+    if not row.trainable:
+        return "frozen"
+    return "trainable" if row.params == "all" else row.params
+
+
+def _is_lora_name(name: str) -> bool:
+    return "lora_" in name
 
 
 def _is_batchnorm(module: nn.Module) -> bool:

@@ -68,6 +68,7 @@ from tl_lab.training.events import (
 from tl_lab.training.feature_cache import cache_plan
 from tl_lab.training.feed import Feed, Precision
 from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.retention import Retain, Retention
 from tl_lab.training.run import Run, data_config, start_run
 from tl_lab.training.schedule import build_optimizer, build_scheduler
 from tl_lab.training.settings import (
@@ -114,6 +115,7 @@ def fit(
     name: str | None = None,
     min_batch_size: int = 2,
     pretrained: bool = True,
+    retain: Sequence[Retain | str] | Retain | str | None = None,  # forgetting remedies (retention.py)
 ) -> Run:
     """Train ``backbone`` (a Backbone, trained in place, or a registered name) on ``data`` under ``plan``.
 
@@ -130,6 +132,8 @@ def fit(
         run_dir: where checkpoints and run.json go (default ``tl_lab_runs/<name>``). ``resume``: a run_dir to
             continue from its last checkpoint, with the same settings.
         pretrained: used only when ``backbone`` is a name (False gives the from-scratch baseline).
+        retain: forgetting remedies added to the loss (:mod:`tl_lab.training.retention`): ``"lwf"``, ``"ewc"``,
+            ``"l2sp"`` or :class:`~tl_lab.training.retention.Retain` objects with a strength.
     Returns:
         A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy) and
         ``run.best["test_acc"]`` their test accuracy, also when the run was stopped.
@@ -178,6 +182,9 @@ def fit(
     run.cache = feed.description
     run.notes.extend(feed.notes)
     module = distributed(feed.suffix, dev) if world > 1 else feed.suffix
+    retention = Retention.build(retain, backbone, layout, feed)  # forgetting remedies: None unless retain= is given
+    if retention is not None:
+        run.config["retain"] = [r.label() for r in retention.remedies]
     if rank != 0:
         callbacks, progress = (), False  # rank 0 reports for everyone
 
@@ -194,7 +201,7 @@ def fit(
             try:
                 stats = train_one_epoch(module, opt, sched, feed, batching, at, precision=precision,
                                         label_smoothing=s.label_smoothing, callbacks=callbacks, stop=stop, bar=bar,
-                                        epochs=s.epochs)
+                                        epochs=s.epochs, retention=retention)
             except torch.cuda.OutOfMemoryError:
                 batching = _halve_batch(run, batching, at.epoch, min_batch_size, model, snapshot, opt)
                 sched = schedule_at(steps_per_epoch=batching.batches, start_step=at.epoch * batching.batches)
@@ -221,6 +228,8 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+        if retention is not None:
+            retention.close()
     if stopped is not None:
         run.stopped_early, run.stop_reason, run.stop_cause = True, stopped.reason, stopped.cause
         _emit(callbacks, stopped)
@@ -238,13 +247,17 @@ def fit(
 # ---- the steps ---------------------------------------------------------------------------------------------------
 
 
-def batch_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0) -> torch.Tensor:
+def batch_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0,
+               retention: Retention | None = None, inputs: torch.Tensor | None = None) -> torch.Tensor:
     """The loss one batch trains on: cross-entropy (with optional label smoothing).
 
     The one place to add loss terms (a domain-confusion or retention penalty): everything else in the loop treats
     the returned scalar as the batch's loss.
     """
-    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    if retention is not None:  # forgetting remedies (LwF, EWC, L2-SP): tl_lab.training.retention
+        loss = loss + retention(inputs)
+    return loss
 
 
 def optimizer_step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, loss: torch.Tensor,
@@ -263,7 +276,8 @@ def optimizer_step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.L
 
 def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
                     feed: Feed, batching: _Batching, at: _Position, *, precision: Precision, label_smoothing: float,
-                    callbacks: Sequence[Callback], stop: Any, bar: Any, epochs: int) -> dict:
+                    callbacks: Sequence[Callback], stop: Any, bar: Any, epochs: int,
+                    retention: Retention | None = None) -> dict:
     """One pass over the training images in this epoch's seeded order; returns sums for the epoch's metrics.
 
     Raises :class:`_Stop` after the batch in which a stop was requested, or at a non-finite loss.
@@ -279,7 +293,7 @@ def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: 
         y = feed.labels("train", idx)
         with precision.context():
             logits = module(x).float()
-        loss = batch_loss(logits, y, label_smoothing=label_smoothing)
+        loss = batch_loss(logits, y, label_smoothing=label_smoothing, retention=retention, inputs=x)
         if not torch.isfinite(loss):
             raise _Stop(StopCause.NON_FINITE_LOSS, f"the loss became {loss.item()} at epoch {at.epoch + 1}, batch {b + 1}")
         lrs = {g["stage"]: g["lr"] for g in opt.param_groups}  # the rates this batch trains with

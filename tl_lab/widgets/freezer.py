@@ -44,6 +44,14 @@ BN_HINTS = {
 }
 
 
+PARAM_OPTIONS = (("everything (full fine-tuning of those stages)", "all"),
+                 ("BatchNorm scale and shift only (Frankle et al. 2021)", "norm"),
+                 ("biases only (BitFit)", "bias"),
+                 ("LoRA, rank 4 (needs tl-lab[peft] to train)", "lora:4"),
+                 ("LoRA, rank 8 (needs tl-lab[peft] to train)", "lora:8"),
+                 ("LoRA, rank 16 (needs tl-lab[peft] to train)", "lora:16"))
+"""The freezer's "what trains" menu: ``FreezePlan.params`` (and ``lora_rank`` after the colon)."""
+
 class StageFreezer(W.VBox):
     """Toggle stages, pick the BatchNorm policy and LR multipliers; ``.plan`` is the resulting FreezePlan.
 
@@ -69,6 +77,9 @@ class StageFreezer(W.VBox):
                                         readout_format=".3g", style={"description_width": "90px"},
                                         layout=W.Layout(width="420px"),
                                         tooltip="learning-rate factor for every trainable stage except the head")
+        self.params = W.Dropdown(options=PARAM_OPTIONS, value="all", description="what trains",
+                                 layout=W.Layout(width="620px"), style={"description_width": "90px"},
+                                 tooltip="inside the trainable stages (the head always trains whole)")
         self.stage_lr_box = W.GridBox(layout=W.Layout(grid_template_columns="repeat(4, 190px)"))
         self.count = W.HTML()
         self.count.add_class("tl-trainable-count")
@@ -80,7 +91,7 @@ class StageFreezer(W.VBox):
         super().__init__(children=[
             W.HTML("<b>Which stages learn?</b> Click a stage to train it and every stage after it; click the first "
                    "green one to freeze it again. Frozen stages keep their ImageNet weights."),
-            self.stage_row, self.count, self.bn, self.bn_hint, self.body_lr, advanced, self.table, self.status,
+            self.stage_row, self.count, self.params, self.bn, self.bn_hint, self.body_lr, advanced, self.table, self.status,
         ])
         self.add_class("tl-stage-freezer")
         self.backbone: Backbone = None  # type: ignore[assignment]
@@ -91,7 +102,7 @@ class StageFreezer(W.VBox):
         if plan is not None:
             self.set_plan(plan)
         self.body_lr.observe(self._body_lr_typed, names="value")  # first: a typed factor is the learner's choice
-        for w in (self.bn, self.body_lr):
+        for w in (self.bn, self.body_lr, self.params):
             w.observe(self._changed, names="value")
         if state is not None:
             state.observe(self._on_state_backbone, names="backbone_name")
@@ -106,7 +117,11 @@ class StageFreezer(W.VBox):
         for w in self.stage_lr_box.children:
             if w.value is not None and w.value >= 0 and w.value != 1.0 and w.description in self.backbone.stages:
                 lr_mult[w.description] = float(w.value)
-        return FreezePlan(trainable_from=self._trainable_from, bn=self.bn.value, lr_mult=lr_mult)
+        # inside the trainable stages: all, norm, bias or LoRA (only the head trains whole: no choice to make)
+        choice = "all" if self._trainable_from == self.backbone.head else self.params.value
+        params, _, rank = choice.partition(":")
+        return FreezePlan(trainable_from=self._trainable_from, bn=self.bn.value, lr_mult=lr_mult, params=params,
+                          lora_rank=int(rank) if rank else None)
 
     @property
     def trainable(self) -> int:
@@ -125,6 +140,10 @@ class StageFreezer(W.VBox):
         self._body_lr_chosen = True
         self._trainable_from = plan.trainable_from
         self.bn.value = plan.bn
+        choice = f"lora:{plan.lora_rank}" if plan.params == "lora" else plan.params
+        if choice not in [v for _, v in self.params.options]:
+            self.params.options = [*self.params.options, (f"LoRA, rank {plan.lora_rank}", choice)]
+        self.params.value = choice
         self.body_lr.value = float(plan.lr_mult.get(BODY, 1.0))
         for w in self.stage_lr_box.children:
             w.value = float(plan.lr_mult.get(w.description, 1.0))

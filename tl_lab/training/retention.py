@@ -1,0 +1,237 @@
+"""Keeping the old task while learning a new one: loss terms that pull the network back towards what it knew.
+
+Fine-tuning on a new task (task B) moves the pretrained body and the ImageNet task (task A) is partly forgotten
+(McCloskey & Cohen 1989). Each remedy here adds one term to the batch's loss, ``loss = CE_B + sum of terms``,
+through :func:`tl_lab.training.loop.batch_loss`; each has a strength:
+
+- **LwF**, Learning without Forgetting (Li & Hoiem 2016, ECCV/TPAMI): the original network's ImageNet outputs on
+  the *new* images are the targets of a distillation term, ``KL(softmax(z0 / T) || softmax(z / T))`` with
+  temperature ``T = 2``, where ``z`` is the ImageNet head (kept, frozen) applied to the current body's features.
+  Li & Hoiem write it as a cross-entropy with soft targets (the same gradient; the KL is 0 at the start) and also
+  train the old head after a warm-up; here the old head stays fixed.
+- **EWC**, Elastic Weight Consolidation (Kirkpatrick et al. 2017, PNAS): ``(lambda / 2) sum_i F_i (w_i - w0_i)^2``,
+  a pull back to the original weights ``w0`` weighted by the diagonal Fisher information ``F`` of the ImageNet
+  task: ``F_i = mean_x (d log p(y_hat | x) / d w_i)^2`` with ``y_hat`` the original network's own ImageNet
+  prediction for ``x`` (here: the new task's training images, since no ImageNet images ship offline; the paper
+  averages over the old task's data and samples ``y`` from the model).
+- **L2-SP** (Li, Grandvalet & Davoine 2018, ICML): ``(alpha / 2) ||w - w0||^2``, weight decay towards the
+  pretrained weights instead of towards zero (the paper also drops ordinary weight decay on the body; tl_lab keeps
+  the run's ``weight_decay``).
+
+EWC's pull is stiff where the Fisher is large: with plain SGD it diverges once ``lr * lambda * max F > 2``
+(measured on Lite0's stage7 with lr 0.05: lambda = 10 already did); AdamW's per-parameter step sizes keep it
+stable. EWC and L2-SP cover the trainable body parameters (the new head has no pretrained counterpart). They need
+``params="all"``, ``"norm"`` or ``"bias"``: LoRA's factors have no original value to pull towards.
+
+Example::
+
+    >>> import tl_lab
+    >>> data = tl_lab.load_dataset("clipart", shots=10, image_size=64)
+    >>> run = tl_lab.fit("efficientnet_lite0", data, plan=tl_lab.FreezePlan.fine_tune(),
+    ...                  retain=[tl_lab.Retain("lwf", 1.0)], progress=False)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from tl_lab.backbones.registry import Backbone
+    from tl_lab.training.feed import Feed
+    from tl_lab.training.freeze import FreezeSummary
+
+__all__ = ["Remedy", "REMEDIES", "Retain", "Retention", "lwf_loss", "l2sp_penalty", "ewc_penalty", "diagonal_fisher"]
+
+Remedy = Literal["lwf", "ewc", "l2sp"]
+REMEDIES: tuple[str, ...] = get_args(Remedy)
+DEFAULT_STRENGTH = {"lwf": 1.0, "ewc": 100.0, "l2sp": 0.1}
+
+
+@dataclass(frozen=True)
+class Retain:
+    """One remedy and its strength (``lambda`` for LwF and EWC, ``alpha`` for L2-SP); ``temperature`` for LwF."""
+
+    method: Remedy
+    strength: float | None = None
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.method not in REMEDIES:
+            raise ValueError(f"remedy must be one of {', '.join(map(repr, REMEDIES))}; got {self.method!r}")
+        strength = DEFAULT_STRENGTH[self.method] if self.strength is None else self.strength
+        if not isinstance(strength, (int, float)) or strength < 0:
+            raise ValueError(f"{self.method} strength must be a number >= 0; got {self.strength!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (Li & Hoiem use 2); got {self.temperature!r}")
+        object.__setattr__(self, "strength", float(strength))
+
+    def label(self) -> str:
+        return f"{self.method} {self.strength:g}"
+
+
+# ---- the terms, as formulas (tests check these against direct implementations) ------------------------------------
+
+
+def lwf_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 2.0) -> torch.Tensor:
+    """``mean_x KL(softmax(z0/T) || softmax(z/T))``: 0 when the student's old-task outputs equal the teacher's."""
+    log_p = F.log_softmax(student_logits.float() / temperature, dim=1)
+    log_q = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    return F.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
+
+
+def l2sp_penalty(params: Iterable[tuple[str, torch.Tensor]], anchors: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(1/2) sum ||w - w0||^2`` over ``params`` named in ``anchors`` (multiply by ``alpha``)."""
+    terms = [(w - anchors[name]).pow(2).sum() for name, w in params if name in anchors]
+    return 0.5 * torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def ewc_penalty(params: Iterable[tuple[str, torch.Tensor]], anchors: dict[str, torch.Tensor],
+                fisher: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``(1/2) sum F (w - w0)^2`` over ``params`` named in ``anchors`` (multiply by ``lambda``)."""
+    terms = [(fisher[name] * (w - anchors[name]).pow(2)).sum() for name, w in params if name in anchors]
+    return 0.5 * torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def diagonal_fisher(model: nn.Module, inputs: Iterable[torch.Tensor], names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``F_i = mean_x (d log p(y_hat|x) / d w_i)^2`` for ``model``'s parameters ``names``, one image at a time.
+
+    ``y_hat`` is the model's own top prediction for ``x``; ``inputs`` yields batches (split into single images
+    here, since the Fisher squares each image's gradient). The model is used in eval mode.
+    """
+    params = dict(model.named_parameters())
+    chosen = {n: params[n] for n in names}
+    was = {n: p.requires_grad for n, p in params.items()}
+    for n, p in params.items():
+        p.requires_grad_(n in chosen)
+    fisher = {n: torch.zeros_like(p) for n, p in chosen.items()}
+    seen = 0
+    training = model.training
+    model.eval()
+    try:
+        for batch in inputs:
+            for x in batch.split(1):
+                log_p = F.log_softmax(model(x).float(), dim=1)
+                grads = torch.autograd.grad(log_p[0, log_p[0].argmax()], list(chosen.values()), allow_unused=True)
+                for n, g in zip(chosen, grads):
+                    if g is not None:
+                        fisher[n] += g.detach().pow(2)
+                seen += 1
+    finally:
+        model.train(training)
+        for n, p in params.items():
+            p.requires_grad_(was[n])
+    return {n: f / max(seen, 1) for n, f in fisher.items()}
+
+
+# ---- what fit uses ----------------------------------------------------------------------------------------------
+
+
+class _Teacher(nn.Module):
+    """The network as it was before training, with its ImageNet head: what LwF distils and EWC's Fisher uses."""
+
+    def __init__(self, model: nn.Module, start: str | None, pooled: bool, head: str, imagenet: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model)
+        self.model.get_submodule(head).classifier = copy.deepcopy(imagenet)
+        self.start, self.pooled, self.head = start, pooled, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pooled:
+            return self.model.get_submodule(self.head).classifier(x)
+        return self.model.forward_range(x, start=self.start)
+
+
+class Retention:
+    """The remedies of one run: ``retention(inputs)`` is the batch's extra loss (a scalar tensor).
+
+    Built once in ``fit`` after the plan is applied (:meth:`build`): it copies the original network (the teacher),
+    records the original trainable body weights (the anchors) and, for EWC, their Fisher information on the
+    training images. LwF reads the current body's features from a forward hook on the head's classifier, so it
+    costs one extra (no-grad) forward of the teacher per batch and no second forward of the student.
+    """
+
+    def __init__(self, remedies: Sequence[Retain], model: nn.Module, names: Sequence[str],
+                 teacher: _Teacher | None, imagenet: nn.Module | None, classifier: nn.Module | None,
+                 fisher: dict[str, torch.Tensor] | None) -> None:
+        self.remedies = tuple(remedies)
+        self.model = model
+        self.names = tuple(names)
+        self.anchors = {n: p.detach().clone() for n, p in model.named_parameters() if n in set(names)}
+        self.teacher, self.imagenet, self.fisher = teacher, imagenet, fisher
+        self.features: torch.Tensor | None = None
+        self.last: dict[str, float] = {}
+        self._hook = classifier.register_forward_pre_hook(self._keep) if classifier is not None else None
+
+    def _keep(self, module: nn.Module, args: tuple) -> None:
+        self.features = args[0]
+
+    def close(self) -> None:
+        """Remove the feature hook (fit calls it when the run ends)."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    @classmethod
+    def build(cls, remedies: Sequence[Retain | str] | Retain | str | None, backbone: "Backbone",
+              layout: "FreezeSummary", feed: "Feed") -> "Retention | None":
+        """The run's remedies (None when there are none); checks they fit the plan and the backbone."""
+        if remedies is None or remedies == ():
+            return None
+        if isinstance(remedies, (str, Retain)):
+            remedies = [remedies]
+        remedies = [r if isinstance(r, Retain) else Retain(r) for r in remedies]
+        if any(r.method in ("ewc", "l2sp") for r in remedies) and layout.plan.params == "lora":
+            raise ValueError("EWC and L2-SP pull weights back to their pretrained values, but params='lora' trains "
+                             "new low-rank factors that have none; use them with params='all', 'norm' or 'bias', "
+                             "or use 'lwf' with LoRA")
+        model = backbone.model
+        body = tuple(f"{s}." for s in layout.trainable_stages if s != backbone.head)
+        names = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(body)]
+        teacher = imagenet = classifier = fisher = None
+        if any(r.method in ("lwf", "ewc") for r in remedies):
+            from tl_lab.backbones.registry import load_backbone
+
+            reference = load_backbone(backbone.name)
+            if reference.meta.get("categories") is None:
+                raise ValueError(f"LwF and EWC need the original ImageNet head; {backbone.name} has none "
+                                 "(use 'l2sp', or a backbone with ImageNet weights)")
+            device = next(model.parameters()).device
+            imagenet = reference.model.get_submodule(reference.head).classifier.to(device).eval()
+            for p in imagenet.parameters():
+                p.requires_grad_(False)
+            classifier = model.get_submodule(backbone.head).classifier
+            teacher = _Teacher(model, feed.suffix.start, feed.suffix.classifier is not None, backbone.head,
+                               imagenet).to(device).eval()
+            if any(r.method == "ewc" for r in remedies):
+                n = len(feed.data.train)
+                batches = (feed.inputs("train", torch.arange(i, min(i + 32, n)), step=0) for i in range(0, n, 32))
+                fisher = diagonal_fisher(teacher, batches, ["model." + k for k in names])
+                fisher = {k[len("model."):]: v for k, v in fisher.items()}
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        return cls(remedies, model, names, teacher, imagenet, classifier, fisher)
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The sum of the remedies' terms for this batch (after the student's forward on ``inputs``)."""
+        params = [(n, p) for n, p in self.model.named_parameters() if n in self.anchors]
+        total = None
+        for r in self.remedies:
+            if r.method == "lwf":
+                with torch.no_grad():
+                    target = self.teacher(inputs)
+                term = lwf_loss(self.imagenet(self.features.float()), target, temperature=r.temperature)
+            elif r.method == "l2sp":
+                term = l2sp_penalty(params, self.anchors)
+            else:
+                term = ewc_penalty(params, self.anchors, self.fisher)
+            term = r.strength * term.to(inputs.device)
+            self.last[r.method] = float(term.detach())
+            total = term if total is None else total + term
+        return total
