@@ -42,6 +42,7 @@ from tl_lab.training.checkpoints import (
     state_keys,
 )
 from tl_lab.training.device import pick_device
+from tl_lab.training.domain_confusion import DomainConfusion  # [adapt] DANN
 from tl_lab.training.events import (
     BatchEnd,
     Callback,
@@ -97,6 +98,7 @@ def fit(
     name: str | None = None,
     min_batch_size: int = 2,
     pretrained: bool = True,
+    adapt_to: Any = None,  # [adapt] DANN: unlabelled target images (tl_lab.training.domain_confusion)
 ) -> Run:
     """Train ``backbone`` (a Backbone, trained in place, or a registered name) on ``data`` under ``plan``.
 
@@ -112,6 +114,10 @@ def fit(
         run_dir: where checkpoints and run.json go (default ``tl_lab_runs/<name>``). ``resume``: a run_dir to
             continue from its last checkpoint, with the same settings.
         pretrained: used only when ``backbone`` is a name (False gives the from-scratch baseline).
+        adapt_to: unlabelled target-domain images (``ImageSplit`` or uint8 ``(N, 3, H, W)``, labels ignored) for
+            domain confusion (DANN, :mod:`tl_lab.training.domain_confusion`): a domain classifier on the last body
+            stage behind a gradient-reversal layer; ``train_loss`` then includes its loss and each history row adds
+            ``domain_acc``, ``domain_loss`` and ``dann_lambda``. Turns the feature cache off; the body must train.
     Returns:
         A :class:`~tl_lab.training.run.Run`; its model holds the best weights (by validation accuracy).
     """
@@ -157,6 +163,12 @@ def fit(
         "augment": augment, "label_smoothing": label_smoothing, "seed": seed, "amp": use_amp,
         "versions": _versions(),
     }
+    confusion = None  # [adapt] DANN: the domain classifier, its optimizer group, no feature cache
+    if adapt_to is not None:
+        confusion = DomainConfusion(backbone, adapt_to, seed=seed, device=dev)
+        confusion.check_plan(plan.trainable_stages(backbone), int(data.train.images.shape[-1]))
+        opt.add_param_group(confusion.param_group(lr))
+        cache, config["adapt_to"] = False, {"images": len(confusion.images), "stage": confusion.stage}
     name = name or f"{datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{_slug(plan.describe())}"
     if save_checkpoints and rank == 0:  # under DistributedDataParallel only rank 0 writes files
         run_dir = Path(resume) if resume is not None else Path(run_dir or Path("tl_lab_runs") / name)
@@ -259,6 +271,8 @@ def fit(
                     with autocast if autocast is not None else nullcontext():
                         logits = train_module(x).float()
                     loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                    if confusion is not None:  # [adapt] DANN: + the domain loss behind the gradient reversal
+                        loss = loss + confusion.loss((epoch + batch / batches) / epochs)
                     if not torch.isfinite(loss):
                         raise _NonFiniteLoss(f"the loss became {loss.item()} at epoch {epoch + 1}, batch {batch + 1}")
                     opt.zero_grad(set_to_none=True)
@@ -308,6 +322,8 @@ def fit(
                 "seconds": time.perf_counter() - t_epoch, "images_per_s": seen / max(train_s, 1e-9),
                 "lr": {g["stage"]: g["lr"] for g in opt.param_groups},
             }
+            if confusion is not None:  # [adapt] DANN: the domain classifier's accuracy this epoch
+                metrics.update(confusion.epoch_metrics())
             run.history.append(metrics)
             is_best = _update_best(run, metrics)
             if is_best and run_dir is not None:
@@ -332,6 +348,8 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+        if confusion is not None:  # [adapt] DANN: remove the feature hook
+            confusion.close()
 
     if run.stopped_early and run.checkpoint is None and run_dir is not None and epoch == start_epoch and \
             not run.stop_reason.startswith("the loss became"):
