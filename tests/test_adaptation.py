@@ -250,3 +250,29 @@ def test_lp_ft_first_trains_only_the_head_then_everything(monkeypatch):
     assert result.best is result.fine_tune.best
     with pytest.raises(ValueError, match=r"epochs must be \(probe_epochs, fine_tune_epochs\)"):
         lp_ft_module.lp_ft(bb, data, epochs=(3,))
+
+
+# ---- figures -------------------------------------------------------------------------------------------------------
+
+
+def test_adaptation_figures_draw_the_records_they_are_given():
+    from tl_lab.plots.adaptation import adaptation_bars, domain_accuracy_curves, domain_embedding
+
+    recs = [{"strategy": "fine_tune", "shift": s, "training": t, "test_acc": a, "unlabelled_images": n}
+            for s, t, a, n in [("none", "clean", 0.9, 0), ("inverted", "clean", 0.4, 0), ("inverted", "dann", 0.5, 200),
+                               ("noisy", "clean", 0.2, 0), ("noisy", "dann", 0.3, 200), ("noisy", "dann", 0.4, 200)]]
+    fig = adaptation_bars(recs)
+    assert [t.name for t in fig.data] == ["source only (fine-tune)", "domain confusion (DANN)"]
+    assert list(fig.data[0].x) == ["inverted", "noisy"] and list(fig.data[1].y) == [0.5, pytest.approx(0.35)]
+    assert list(fig.data[1].customdata) == ["200 unlabelled target images"] * 2
+    with pytest.raises(ValueError, match="unknown methods \\['DANN'\\]"):
+        adaptation_bars(recs, methods=["DANN"])
+    with pytest.raises(ValueError, match="no records match these methods"):
+        adaptation_bars(recs, methods=["LP-FT (source only)"])
+    curves = domain_accuracy_curves({"inverted": [0.9, 0.7, 0.5]})
+    assert list(curves.data[0].y) == [0.9, 0.7, 0.5] and list(curves.data[0].x) == [1, 2, 3]
+    xy = torch.arange(8, dtype=torch.float32).reshape(4, 2).numpy()
+    emb = domain_embedding({"before": xy, "after": xy}, ["source", "source", "target", "target"])
+    assert [(t.name, len(t.x)) for t in emb.data] == [("source", 2), ("target", 2)] * 2
+    with pytest.raises(ValueError, match="expected \\(3, 2\\) to match domains"):
+        domain_embedding({"before": xy}, [0, 1, 1])

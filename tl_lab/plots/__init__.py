@@ -13,6 +13,8 @@ Where things live (all re-exported here; import from ``tl_lab.plots``):
 - ``plots_stages``: :func:`probe_by_stage`, :func:`cka_by_stage`, :func:`cka_matrix` (one value per stage).
 - ``plots_training``: :func:`training_curves`, :func:`empty_training_figure`, :func:`append_epoch`,
   :func:`data_efficiency`, :func:`freeze_sweep`, :func:`comparison_bars`, :func:`confusion_matrix`.
+- ``plots_adaptation``: :func:`adaptation_bars`, :func:`domain_accuracy_curves`, :func:`domain_embedding`
+  (adapting to a new domain without its labels).
 - ``plots_export``: :func:`save_html` (offline, one plotly.js per page), :func:`to_png` / :func:`to_pngs` (kaleido).
 - ``plots_style``: the palette (:data:`OKABE_ITO`, :data:`STRATEGY_COLORS`) and the shared layout.
 
@@ -27,6 +29,12 @@ Example::
 
 from __future__ import annotations
 
+from tl_lab.plots.adaptation import (
+    ADAPTATION_METHODS,
+    adaptation_bars,
+    domain_accuracy_curves,
+    domain_embedding,
+)
 from tl_lab.plots.export import (
     ImageExportError,
     find_browser,
@@ -62,6 +70,10 @@ from tl_lab.plots.training import (
 )
 
 __all__ = [
+    "ADAPTATION_METHODS",
+    "adaptation_bars",
+    "domain_accuracy_curves",
+    "domain_embedding",
     "INIT_COLORS",
     "ImageExportError",
     "OKABE_ITO",

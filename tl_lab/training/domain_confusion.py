@@ -47,7 +47,8 @@ from tl_lab.training.adapt_bn import target_images
 if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
 
-__all__ = ["GradReverse", "grad_reverse", "dann_lambda", "DomainClassifier", "domain_loss", "DomainConfusion"]
+__all__ = ["GradReverse", "grad_reverse", "dann_lambda", "DomainClassifier", "domain_loss", "DomainConfusion",
+           "domain_features"]
 
 DANN_GAMMA = 10.0  # the paper's gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1
 
@@ -211,3 +212,30 @@ class DomainConfusion:
     def close(self) -> None:
         """Remove the forward hook from the backbone."""
         self._hook.remove()
+
+
+@torch.no_grad()
+def domain_features(backbone: Backbone, images: ImageSplit | torch.Tensor, *, stage: str | None = None,
+                    batch_size: int = 128) -> torch.Tensor:
+    """Pooled features ``(N, C)`` of ``stage`` (default: the last body stage, where DANN's classifier reads), eval mode.
+
+    What the domain classifier sees; embed source and target features together (``tl_lab.embed_features``) to
+    see whether the domains overlap.
+
+    >>> domain_features(load_backbone(num_classes=10), torch.zeros(4, 3, 32, 32, dtype=torch.uint8)).shape  # doctest: +SKIP
+    torch.Size([4, 1280])
+    """
+    x = target_images(images)
+    stage = stage if stage is not None else backbone.body_stages[-1]
+    if stage not in backbone.body_stages:
+        raise ValueError(f"{stage!r} is not a body stage of {backbone.name}; choose from: {', '.join(backbone.body_stages)}")
+    model = backbone.model
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([backbone.pooled(model.forward_range(backbone.normalize(x[lo : lo + batch_size].to(device)),
+                                                              end=stage)).float().cpu()
+                          for lo in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
