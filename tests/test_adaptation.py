@@ -276,3 +276,32 @@ def test_adaptation_figures_draw_the_records_they_are_given():
     assert [(t.name, len(t.x)) for t in emb.data] == [("source", 2), ("target", 2)] * 2
     with pytest.raises(ValueError, match="expected \\(3, 2\\) to match domains"):
         domain_embedding({"before": xy}, [0, 1, 1])
+
+
+# ---- the Shift tab -------------------------------------------------------------------------------------------------
+
+
+def test_shift_lab_buttons_train_adapt_and_record_what_they_used():
+    from tl_lab.widgets.dashboard import TAB_TITLES
+    from tl_lab.widgets.shift_tab import ShiftLab
+
+    with pytest.raises(ValueError, match="unknown shift 'upside_down'; choose from: inverted"):
+        ShiftLab(shift="upside_down")
+    lab = ShiftLab(dataset="digits", shift="noisy", shots=2, unlabelled=40, epochs=1)
+    lab.adabn_button.disabled = False
+    lab.adabn_button.click()  # before a source model: a visible error naming the fix
+    assert lab.status.kind == "error" and "train on the source first (button 1)" in lab.status.text
+    lab.source_button.click()
+    lab.wait(300)
+    assert lab.worker.error is None and lab.status.kind == "ok", lab.status.text
+    assert [(r["strategy"], r["shift"], r["training"]) for r in lab.records] == [
+        ("fine_tune_bn", "none", "clean"), ("fine_tune_bn", "noisy", "clean"), ("raw_pixels", "noisy", "clean")]
+    lab.adabn_button.click()
+    lab.wait(120)
+    last = lab.records[-1]
+    assert (last["training"], last["unlabelled_images"]) == ("adabn", 40) and 0 <= last["test_acc"] <= 1
+    assert "AdaBN with 40 unlabelled images" in lab.status.text
+    assert [t.name for t in lab.figure.figure.data][-1] == "AdaBN, sound (fine-tune, BN train)"
+    lab.shift.value = "inverted"  # new settings: start again from the source
+    assert lab.records == [] and lab.source is None and lab.adabn_button.disabled
+    assert TAB_TITLES[-1] == "7 Shift"

@@ -46,6 +46,7 @@ ADAPTATION_METHODS: Mapping[str, tuple[str, str, str]] = {
     "AdaBN, sound (fine-tune, BN train)": ("fine_tune_bn", "adabn", OKABE_ITO["sky_blue"]),
     "domain confusion (DANN)": ("fine_tune", "dann", OKABE_ITO["blue"]),
     "LP-FT (source only)": ("lp_ft", "clean", OKABE_ITO["reddish_purple"]),
+    "raw pixels (target labels)": ("raw_pixels", "target_only", "#BBBBBB"),
     "from scratch (target labels)": ("scratch", "target_only", OKABE_ITO["black"]),
     "labelled oracle (fine-tune on target)": ("fine_tune", "adapted", OKABE_ITO["bluish_green"]),
 }

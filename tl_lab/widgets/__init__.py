@@ -16,6 +16,7 @@ from tl_lab.widgets.dashboard import TransferLab
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
 from tl_lab.widgets.picker import BackbonePicker
+from tl_lab.widgets.shift_tab import ShiftLab
 from tl_lab.widgets.state import LabState
 from tl_lab.widgets.train_panel import TrainPanel
 
@@ -25,6 +26,7 @@ __all__ = [
     "CompareRuns",
     "FeatureExplorer",
     "LabState",
+    "ShiftLab",
     "StageFreezer",
     "TrainPanel",
     "TransferLab",

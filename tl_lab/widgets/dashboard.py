@@ -1,8 +1,8 @@
-"""TransferLab: the all-in-one dashboard. One shared state, six tabs.
+"""TransferLab: the all-in-one dashboard. One shared state, seven tabs.
 
 Backbone (choose a network, see its stages) → Freeze (which stages learn) → Train (live curves, Stop, runs table)
 → Inside (feature maps, filters, probes, embedding) → Attributions (pretrained vs your runs) → Compare (per-stage
-CKA). The backbone picked in the first tab is what the others use; the plan set in Freeze is the Train tab's
+CKA) → Shift (a new domain without its labels: AdaBN, domain confusion). The backbone picked in the first tab is what the others use; the plan set in Freeze is the Train tab's
 "from the Freeze tab" plan; every run trained appears in Attributions and Compare.
 
 Example::
@@ -23,12 +23,13 @@ from tl_lab.widgets.compare import CompareRuns
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
 from tl_lab.widgets.picker import BackbonePicker
+from tl_lab.widgets.shift_tab import ShiftLab
 from tl_lab.widgets.state import LabState
 from tl_lab.widgets.train_panel import TrainPanel
 
 __all__ = ["TransferLab", "TAB_TITLES"]
 
-TAB_TITLES = ("1 Backbone", "2 Freeze", "3 Train", "4 Inside", "5 Attributions", "6 Compare")
+TAB_TITLES = ("1 Backbone", "2 Freeze", "3 Train", "4 Inside", "5 Attributions", "6 Compare", "7 Shift")
 
 
 class TransferLab(W.VBox):
@@ -47,8 +48,9 @@ class TransferLab(W.VBox):
         self.inside = FeatureExplorer(state=self.state)
         self.attributions = AttributionExplorer(state=self.state)
         self.compare = CompareRuns(state=self.state)
+        self.shift = ShiftLab(state=self.state)  # adapting to a new domain without its labels (lesson 11)
         self.tabs = W.Tab(children=[self.picker, self.freezer, self.train, self.inside, self.attributions,
-                                    self.compare], titles=TAB_TITLES)
+                                    self.compare, self.shift], titles=TAB_TITLES)
         super().__init__(children=[
             W.HTML("<h3 style='margin:4px 0'>Transfer Learning Lab</h3>Work left to right: choose a pretrained "
                    "network, decide which stages learn, train on a few images per class, then look inside."),
