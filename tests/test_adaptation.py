@@ -305,3 +305,15 @@ def test_shift_lab_buttons_train_adapt_and_record_what_they_used():
     lab.shift.value = "inverted"  # new settings: start again from the source
     assert lab.records == [] and lab.source is None and lab.adabn_button.disabled
     assert TAB_TITLES[-1] == "7 Shift"
+
+
+def test_domain_separability_is_one_when_apart_and_chance_when_the_same():
+    from tl_lab.training.domain_confusion import domain_separability
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(60, 4, generator=g)
+    assert domain_separability(a, a + 10) == 1.0  # far apart along every feature
+    same = domain_separability(a[:30], a[30:])  # two halves of one distribution
+    assert 0.2 < same < 0.75
+    with pytest.raises(ValueError, match="at least 5 images per domain"):
+        domain_separability(a[:3], a[:10])
