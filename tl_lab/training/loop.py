@@ -165,6 +165,8 @@ def fit(
     }
     confusion = None  # [adapt] DANN: the domain classifier, its optimizer group, no feature cache
     if adapt_to is not None:
+        if world > 1:
+            raise ValueError("adapt_to (domain confusion) runs in one process only; call fit without torchrun")
         confusion = DomainConfusion(backbone, adapt_to, seed=seed, device=dev)
         confusion.check_plan(plan.trainable_stages(backbone), int(data.train.images.shape[-1]))
         opt.add_param_group(confusion.param_group(lr))
