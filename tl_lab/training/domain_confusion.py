@@ -145,8 +145,9 @@ class DomainConfusion:
         self.weight = float(weight)
         channels = backbone.stage_shapes(int(self.images.shape[-1]))[self.stage][0]
         self.device = torch.device(device)
-        torch.manual_seed(seed)
-        self.classifier = DomainClassifier(channels, hidden).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # seeded, without moving the global random state the loop uses
+            torch.manual_seed(seed)
+            self.classifier = DomainClassifier(channels, hidden).to(self.device)
         self._gen = torch.Generator().manual_seed(seed + 7919)
         self._order = torch.empty(0, dtype=torch.long)
         self._source: torch.Tensor | None = None
