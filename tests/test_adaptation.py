@@ -317,3 +317,19 @@ def test_domain_separability_is_one_when_apart_and_chance_when_the_same():
     assert 0.2 < same < 0.75
     with pytest.raises(ValueError, match="at least 5 images per domain"):
         domain_separability(a[:3], a[:10])
+
+
+def test_source_statistics_re_estimates_batchnorm_on_the_source_images():
+    from tl_lab.experiments.domain_shift import FINE_TUNE_BN, source_statistics
+    from tl_lab.training.recipes import train_run
+
+    data = load_dataset("digits", shots=2, image_size=32, val_per_class=1)
+    run = train_run("efficientnet_lite0", data, FINE_TUNE_BN, epochs=1, seed=0, run_dir=None, name="bn")
+    weights = {k: v.clone() for k, v in run.model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    expected = adapt_bn(run, torch.cat([data.train.images, data.val.images]))
+    assert source_statistics(run) is run
+    for old, new in zip(batchnorm_layers(expected.model), batchnorm_layers(run.model)):
+        assert torch.equal(old.running_mean, new.running_mean) and torch.equal(old.running_var, new.running_var)
+    assert all(torch.equal(run.model.state_dict()[k], v) for k, v in weights.items())
+    assert run.best["test_acc"] == run.evaluate("test")["acc"]
+    assert "re-estimated on the 30 source training + validation images" in run.notes[-1]
