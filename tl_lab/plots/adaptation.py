@@ -96,8 +96,8 @@ def adaptation_bars(
     if not fig.data:
         raise ValueError(f"no records match these methods; found (strategy, training): "
                          f"{sorted({(r['strategy'], r['training']) for r in rows})}")
-    base_layout(fig, title=title, subtitle=subtitle or "test accuracy on the shifted test images; the oracle uses "
-                "target labels, every other bar none", width=max(760, 110 * len(groups) * max(1, len(fig.data)) // 2),
+    base_layout(fig, title=title, subtitle=subtitle or "test accuracy on the shifted test images; only the oracle "
+                "and the bars marked '(target labels)' use target labels", width=max(760, 110 * len(groups) * max(1, len(fig.data)) // 2),
                 height=520, barmode="group")
     legend_below(fig)
     fig.update_xaxes(title="shift (target domain)")
