@@ -224,3 +224,36 @@ def test_inverted_digits_hurt_and_adapting_recovers_part_of_it():
     assert shifted < clean - 0.1, acc  # trained on dark-on-light digits, tested on light-on-dark
     assert adapted > shifted + 0.1, acc  # ten shifted images per class win part of it back
     assert acc[("raw_pixels", "inverted", "clean")] < acc[("raw_pixels", "none", "clean")]
+
+
+# ---- adapting without target labels (issue 17) -------------------------------------------------------------------
+
+
+def test_unsupervised_adaptation_arguments_name_the_fix_before_any_training():
+    with pytest.raises(ValueError, match="unknown unsupervised method \\['tent'\\]; choose from: adabn, dann"):
+        domain_shift("efficientnet_lite0", "digits", shifts=("inverted",), unsupervised=("tent",))
+    with pytest.raises(ValueError, match="unlabelled must be >= 2 target images"):
+        domain_shift("efficientnet_lite0", "digits", shifts=("inverted",), unsupervised=("adabn",), unlabelled=1)
+    with pytest.raises(ValueError, match="lp_ft"):
+        domain_shift("efficientnet_lite0", "digits", shifts=("inverted",), strategies=("lpft",))
+
+
+@pytest.mark.slow
+def test_domain_shift_records_unsupervised_adaptation_and_adabn_recovers_inverted_digits():
+    result = domain_shift("efficientnet_lite0", "digits", shifts=("inverted",), shots=5, image_size=32,
+                          strategies=("fine_tune_bn", "lp_ft"), unsupervised=("adabn", "dann"), unlabelled=100,
+                          target_only=False, epochs={"frozen_head": 10, "fine_tune": 6, "fine_tune_bn": 8})
+    records = result.to_records()
+    by = {(r["strategy"], r["shift"], r["training"]): r for r in records}
+    assert set(by) == {("raw_pixels", "none", "clean"), ("raw_pixels", "inverted", "clean"),
+                       *((s, "none", "clean") for s in ("fine_tune_bn", "lp_ft")),
+                       *((s, "inverted", t) for s in ("fine_tune_bn", "lp_ft") for t in ("clean", "adabn", "adapted")),
+                       ("fine_tune", "inverted", "dann")}
+    for r in records:  # every record says how many unlabelled target images it used
+        assert r["unlabelled_images"] == (100 if r["training"] in ("adabn", "dann") else 0), r
+    dann = by[("fine_tune", "inverted", "dann")]
+    assert len(dann["domain_acc"]) == 6 and all(0 <= a <= 1 for a in dann["domain_acc"])
+    # the sound protocol: source statistics in training, target statistics swapped in, no target label read
+    sound = by[("fine_tune_bn", "inverted", "adabn")]["test_acc"]
+    assert sound > by[("fine_tune_bn", "inverted", "clean")]["test_acc"] + 0.05, records
+    assert any(n.startswith("adabn on inverted (fine_tune_bn, 100 unlabelled images)") for n in result.notes)

@@ -56,6 +56,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "sample_photo": ("tl_lab.backbones.samples", "sample_photo"),
     "sample_photos": ("tl_lab.backbones.samples", "sample_photos"),
     "fit": ("tl_lab.training.loop", "fit"),
+    "adapt_bn": ("tl_lab.training.adapt_bn", "adapt_bn"),  # AdaBN: target BatchNorm statistics, no labels
+    "lp_ft": ("tl_lab.training.lp_ft", "lp_ft"),  # linear probe, then fine-tune (Kumar et al. 2022)
     "explain": ("tl_lab.inside.attribution", "explain"),
     "list_methods": ("tl_lab.inside.attribution", "list_methods"),
     "sanity_check": ("tl_lab.inside.sanity", "sanity_check"),
@@ -115,7 +117,9 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.training.freeze import FreezePlan
     from tl_lab.training.peft_params import merge_lora
     from tl_lab.training.retention import Retain
+    from tl_lab.training.adapt_bn import adapt_bn
     from tl_lab.training.loop import fit
+    from tl_lab.training.lp_ft import lp_ft
     from tl_lab.training.run import Run
 
 

@@ -15,6 +15,8 @@ Where things live (all re-exported here; import from ``tl_lab.plots``):
   :func:`data_efficiency`, :func:`freeze_sweep`, :func:`comparison_bars`, :func:`confusion_matrix`.
 - ``plots_ranking``: :func:`transferability_scores`, :func:`score_vs_accuracy`, :func:`cost_vs_accuracy`
   (choosing a backbone).
+- ``plots_adaptation``: :func:`adaptation_bars`, :func:`domain_accuracy_curves`, :func:`domain_embedding`
+  (adapting to a new domain without its labels).
 - ``plots_export``: :func:`save_html` (offline, one plotly.js per page), :func:`to_png` / :func:`to_pngs` (kaleido).
 - ``plots_style``: the palette (:data:`OKABE_ITO`, :data:`STRATEGY_COLORS`) and the shared layout.
 
@@ -30,6 +32,12 @@ Example::
 from __future__ import annotations
 
 from tl_lab.plots.efficiency import efficiency_scatter, forgetting_tradeoff
+from tl_lab.plots.adaptation import (
+    ADAPTATION_METHODS,
+    adaptation_bars,
+    domain_accuracy_curves,
+    domain_embedding,
+)
 from tl_lab.plots.export import (
     ImageExportError,
     find_browser,
@@ -66,6 +74,10 @@ from tl_lab.plots.training import (
 )
 
 __all__ = [
+    "ADAPTATION_METHODS",
+    "adaptation_bars",
+    "domain_accuracy_curves",
+    "domain_embedding",
     "INIT_COLORS",
     "ImageExportError",
     "OKABE_ITO",

@@ -54,6 +54,7 @@ from tl_lab.training.device import (
     pick_device,
     rank_device,
 )
+from tl_lab.training.domain_confusion import DomainConfusion
 from tl_lab.training.events import (
     BatchEnd,
     Callback,
@@ -116,6 +117,7 @@ def fit(
     min_batch_size: int = 2,
     pretrained: bool = True,
     retain: Sequence[Retain | str] | Retain | str | None = None,  # forgetting remedies (retention.py)
+    adapt_to: Any = None,  # domain confusion (DANN): unlabelled target images (domain_confusion.py)
 ) -> Run:
     """Train ``backbone`` (a Backbone, trained in place, or a registered name) on ``data`` under ``plan``.
 
@@ -134,6 +136,10 @@ def fit(
         pretrained: used only when ``backbone`` is a name (False gives the from-scratch baseline).
         retain: forgetting remedies added to the loss (:mod:`tl_lab.training.retention`): ``"lwf"``, ``"ewc"``,
             ``"l2sp"`` or :class:`~tl_lab.training.retention.Retain` objects with a strength.
+        adapt_to: unlabelled target-domain images (``ImageSplit`` or uint8 ``(N, 3, H, W)``, labels ignored) for
+            domain confusion (DANN, :mod:`tl_lab.training.domain_confusion`): a domain classifier on the last body
+            stage behind a gradient-reversal layer; ``train_loss`` then includes its loss and each history row adds
+            ``domain_acc``, ``domain_loss`` and ``dann_lambda``. Turns the feature cache off; the body must train.
     Returns:
         A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy) and
         ``run.best["test_acc"]`` their test accuracy, also when the run was stopped.
@@ -152,7 +158,10 @@ def fit(
     layout = plan.summary(backbone)
     if not layout.trainable_stages:
         raise ValueError("this plan leaves nothing to train; choose trainable_from='head' or an earlier stage")
-    cache_after, cache_why = cache_plan(layout, augment=s.augment) if cache is not False else (None, "off: cache=False")
+    if adapt_to is not None:  # domain confusion reads the last body stage during every batch's full forward pass
+        cache_after, cache_why = None, "off: domain confusion (adapt_to) runs the whole network every batch"
+    else:
+        cache_after, cache_why = cache_plan(layout, augment=s.augment) if cache is not False else (None, "off: cache=False")
     s, notes = s.resolved(head_on_cached_features=cache_after is not None and layout.trainable_stages == (backbone.head,),
                           train_images=len(data.train))
     rank, world = dist_info()
@@ -165,6 +174,15 @@ def fit(
     run = start_run(backbone, data, plan, layout, s, precision.enabled, notes=notes, name=name, run_dir=run_dir,
                     resume=resume, writes=save_checkpoints and rank == 0)  # under torchrun only rank 0 writes files
     keeper = Keeper(model, changing=layout.changing_stages, full=not run.config["pretrained"], run_dir=run.run_dir)
+
+    confusion = None  # domain confusion (DANN): a domain classifier trained through a gradient-reversal layer
+    if adapt_to is not None:
+        if world > 1:
+            raise ValueError("adapt_to (domain confusion) runs in one process only; call fit without torchrun")
+        confusion = DomainConfusion(backbone, adapt_to, seed=s.seed, device=dev)
+        confusion.check_plan(layout.trainable_stages, int(data.train.images.shape[-1]))
+        groups = [*groups, confusion.param_group(s.lr)]
+        run.config["adapt_to"] = {"images": len(confusion.images), "stage": confusion.stage}
 
     # ---- 2. optimizer and schedule (and where a resumed run left off) ------------------------------------------
     opt = build_optimizer(s.optimizer, groups, lr=s.lr, weight_decay=s.weight_decay, momentum=s.momentum)
@@ -201,7 +219,7 @@ def fit(
             try:
                 stats = train_one_epoch(module, opt, sched, feed, batching, at, precision=precision,
                                         label_smoothing=s.label_smoothing, callbacks=callbacks, stop=stop, bar=bar,
-                                        epochs=s.epochs, retention=retention)
+                                        epochs=s.epochs, retention=retention, confusion=confusion)
             except torch.cuda.OutOfMemoryError:
                 batching = _halve_batch(run, batching, at.epoch, min_batch_size, model, snapshot, opt)
                 sched = schedule_at(steps_per_epoch=batching.batches, start_step=at.epoch * batching.batches)
@@ -210,6 +228,8 @@ def fit(
                 stats.update(zip(("loss_sum", "correct", "seen"), all_reduce_sums(stats, dev)))
             val = evaluate(feed, "val")
             metrics = _epoch_metrics(at.epoch, stats, val, seconds=time.perf_counter() - t_epoch)
+            if confusion is not None:
+                metrics.update(confusion.epoch_metrics())  # the domain classifier's accuracy: towards 0.5 = confused
             run.history.append(metrics)
             is_best = keep_if_best(run, keeper, metrics)
             at.epoch += 1
@@ -230,6 +250,8 @@ def fit(
             bar.close()
         if retention is not None:
             retention.close()
+        if confusion is not None:
+            confusion.close()
     if stopped is not None:
         run.stopped_early, run.stop_reason, run.stop_cause = True, stopped.reason, stopped.cause
         _emit(callbacks, stopped)
@@ -248,8 +270,10 @@ def fit(
 
 
 def batch_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0,
-               retention: Retention | None = None, inputs: torch.Tensor | None = None) -> torch.Tensor:
-    """The loss one batch trains on: cross-entropy (with optional label smoothing).
+               retention: Retention | None = None, inputs: torch.Tensor | None = None,
+               confusion: DomainConfusion | None = None, progress: float = 0.0) -> torch.Tensor:
+    """The loss one batch trains on: cross-entropy (with optional label smoothing), plus the forgetting remedies'
+    terms and the domain-confusion loss when the run uses them (``progress`` in [0, 1] sets DANN's lambda).
 
     The one place to add loss terms (a domain-confusion or retention penalty): everything else in the loop treats
     the returned scalar as the batch's loss.
@@ -257,6 +281,8 @@ def batch_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: f
     loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     if retention is not None:  # forgetting remedies (LwF, EWC, L2-SP): tl_lab.training.retention
         loss = loss + retention(inputs)
+    if confusion is not None:  # domain confusion (DANN): the domain loss behind the gradient reversal
+        loss = loss + confusion.loss(progress)
     return loss
 
 
@@ -277,7 +303,7 @@ def optimizer_step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.L
 def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
                     feed: Feed, batching: _Batching, at: _Position, *, precision: Precision, label_smoothing: float,
                     callbacks: Sequence[Callback], stop: Any, bar: Any, epochs: int,
-                    retention: Retention | None = None) -> dict:
+                    retention: Retention | None = None, confusion: DomainConfusion | None = None) -> dict:
     """One pass over the training images in this epoch's seeded order; returns sums for the epoch's metrics.
 
     Raises :class:`_Stop` after the batch in which a stop was requested, or at a non-finite loss.
@@ -293,7 +319,8 @@ def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: 
         y = feed.labels("train", idx)
         with precision.context():
             logits = module(x).float()
-        loss = batch_loss(logits, y, label_smoothing=label_smoothing, retention=retention, inputs=x)
+        loss = batch_loss(logits, y, label_smoothing=label_smoothing, retention=retention, inputs=x,
+                          confusion=confusion, progress=(at.epoch + b / batching.batches) / epochs)
         if not torch.isfinite(loss):
             raise _Stop(StopCause.NON_FINITE_LOSS, f"the loss became {loss.item()} at epoch {at.epoch + 1}, batch {b + 1}")
         lrs = {g["stage"]: g["lr"] for g in opt.param_groups}  # the rates this batch trains with

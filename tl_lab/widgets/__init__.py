@@ -18,6 +18,7 @@ from tl_lab.widgets.few_shot import FewShot
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
 from tl_lab.widgets.picker import BackbonePicker
+from tl_lab.widgets.shift_tab import ShiftLab
 from tl_lab.widgets.state import LabState
 from tl_lab.widgets.train_panel import TrainPanel
 
@@ -29,6 +30,7 @@ __all__ = [
     "FewShot",
     "FeatureExplorer",
     "LabState",
+    "ShiftLab",
     "StageFreezer",
     "TrainPanel",
     "TransferLab",
