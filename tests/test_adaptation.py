@@ -304,7 +304,7 @@ def test_shift_lab_buttons_train_adapt_and_record_what_they_used():
     assert [t.name for t in lab.figure.figure.data][-1] == "AdaBN, sound (fine-tune, BN train)"
     lab.shift.value = "inverted"  # new settings: start again from the source
     assert lab.records == [] and lab.source is None and lab.adabn_button.disabled
-    assert TAB_TITLES[-1] == "7 Shift"
+    assert TAB_TITLES[-1] == "8 Shift"
 
 
 def test_domain_separability_is_one_when_apart_and_chance_when_the_same():

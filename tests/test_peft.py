@@ -190,7 +190,8 @@ def test_freezer_offers_what_trains_and_shows_the_exact_count():
     f = StageFreezer("efficientnet_lite0", num_classes=10)
     f.set_trainable_from("stage7")
     f.params.value = "lora:4"
-    assert f.plan == FreezePlan("stage7", params="lora", lora_rank=4) and f.trainable == 4 * LORA + HEAD
+    assert f.plan == FreezePlan("stage7", params="lora", lora_rank=4, lr_mult={"body": 0.1})
+    assert f.trainable == 4 * LORA + HEAD  # from a middle stage the body LR defaults to fine-tuning's 0.1
     f.params.value = "bias"
     assert f.trainable == BIAS + HEAD and "16,714" in f.count.value
     f.set_plan(FreezePlan(None, params="lora", lora_rank=2))  # a rank the menu lacks is added
