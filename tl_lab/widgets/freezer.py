@@ -71,6 +71,7 @@ class StageFreezer(W.VBox):
         self.stage_row = W.HBox(layout=W.Layout(flex_flow="row wrap"))
         self.bn = W.Dropdown(options=BN_CHOICES, value="frozen", description="BatchNorm",
                              layout=W.Layout(width="400px"), style={"description_width": "90px"})
+        self.bn.add_class("tl-bn-policy")
         self.bn_hint = W.HTML(layout=W.Layout(margin="0 0 4px 94px"))
         self.bn_hint.add_class("tl-bn-hint")
         self.body_lr = W.FloatLogSlider(value=1.0, base=10, min=-3, max=0, step=0.25, description="body LR ×",
