@@ -44,3 +44,14 @@ def lite0():
     from tl_lab.backbones.registry import load_backbone
 
     return load_backbone("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests: on a shared 2-core machine, two OpenMP threads spin-waiting against
+    other processes made Lite0 4-20x slower in our measurements. Use with ``pytestmark = pytest.mark.usefixtures``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+

@@ -21,12 +21,7 @@ from tl_lab.training.adapt_bn import adapt_bn, batchnorm_layers
 from tl_lab.training.domain_confusion import DomainClassifier, dann_lambda, domain_loss, grad_reverse
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ from tl_lab.inside.attribution import (
 from tl_lab.inside.sanity import mask_scores, randomize_stage, sanity_check
 
 # IG with a handful of steps (to keep tests cheap) rightly warns that it has not converged.
-pytestmark = pytest.mark.filterwarnings("ignore:integrated gradients has not converged")
+pytestmark = [pytest.mark.filterwarnings("ignore:integrated gradients has not converged"),
+              pytest.mark.usefixtures("one_thread")]  # see conftest.one_thread
 
 METHODS = ("saliency", "integrated_gradients", "grad_cam", "occlusion", "guided_backprop")
 CHEAP = {"integrated_gradients": {"n_steps": 4}, "occlusion": {"window": 16, "stride": 16}}
@@ -47,13 +48,6 @@ def eval_mode(model: nn.Module):
             m.training = mode
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on 2 cores shared with other jobs, two threads ran Lite0 4-5x slower than one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from tl_lab.data.datasets import load_dataset
-from tl_lab.training.events import BatchEnd
 from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.loop import batch_loss, fit
 from tl_lab.training.retention import Retain, diagonal_fisher, ewc_penalty, l2sp_penalty, lwf_loss

@@ -5,8 +5,17 @@ Each trains a handful of seeded runs through :func:`tl_lab.fit` with the named r
 summary). Nothing here draws; :mod:`tl_lab.plots` does.
 """
 
-from tl_lab.experiments.backbone_ranking import RankingResult, kendall_tau, rank_backbones, verify_ranking
-from tl_lab.experiments.data_efficiency import EfficiencyResult, data_efficiency, shots_to_reach
+from tl_lab.experiments.backbone_ranking import (
+           RankingResult,
+           kendall_tau,
+           rank_backbones,
+           verify_ranking,
+)
+from tl_lab.experiments.data_efficiency import (
+           EfficiencyResult,
+           data_efficiency,
+           shots_to_reach,
+)
 from tl_lab.experiments.domain_shift import domain_shift, negative_transfer
 from tl_lab.experiments.forgetting import forgetting
 from tl_lab.experiments.freeze_sweep import freeze_sweep

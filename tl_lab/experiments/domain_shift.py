@@ -13,6 +13,7 @@ from tl_lab._checks import check_choice
 from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import DatasetSplits, load_dataset
+from tl_lab.data.shifts import SHIFTS, shift_data, unlabelled_target
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.adapt_bn import adapt_bn
 from tl_lab.training.freeze import FreezePlan
@@ -27,13 +28,6 @@ from tl_lab.training.recipes import (
     train_run,
 )
 from tl_lab.training.run import Run, evaluate_model
-
-try:  # written in parallel; forgetting() adds the photos when the module is there
-    from tl_lab.backbones.samples import sample_photos
-except ImportError:  # pragma: no cover - depends on the checkout
-    sample_photos = None
-
-from tl_lab.data.shifts import SHIFTS, shift_data, unlabelled_target
 
 TRAINABLE = ("frozen_head", "fine_tune", "fine_tune_bn", "lp_ft", "scratch")
 UNSUPERVISED = ("adabn", "dann")

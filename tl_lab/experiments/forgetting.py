@@ -12,11 +12,11 @@ import torch
 
 from tl_lab._checks import check_choice
 from tl_lab.backbones.registry import Backbone, load_backbone
+from tl_lab.backbones.samples import sample_photos
 from tl_lab.data.datasets import load_dataset
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.loop import fit
-from tl_lab.training.retention import Retain
 from tl_lab.training.recipes import (
     RECIPES,
     Recipe,
@@ -25,13 +25,7 @@ from tl_lab.training.recipes import (
     recipe_epochs,
     train_run,
 )
-
-try:  # written in parallel; forgetting() adds the photos when the module is there
-    from tl_lab.backbones.samples import sample_photos
-except ImportError:  # pragma: no cover - depends on the checkout
-    sample_photos = None
-
-
+from tl_lab.training.retention import Retain
 
 # ---- catastrophic forgetting -------------------------------------------------------------------------------------
 
@@ -63,7 +57,7 @@ def forgetting(
     Args:
         plans: ``"frozen_head"``, ``"fine_tune"`` (the :data:`RECIPES`) or FreezePlans (lr 3e-3; fine-tune epochs,
             or frozen-head epochs for a head-only plan).
-        photos: include :func:`tl_lab.backbones.samples.sample_photos` when that module is installed.
+        photos: include :func:`tl_lab.backbones.samples.sample_photos` (the shipped sample photos).
         remedies: forgetting remedies to try on top of full fine-tuning (the ``fine_tune`` recipe plus a loss
             term, :mod:`tl_lab.training.retention`): ``"lwf"``, ``"ewc"``, ``"l2sp"`` (default strengths) or
             :class:`~tl_lab.training.retention.Retain` objects (several strengths of one method: a trade-off curve).
@@ -84,7 +78,7 @@ def forgetting(
     data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size)
     probe_sets: dict[str, torch.Tensor] = {}
     notes: list[str] = []
-    if photos and sample_photos is not None:
+    if photos:
         probe_sets["sample photos"] = torch.stack([reference.transform(p.image()) for p in sample_photos()])
     elif photos:
         notes.append("sample photos unavailable (tl_lab.backbones.samples missing); only task-B test images were used")

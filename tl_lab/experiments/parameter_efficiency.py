@@ -35,7 +35,13 @@ from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import load_dataset
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.freeze import BODY, FreezePlan
-from tl_lab.training.recipes import RECIPES, RecordCallback, Records, recipe_epochs, train_run
+from tl_lab.training.recipes import (
+    RECIPES,
+    RecordCallback,
+    Records,
+    recipe_epochs,
+    train_run,
+)
 
 __all__ = ["parameter_efficiency", "efficiency_methods"]
 
