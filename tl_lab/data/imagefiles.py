@@ -140,6 +140,18 @@ def _report_ignored(entry: Path, report: list[SkippedFile]) -> int:
     return 1
 
 
+def _skip(entry: Path, report: list[SkippedFile]) -> int | None:
+    """The one rule for entries that are never read (links that lead nowhere and other odd entries, hidden files and
+    OS junk): report ``entry`` and return how many ignored files it counted; None when it is to be read."""
+    odd = _not_a_file_reason(entry)
+    if odd is not None:
+        report.append(SkippedFile(str(entry), odd))
+        return 0
+    if is_ignored(entry):
+        return _report_ignored(entry, report)
+    return None
+
+
 def _walk_files(folder: Path, report: list[SkippedFile], seen: set[Path] | None = None) -> tuple[list[Path], int]:
     """All non-ignored files below ``folder`` (sorted, recursive) and the number ignored. Ignored files, links
     that lead nowhere and unreadable folders are reported; a link back to a folder already visited is reported
@@ -158,11 +170,9 @@ def _walk_files(folder: Path, report: list[SkippedFile], seen: set[Path] | None 
     found: list[Path] = []
     ignored = 0
     for entry in entries:
-        odd = _not_a_file_reason(entry)
-        if odd is not None:
-            report.append(SkippedFile(str(entry), odd))
-        elif is_ignored(entry):
-            ignored += _report_ignored(entry, report)
+        skipped = _skip(entry, report)
+        if skipped is not None:
+            ignored += skipped
         elif entry.is_dir():
             sub, sub_ignored = _walk_files(entry, report, seen)
             found.extend(sub)
@@ -192,11 +202,9 @@ def scan_class_folders(root: str | os.PathLike) -> ClassFolderScan:
     report: list[SkippedFile] = []
     ignored = 0
     for entry in sorted(root.iterdir()):
-        odd = _not_a_file_reason(entry)
-        if odd is not None:
-            report.append(SkippedFile(str(entry), odd))
-        elif is_ignored(entry):
-            ignored += _report_ignored(entry, report)
+        skipped = _skip(entry, report)
+        if skipped is not None:
+            ignored += skipped
         elif entry.is_dir():
             class_dirs.append(entry)
         else:
