@@ -147,10 +147,10 @@ class FewShot(W.VBox):
                 cells.append(W.VBox([image, button], layout=W.Layout(margin="0 2px")))
             label = W.HTML(f"<div style='width:120px;font-weight:bold'>{html.escape(name)}</div>")
             rows.append(W.HBox([label, *cells], layout=W.Layout(align_items="center")))
-        self.gallery.children = rows
         self.upload_class.options = list(self.data.classes)
         self.upload_class.value = self.data.classes[0]
-        self.update()
+        self.update()  # the status and the table (zero-shot, chance) before the gallery, so they are there when it is
+        self.gallery.children = rows
 
     # ---- what a click does ------------------------------------------------------------------------------------
     def wait(self, timeout: float | None = 120) -> None:
