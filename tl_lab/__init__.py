@@ -68,6 +68,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "domain_shift": ("tl_lab.experiments.domain_shift", "domain_shift"),
     "forgetting": ("tl_lab.experiments.forgetting", "forgetting"),
     "parameter_efficiency": ("tl_lab.experiments.parameter_efficiency", "parameter_efficiency"),
+    "multitask": ("tl_lab.experiments.multitask", "multitask"),  # single-task models vs one shared body
     "negative_transfer": ("tl_lab.experiments.domain_shift", "negative_transfer"),
     "widgets": ("tl_lab.widgets", None),
     "lesson": ("tl_lab.app.lesson", None),  # the lessons' helper: FAST switch, RESULT lines
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.experiments.domain_shift import domain_shift, negative_transfer
     from tl_lab.experiments.forgetting import forgetting
     from tl_lab.experiments.freeze_sweep import freeze_sweep
+    from tl_lab.experiments.multitask import multitask
     from tl_lab.experiments.parameter_efficiency import parameter_efficiency
     from tl_lab.inside.attribution import explain, list_methods
     from tl_lab.inside.cka import cka, compare_stages

@@ -58,7 +58,10 @@ def run_from_config(cfg: dict, *, run_dir: str | Path | None = None, epochs: int
     from tl_lab.training.loop import fit
 
     data_args = dict(cfg["data"])
+    relabel = data_args.pop("relabel", None)
     data = load_dataset(data_args.pop("name"), **data_args)
+    if relabel is not None:
+        data = data.with_target(relabel)
     backbone = load_backbone(cfg["backbone"], pretrained=cfg.get("pretrained", True), num_classes=cfg["num_classes"],
                              seed=cfg.get("seed", 0))
     kwargs = {k: cfg[k] for k in _FIT_KEYS if k in cfg}

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,6 +51,7 @@ __all__ = [
     "DatasetUnavailableError",
     "ImageSplit",
     "SkippedFile",
+    "check_target",
     "list_datasets",
     "load_dataset",
 ]
@@ -69,7 +70,9 @@ class ImageSplit(torch.utils.data.Dataset):
     Indexing returns ``(image, label)`` with the image as float32 in [0, 1], ready for a backbone's
     normalisation. ``masks`` ``(N, H, W)`` bool holds exact object masks where a dataset has them (``shapes``).
     ``ids`` ``(N,)`` int64 are the images' positions in the dataset's pool, for provenance: they index
-    ``meta["files"]`` of a folder dataset and the ``images`` list of the clipart manifest.
+    ``meta["files"]`` of a folder dataset and the ``images`` list of the clipart manifest. ``targets`` holds every
+    label set of a dataset that has several (``shapes``: ``{"shape": ..., "position": ..., "colour": ...}``, each
+    ``(N,)`` int64); ``labels`` is one of them, the dataset's chosen ``target``.
 
     >>> split = load_dataset("shapes", shots=2).train
     >>> x, y = split[0]; x.shape, x.dtype, type(y)
@@ -81,6 +84,7 @@ class ImageSplit(torch.utils.data.Dataset):
     classes: tuple[str, ...]
     masks: torch.Tensor | None = None
     ids: torch.Tensor | None = None
+    targets: dict[str, torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
@@ -97,6 +101,9 @@ class ImageSplit(torch.utils.data.Dataset):
             raise ValueError("ids must be int64 of shape (N,), or None")
         if len(self.labels) and not 0 <= int(self.labels.min()) <= int(self.labels.max()) < len(self.classes):
             raise ValueError(f"labels must lie in [0, {len(self.classes)}) to index classes")
+        for name, y in (self.targets or {}).items():
+            if y.dtype != torch.int64 or y.shape != self.labels.shape:
+                raise ValueError(f"targets[{name!r}] must be int64 of shape ({len(self.labels)},) like labels")
         object.__setattr__(self, "classes", tuple(self.classes))
 
     def __len__(self) -> int:
@@ -119,7 +126,12 @@ class ImageSplit(torch.utils.data.Dataset):
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64).reshape(-1))
         masks = self.masks[idx] if self.masks is not None else None
         ids = self.ids[idx] if self.ids is not None else None
-        return ImageSplit(self.images[idx], self.labels[idx], self.classes, masks, ids)
+        targets = {k: y[idx] for k, y in self.targets.items()} if self.targets is not None else None
+        return ImageSplit(self.images[idx], self.labels[idx], self.classes, masks, ids, targets)
+
+    def relabel(self, target: str, classes: Sequence[str]) -> ImageSplit:
+        """The same images labelled by their label set ``target`` (a key of ``targets``)."""
+        return replace(self, labels=self.targets[target], classes=tuple(classes))
 
     def as_float(self) -> torch.Tensor:
         """All images as one float32 tensor in [0, 1] (``N, 3, H, W``)."""
@@ -142,6 +154,31 @@ class DatasetSplits:
     image_size: int
     meta: dict = field(default_factory=dict)
     report: tuple[SkippedFile, ...] = ()
+    # the label sets of a dataset with several (``shapes``): {name: class names}; empty when it has one
+    targets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str | None:
+        """The label set ``labels`` and ``classes`` refer to (None for a dataset with one label set)."""
+        return self.meta.get("target")
+
+    def with_target(self, target: str) -> DatasetSplits:
+        """The same images in the same splits, labelled by another of their label sets (``shapes``: ``"shape"``,
+        ``"position"``, ``"colour"``): single-task models for each task of a multi-task comparison train on exactly
+        the images the shared one does.
+
+        >>> data = load_dataset("shapes", shots=5)
+        >>> data.with_target("colour").classes
+        ('red', 'green', 'blue')
+        """
+        check_target(self, target)
+        if target == self.target:
+            return self
+        classes = self.targets[target]
+        splits = {k: getattr(self, k).relabel(target, classes) for k in ("train", "val", "test")}
+        # load_args still chooses the splits (stratified by the loaded target); "relabel" says what follows them
+        meta = {**self.meta, "target": target, "relabel": target, "counts": {k: v.counts() for k, v in splits.items()}}
+        return replace(self, classes=classes, meta=meta, **splits)
 
     def summary(self) -> str:
         """A short table a lesson can print: counts per split, the few-shot settings and the provenance."""
@@ -191,7 +228,7 @@ _DATASETS: dict[str, _DatasetInfo] = {
     for info in (
         _DatasetInfo("clipart", "embedded", 128, ("test_fraction",), 0.3),
         _DatasetInfo("digits", "embedded", 64, ("test_fraction",), 0.3),
-        _DatasetInfo("shapes", "procedural", 64, ("test_fraction", "per_class"), 0.3),
+        _DatasetInfo("shapes", "procedural", 64, ("test_fraction", "per_class", "target"), 0.3),
         _DatasetInfo("textures", "procedural", 64, ("test_fraction", "per_class"), 0.3),
         _DatasetInfo("folder", "folder", 128, ("test_fraction",), 0.2),
         *(
@@ -269,7 +306,18 @@ def _to_split(pool: Pool, idx: np.ndarray) -> ImageSplit:
     images = torch.from_numpy(np.ascontiguousarray(pool.images[idx])).permute(0, 3, 1, 2).contiguous()
     masks = torch.from_numpy(pool.masks[idx]) if pool.masks is not None else None
     labels = torch.from_numpy(pool.labels[idx].astype(np.int64))
-    return ImageSplit(images, labels, pool.classes, masks, torch.from_numpy(idx.astype(np.int64)))
+    targets = ({k: torch.from_numpy(y[idx].astype(np.int64)) for k, (y, _) in pool.targets.items()}
+               if pool.targets is not None else None)
+    return ImageSplit(images, labels, pool.classes, masks, torch.from_numpy(idx.astype(np.int64)), targets)
+
+
+def check_target(data: DatasetSplits, target: str) -> None:
+    """Refuse a label set ``data`` does not have, naming the ones it has."""
+    if not data.targets:
+        raise ValueError(f"{data.name!r} has one label set (its classes); several label sets on the same images "
+                         "come with load_dataset('shapes'): shape, position, colour")
+    if target not in data.targets:
+        raise ValueError(f"{data.name!r} has no label set {target!r}; choose from {', '.join(data.targets)}")
 
 
 # ---- the public loader -----------------------------------------------------------------------------------------
@@ -299,7 +347,10 @@ def load_dataset(
         val_per_class: validation images per class (default 10, fewer when a class is small; 0 for none).
         download: allow torchvision to download missing files.
         **kwargs: dataset options: ``test_fraction`` (sets without an official test split), ``per_class``
-            (procedural pool size, default 150), ``max_per_class`` / ``test_per_class`` (torchvision caps).
+            (procedural pool size, default 150), ``max_per_class`` / ``test_per_class`` (torchvision caps),
+            ``target`` (``shapes``: which label set ``labels`` holds, ``"shape"`` (default), ``"position"`` or
+            ``"colour"``; the splits and ``shots`` are then per class of that set, and ``.targets`` lists them all
+            for multi-task training, ``fit(..., tasks=...)``).
 
     Returns:
         :class:`DatasetSplits` with ``meta`` (source, license, counts, shots, seed, ``load_args``) and ``report``
@@ -313,6 +364,9 @@ def load_dataset(
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(_DATASETS)}")
     info = _DATASETS[name]
     unknown = sorted(set(kwargs) - set(info.options))
+    if "target" in unknown:
+        raise ValueError(f"{name!r} has one label set; target= chooses among several label sets on the same "
+                         "images, which load_dataset('shapes') has: shape, position, colour")
     if unknown:
         allowed = ", ".join(info.options) or "none"
         raise TypeError(f"load_dataset({name!r}) got unexpected option(s) {unknown}; options for {name!r}: {allowed}")
@@ -352,6 +406,12 @@ def load_dataset(
     else:
         per_class = kwargs.get("per_class", 150)
         pool = (shapes_pool if name == "shapes" else textures_pool)(size, per_class)
+    target = kwargs.get("target")
+    if pool.targets is not None:
+        target = target if target is not None else next(iter(pool.targets))
+        if target not in pool.targets:
+            raise ValueError(f"{name!r} has no label set {target!r}; choose target= from {', '.join(pool.targets)}")
+        pool = pool.with_target(target)
 
     train_idx, val_idx, test_idx = _split_pool(
         pool, info, shots=shots, seed=seed, val_per_class=val_per_class, test_fraction=test_fraction
@@ -374,4 +434,7 @@ def load_dataset(
         "sizes": {"train": len(train), "val": len(val), "test": len(test)},
         "load_args": load_args,
     }
-    return DatasetSplits(name, train, val, test, pool.classes, size, meta, tuple(pool.report))
+    if target is not None:
+        meta["target"] = target
+    targets = {k: c for k, (_, c) in pool.targets.items()} if pool.targets is not None else {}
+    return DatasetSplits(name, train, val, test, pool.classes, size, meta, tuple(pool.report), targets)

@@ -29,12 +29,18 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["POOL_SEED", "SHAPE_CLASSES", "TEXTURE_CLASSES", "make_shapes", "make_textures"]
+__all__ = ["POOL_SEED", "SHAPE_CLASSES", "SHAPE_TARGETS", "TEXTURE_CLASSES", "make_shapes", "make_textures",
+           "shape_targets"]
 
 POOL_SEED = 20_240_917
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 TEXTURE_CLASSES = ("stripes", "checker", "dots", "waves", "blotches", "crosshatch")
 _SHAPES_STREAM, _TEXTURES_STREAM = 1, 2
+# The label sets of the ``shapes`` pool: the shape itself and two attributes of the same object, read off the
+# drawn scene (so the pool's bytes are unchanged): where it is and which colour channel dominates it.
+POSITION_CLASSES = ("top left", "top right", "bottom left", "bottom right")
+COLOUR_CLASSES = ("red", "green", "blue")
+SHAPE_TARGETS = {"shape": SHAPE_CLASSES, "position": POSITION_CLASSES, "colour": COLOUR_CLASSES}
 
 
 def _smooth_field(rng: np.random.Generator, size: int, cells: int, channels: int = 1) -> np.ndarray:
@@ -132,6 +138,33 @@ def make_shapes(*, per_class: int = 150, size: int = 64) -> tuple[np.ndarray, np
             masks.append(mask)
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64), np.stack(masks), SHAPE_CLASSES
+
+
+def shape_targets(images: np.ndarray, labels: np.ndarray, masks: np.ndarray) -> dict[str, tuple[np.ndarray, tuple[str, ...]]]:
+    """Every label set of a ``shapes`` pool, ``{name: (labels (N,) int64, class names)}``, in :data:`SHAPE_TARGETS`.
+
+    - ``shape``: the object's shape (the pool's own labels).
+    - ``position``: the quadrant that holds the centre of the object's mask (image y grows downwards).
+    - ``colour``: the strongest channel of the object's mean colour (its pixels under the mask).
+
+    The two attributes are chosen independently of the shape when a scene is drawn, so they are *different* tasks
+    on the *same* images: what multi-task learning needs (:func:`tl_lab.fit` with ``tasks=``).
+
+    >>> images, labels, masks, _ = make_shapes(per_class=2, size=32)
+    >>> {k: v[1] for k, v in shape_targets(images, labels, masks).items()}["colour"]
+    ('red', 'green', 'blue')
+    """
+    n, size = masks.shape[0], masks.shape[1]
+    area = masks.reshape(n, -1).sum(1).clip(min=1)
+    ys, xs = np.mgrid[0:size, 0:size]
+    cy = (masks * ys).reshape(n, -1).sum(1) / area
+    cx = (masks * xs).reshape(n, -1).sum(1) / area
+    centre = (size - 1) / 2
+    position = (cy > centre).astype(np.int64) * 2 + (cx > centre).astype(np.int64)
+    colour_sum = (images.astype(np.float64) * masks[..., None]).reshape(n, -1, 3).sum(1)
+    colour = (colour_sum / area[:, None]).argmax(1).astype(np.int64)
+    return {"shape": (np.asarray(labels, dtype=np.int64), SHAPE_CLASSES), "position": (position, POSITION_CLASSES),
+            "colour": (colour, COLOUR_CLASSES)}
 
 
 def _texture_pattern(label: int, rng: np.random.Generator, size: int) -> np.ndarray:

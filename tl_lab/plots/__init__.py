@@ -17,6 +17,8 @@ Where things live (all re-exported here; import from ``tl_lab.plots``):
   (choosing a backbone).
 - ``plots_adaptation``: :func:`adaptation_bars`, :func:`domain_accuracy_curves`, :func:`domain_embedding`
   (adapting to a new domain without its labels).
+- ``plots.efficiency`` and ``plots.multitask``: :func:`efficiency_scatter`, :func:`forgetting_tradeoff`,
+  :func:`sharing_bars` (sharing and keeping knowledge).
 - ``plots_export``: :func:`save_html` (offline, one plotly.js per page), :func:`to_png` / :func:`to_pngs` (kaleido).
 - ``plots_style``: the palette (:data:`OKABE_ITO`, :data:`STRATEGY_COLORS`) and the shared layout.
 
@@ -51,6 +53,7 @@ from tl_lab.plots.inside import (
     feature_map_grid,
     filter_grid,
 )
+from tl_lab.plots.multitask import sharing_bars
 from tl_lab.plots.ranking import cost_vs_accuracy, score_vs_accuracy, transferability_scores
 from tl_lab.plots.stages import cka_by_stage, cka_matrix, probe_by_stage
 from tl_lab.plots.style import (
@@ -106,6 +109,7 @@ __all__ = [
     "probe_by_stage",
     "score_vs_accuracy",
     "save_html",
+    "sharing_bars",
     "to_png",
     "to_pngs",
     "training_curves",

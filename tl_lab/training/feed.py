@@ -20,6 +20,7 @@ from tl_lab.backbones.staged import ClassifierHead
 from tl_lab.data.datasets import DatasetSplits
 from tl_lab.training.augment import BatchAugment
 from tl_lab.training.feature_cache import PrefixCache, build_prefix_cache
+from tl_lab.training.multitask import Tasks
 from tl_lab.training.run import evaluate_batches, evaluate_model
 
 __all__ = ["Feed", "Precision"]
@@ -54,12 +55,14 @@ class Feed:
     Args:
         cache_after: the last frozen stage whose outputs may be cached (None: no cache), and ``why`` says why not.
         augment: a :class:`BatchAugment` for training batches (only without a cache: augmented inputs change).
+        tasks: multi-task runs: labels are ``(N, tasks)`` and evaluation reports each task.
     """
 
     def __init__(self, backbone: Backbone, data: DatasetSplits, *, cache_after: str | None, why: str,
                  device: torch.device, precision: Precision, augment: BatchAugment | None = None,
-                 memory_cap_mb: float = 1024.0, cache_dir: str | Path | None = None) -> None:
+                 memory_cap_mb: float = 1024.0, cache_dir: str | Path | None = None, tasks: Tasks | None = None) -> None:
         self.backbone, self.data, self.device, self.precision, self.augment = backbone, data, device, precision, augment
+        self.tasks = tasks
         self.notes: list[str] = []
         self.prefix: PrefixCache | None = None
         if cache_after is None:
@@ -93,7 +96,10 @@ class Feed:
         return x.contiguous(memory_format=torch.channels_last)
 
     def labels(self, split: str, index: torch.Tensor) -> torch.Tensor:
-        return getattr(self.data, split).labels[index].to(self.device, non_blocking=True)
+        """Labels ``(B,)`` of rows ``index``; ``(B, tasks)`` in a multi-task run."""
+        rows = getattr(self.data, split)
+        y = self.tasks.labels(rows, index) if self.tasks is not None else rows.labels[index]
+        return y.to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict:
@@ -101,13 +107,14 @@ class Feed:
         if not len(getattr(self.data, split)):
             return {"loss": float("nan"), "acc": float("nan"), "n": 0}
         if self.prefix is None:
-            return evaluate_model(self.backbone, getattr(self.data, split), device=self.device)
+            return evaluate_model(self.backbone, getattr(self.data, split), device=self.device, tasks=self.tasks)
         model = self.backbone.model
         model.train(False, stages=self.running)
         try:
             n = len(getattr(self.data, split))
-            return evaluate_batches((self._logits(self.inputs(split, idx)), self.labels(split, idx))
-                                    for idx in torch.arange(n).split(256))
+            batches = ((self._logits(self.inputs(split, idx)), self.labels(split, idx))
+                       for idx in torch.arange(n).split(256))
+            return self.tasks.evaluate_batches(batches) if self.tasks is not None else evaluate_batches(batches)
         finally:
             model.train(True, stages=self.running)
 

@@ -69,6 +69,7 @@ from tl_lab.training.events import (
 from tl_lab.training.feature_cache import cache_plan
 from tl_lab.training.feed import Feed, Precision
 from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.multitask import Tasks
 from tl_lab.training.retention import Retain, Retention
 from tl_lab.training.run import Run, data_config, start_run
 from tl_lab.training.schedule import build_optimizer, build_scheduler
@@ -118,6 +119,7 @@ def fit(
     pretrained: bool = True,
     retain: Sequence[Retain | str] | Retain | str | None = None,  # forgetting remedies (retention.py)
     adapt_to: Any = None,  # domain confusion (DANN): unlabelled target images (domain_confusion.py)
+    tasks: Sequence[str] | dict[str, float] | None = None,  # multi-task heads on one body (multitask.py)
 ) -> Run:
     """Train ``backbone`` (a Backbone, trained in place, or a registered name) on ``data`` under ``plan``.
 
@@ -140,6 +142,11 @@ def fit(
             domain confusion (DANN, :mod:`tl_lab.training.domain_confusion`): a domain classifier on the last body
             stage behind a gradient-reversal layer; ``train_loss`` then includes its loss and each history row adds
             ``domain_acc``, ``domain_loss`` and ``dann_lambda``. Turns the feature cache off; the body must train.
+        tasks: multi-task learning (:mod:`tl_lab.training.multitask`): two or more label sets of ``data`` (e.g.
+            ``("shape", "position")`` of ``load_dataset("shapes")``), or ``{name: loss weight}``. The head's last
+            layer becomes one linear classifier per task on the shared body; the loss is the weighted sum of the
+            tasks' cross-entropies; history rows add ``train_acc_<task>`` and ``val_acc_<task>``, ``run.best``
+            adds ``val_acc_<task>`` and ``test_acc_<task>``, and ``val_acc`` / ``test_acc`` are the tasks' mean.
     Returns:
         A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy) and
         ``run.best["test_acc"]`` their test accuracy, also when the run was stopped.
@@ -153,6 +160,13 @@ def fit(
     if isinstance(backbone, str):
         backbone = load_backbone(backbone, pretrained=pretrained, num_classes=len(data.classes), seed=seed)
     check_data(backbone, data)
+    multitask = None  # one head per task on the shared body: installed before the plan counts what trains
+    if tasks is not None:
+        if retain is not None or adapt_to is not None:
+            raise ValueError("tasks= (multi-task heads) cannot be combined with retain= or adapt_to= in one run; "
+                             "run them separately")
+        multitask = Tasks.build(tasks, data)
+        multitask.install(backbone, seed=s.seed)
 
     # ---- 1. prepare: what trains (decided once), the cache decision, automatic settings, device, the Run -------
     layout = plan.summary(backbone)
@@ -174,6 +188,8 @@ def fit(
     run = start_run(backbone, data, plan, layout, s, precision.enabled, notes=notes, name=name, run_dir=run_dir,
                     resume=resume, writes=save_checkpoints and rank == 0)  # under torchrun only rank 0 writes files
     keeper = Keeper(model, changing=layout.changing_stages, full=not run.config["pretrained"], run_dir=run.run_dir)
+    if multitask is not None:
+        run.tasks, run.config["tasks"] = multitask, multitask.to_config()
 
     confusion = None  # domain confusion (DANN): a domain classifier trained through a gradient-reversal layer
     if adapt_to is not None:
@@ -196,7 +212,7 @@ def fit(
     # ---- 3. inputs: the cached frozen prefix when there is one (the only place the cache is used) --------------
     feed = Feed(backbone, data, cache_after=cache_after, why=cache_why, device=dev, precision=precision,
                 augment=BatchAugment(data.image_size, seed=s.seed) if s.augment else None,
-                memory_cap_mb=memory_cap_mb, cache_dir=cache_dir)
+                memory_cap_mb=memory_cap_mb, cache_dir=cache_dir, tasks=multitask)
     run.cache = feed.description
     run.notes.extend(feed.notes)
     module = distributed(feed.suffix, dev) if world > 1 else feed.suffix
@@ -219,7 +235,7 @@ def fit(
             try:
                 stats = train_one_epoch(module, opt, sched, feed, batching, at, precision=precision,
                                         label_smoothing=s.label_smoothing, callbacks=callbacks, stop=stop, bar=bar,
-                                        epochs=s.epochs, retention=retention, confusion=confusion)
+                                        epochs=s.epochs, retention=retention, confusion=confusion, tasks=multitask)
             except torch.cuda.OutOfMemoryError:
                 batching = _halve_batch(run, batching, at.epoch, min_batch_size, model, snapshot, opt)
                 sched = schedule_at(steps_per_epoch=batching.batches, start_step=at.epoch * batching.batches)
@@ -271,14 +287,19 @@ def fit(
 
 def batch_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0,
                retention: Retention | None = None, inputs: torch.Tensor | None = None,
-               confusion: DomainConfusion | None = None, progress: float = 0.0) -> torch.Tensor:
-    """The loss one batch trains on: cross-entropy (with optional label smoothing), plus the forgetting remedies'
-    terms and the domain-confusion loss when the run uses them (``progress`` in [0, 1] sets DANN's lambda).
+               confusion: DomainConfusion | None = None, progress: float = 0.0,
+               tasks: Tasks | None = None) -> torch.Tensor:
+    """The loss one batch trains on: cross-entropy (with optional label smoothing; with ``tasks``, the weighted sum
+    of each task's), plus the forgetting remedies' terms and the domain-confusion loss when the run uses them
+    (``progress`` in [0, 1] sets DANN's lambda).
 
     The one place to add loss terms (a domain-confusion or retention penalty): everything else in the loop treats
     the returned scalar as the batch's loss.
     """
-    loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    if tasks is not None:  # multi-task: one head per task, labels (N, tasks)
+        loss = tasks.loss(logits, labels, label_smoothing=label_smoothing)
+    else:
+        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     if retention is not None:  # forgetting remedies (LwF, EWC, L2-SP): tl_lab.training.retention
         loss = loss + retention(inputs)
     if confusion is not None:  # domain confusion (DANN): the domain loss behind the gradient reversal
@@ -303,7 +324,8 @@ def optimizer_step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.L
 def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
                     feed: Feed, batching: _Batching, at: _Position, *, precision: Precision, label_smoothing: float,
                     callbacks: Sequence[Callback], stop: Any, bar: Any, epochs: int,
-                    retention: Retention | None = None, confusion: DomainConfusion | None = None) -> dict:
+                    retention: Retention | None = None, confusion: DomainConfusion | None = None,
+                    tasks: Tasks | None = None) -> dict:
     """One pass over the training images in this epoch's seeded order; returns sums for the epoch's metrics.
 
     Raises :class:`_Stop` after the batch in which a stop was requested, or at a non-finite loss.
@@ -311,6 +333,7 @@ def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: 
     order = batching.order(at.epoch)
     t0 = time.perf_counter()
     loss_sum, correct, seen = 0.0, 0, 0
+    per_task = dict.fromkeys(tasks.names, 0) if tasks is not None else None  # correct counts per task
     lrs: dict[str, float] = {}
     for b in range(batching.batches):
         at.batch = b
@@ -320,13 +343,20 @@ def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: 
         with precision.context():
             logits = module(x).float()
         loss = batch_loss(logits, y, label_smoothing=label_smoothing, retention=retention, inputs=x,
-                          confusion=confusion, progress=(at.epoch + b / batching.batches) / epochs)
+                          confusion=confusion, progress=(at.epoch + b / batching.batches) / epochs, tasks=tasks)
         if not torch.isfinite(loss):
             raise _Stop(StopCause.NON_FINITE_LOSS, f"the loss became {loss.item()} at epoch {at.epoch + 1}, batch {b + 1}")
         lrs = {g["stage"]: g["lr"] for g in opt.param_groups}  # the rates this batch trains with
         head_lr = opt.param_groups[-1]["lr"]
         optimizer_step(opt, sched, loss, precision.scaler)
-        n, batch_correct = len(idx), (logits.argmax(1) == y).sum().item()
+        n = len(idx)
+        if per_task is not None:  # multi-task: the mean over tasks of the correct counts
+            counts = tasks.correct(logits, y)
+            for name, c in counts.items():
+                per_task[name] += c
+            batch_correct = sum(counts.values()) / len(counts)
+        else:
+            batch_correct = (logits.argmax(1) == y).sum().item()
         loss_sum, correct, seen = loss_sum + loss.item() * n, correct + batch_correct, seen + n
         _emit(callbacks, BatchEnd(at.epoch, b, batching.batches, loss.item(), batch_correct / n, seen, head_lr))
         if bar is not None:
@@ -334,7 +364,10 @@ def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: 
             bar.update(1)
         if stop_requested(stop):
             raise _Stop(StopCause.REQUESTED, getattr(stop, "reason", "stop requested"))
-    return {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": time.perf_counter() - t0, "lr": lrs}
+    stats = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": time.perf_counter() - t0, "lr": lrs}
+    if per_task is not None:
+        stats["per_task"] = per_task
+    return stats
 
 
 def evaluate(feed: Feed, split: str) -> dict:
@@ -354,7 +387,8 @@ def keep_if_best(run: Run, keeper: Keeper, metrics: dict) -> bool:
     b = run.best
     if not math.isfinite(loss) or (b and (acc < b["val_acc"] or (acc == b["val_acc"] and loss >= b["val_loss"]))):
         return False
-    run.best = {"epoch": metrics["epoch"], "val_acc": acc, "val_loss": loss, "train_acc": metrics["train_acc"]}
+    run.best = {"epoch": metrics["epoch"], "val_acc": acc, "val_loss": loss, "train_acc": metrics["train_acc"],
+                **{k: v for k, v in metrics.items() if k.startswith("val_acc_")}}  # multi-task: per task
     run.checkpoint = keeper.keep_best({"epoch": metrics["epoch"], "metrics": _plain(metrics)})
     return True
 
@@ -374,6 +408,7 @@ def finish(run: Run, feed: Feed, keeper: Keeper, at: _Position, batches: int, st
     if keeper.restore_best():
         test = evaluate(feed, "test")
         run.best.update(test_acc=test["acc"], test_loss=test["loss"])
+        run.best.update({f"test_{k}": v for k, v in test.items() if k.startswith("acc_")})  # multi-task
     elif stopped is not None:
         run.notes.append("no epoch ended with a finite loss, so no weights were kept and none were tested")
 
@@ -436,13 +471,17 @@ def _halve_batch(run: Run, batching: _Batching, epoch: int, min_batch_size: int,
 
 def _epoch_metrics(epoch: int, stats: dict, val: dict, *, seconds: float) -> dict:
     seen = stats["seen"]
-    return {
+    metrics = {
         "epoch": epoch + 1,
         "train_loss": stats["loss_sum"] / seen, "train_acc": stats["correct"] / seen,
         "val_loss": val["loss"], "val_acc": val["acc"],
         "seconds": seconds, "images_per_s": seen / max(stats["seconds"], 1e-9),
         "lr": stats["lr"],
     }
+    for name, c in stats.get("per_task", {}).items():  # multi-task: each task's accuracies
+        metrics[f"train_acc_{name}"] = c / seen
+        metrics[f"val_acc_{name}"] = val.get(f"acc_{name}", float("nan"))
+    return metrics
 
 
 def _emit(callbacks: Sequence[Callback], event: Any) -> None:

@@ -22,6 +22,7 @@ from tl_lab.training.events import StopCause
 
 if TYPE_CHECKING:
     from tl_lab.training.freeze import FreezePlan, FreezeSummary
+    from tl_lab.training.multitask import Tasks
     from tl_lab.training.settings import FitSettings
 
 __all__ = ["Run", "data_config", "evaluate_model", "predict_images", "prepare_images", "run_label", "start_run"]
@@ -45,6 +46,7 @@ class Run:
     stop_cause: StopCause | None = None
     notes: list[str] = field(default_factory=list)
     trainable_parameters: int = 0
+    tasks: Tasks | None = field(default=None, repr=False)  # a multi-task run's tasks (fit(tasks=...))
 
     @property
     def model(self) -> torch.nn.Module:
@@ -58,10 +60,12 @@ class Run:
     def evaluate(self, split: str = "test", *, batch_size: int = 64) -> dict:
         """Loss and accuracy of the current model on ``split`` ("train", "val" or "test")."""
         data = _split(self.data, split)
-        return evaluate_model(self.backbone, data, device=_device_of(self.model), batch_size=batch_size)
+        return evaluate_model(self.backbone, data, device=_device_of(self.model), batch_size=batch_size,
+                              tasks=self.tasks)
 
-    def predict(self, images: torch.Tensor | Any, *, batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities ``(N, classes)`` for images prepared as this run's training images were.
+    def predict(self, images: torch.Tensor | Any, *, batch_size: int = 64) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Class probabilities ``(N, classes)`` for images prepared as this run's training images were (a multi-task
+        run: ``{task: (N, classes of the task)}``).
 
         ``images``: a PIL image, a list of them, or a uint8 / float-in-[0, 1] tensor ``(N, 3, H, W)`` or ``(3, H, W)``.
         Each is resized (short side) and centre-cropped to the run's image size (``run.data.image_size``, e.g. 96 px),
@@ -72,7 +76,7 @@ class Run:
             >>> run.predict(PIL.Image.open("photo.jpg"))        # (1, classes)
         """
         return predict_images(self.backbone, images, image_size=self.data.image_size, device=_device_of(self.model),
-                              batch_size=batch_size)
+                              batch_size=batch_size, tasks=self.tasks)
 
     def table_row(self) -> dict:
         """One row for a runs table."""
@@ -191,33 +195,35 @@ def evaluate_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> di
 
 
 @torch.no_grad()
-def evaluate_model(backbone: Backbone, split: ImageSplit, *, device: torch.device, batch_size: int = 64) -> dict:
+def evaluate_model(backbone: Backbone, split: ImageSplit, *, device: torch.device, batch_size: int = 64,
+                   tasks: Tasks | None = None) -> dict:
     model = backbone.model
     was_training = model.training
     model.eval()
     try:
-        return evaluate_batches(
+        batches = (
             (model(backbone.normalize(split.images[lo : lo + batch_size].to(device))),
-             split.labels[lo : lo + batch_size].to(device))
+             (tasks.labels(split, slice(lo, lo + batch_size)) if tasks is not None
+              else split.labels[lo : lo + batch_size]).to(device))
             for lo in range(0, len(split), batch_size)
         )
+        return tasks.evaluate_batches(batches) if tasks is not None else evaluate_batches(batches)
     finally:
         model.train(was_training)
 
 
 @torch.no_grad()
 def predict_images(backbone: Backbone, images: Any, *, image_size: int, device: torch.device,
-                   batch_size: int = 64) -> torch.Tensor:
+                   batch_size: int = 64, tasks: Tasks | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
     """Softmax outputs of ``backbone`` for ``images`` prepared at ``image_size`` (see :meth:`Run.predict`)."""
     x = prepare_images(images, image_size)
     model = backbone.model
     was_training = model.training
     model.eval()
     try:
-        outs = []
-        for lo in range(0, len(x), batch_size):
-            outs.append(model(backbone.normalize(x[lo : lo + batch_size].to(device))).float().softmax(1).cpu())
-        return torch.cat(outs)
+        logits = torch.cat([model(backbone.normalize(x[lo : lo + batch_size].to(device))).float().cpu()
+                            for lo in range(0, len(x), batch_size)])
+        return tasks.probabilities(logits) if tasks is not None else logits.softmax(1)
     finally:
         model.train(was_training)
 
@@ -255,13 +261,16 @@ def _fmt(value: Any) -> str:
 
 
 def data_config(data: DatasetSplits) -> dict:
-    """The arguments that reload ``data`` with ``load_dataset(**cfg)``."""
+    """The arguments that reload ``data`` with ``load_dataset(**cfg)`` (then ``.with_target(cfg.pop("relabel"))``
+    when present)."""
     meta = data.meta
     cfg = dict(meta.get("load_args") or {})
     cfg.setdefault("name", data.name)
     cfg.setdefault("shots", meta.get("shots"))
     cfg.setdefault("seed", meta.get("seed", 0))
     cfg.setdefault("image_size", data.image_size)
+    if meta.get("relabel"):  # DatasetSplits.with_target after loading: same splits, another label set
+        cfg["relabel"] = meta["relabel"]
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items()}
 
 
