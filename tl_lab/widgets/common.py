@@ -9,9 +9,11 @@ refilled in place, because each new FigureWidget ships the whole plotly.js bundl
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import html
 import threading
+import weakref
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -21,7 +23,31 @@ from typing import Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
-__all__ = ["StatusLine", "FigureSlot", "Throttle", "Worker", "guarded", "error_message", "fmt_int", "fmt_acc", "html_table"]
+__all__ = ["StatusLine", "FigureSlot", "Throttle", "Worker", "background", "guarded", "error_message", "fmt_int", "fmt_acc",
+           "html_table"]
+
+_LIVE: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # every widget's background thread not yet joined
+EXIT_WAIT_S = 60.0
+
+
+def background(target: Callable[..., Any], *args: Any, name: str) -> threading.Thread:
+    """Start ``target(*args)`` in a daemon thread that the interpreter waits for at exit (up to a minute).
+
+    Why: the widgets' threads run PyTorch; when the interpreter exits while one is inside a forward pass, PyTorch
+    aborts the whole process ("terminate called without an active exception", exit status 134), which a script or
+    a test run reports as a crash. Every widget thread starts here, so one exit hook covers them all.
+    """
+    thread = threading.Thread(target=target, args=args, daemon=True, name=name)
+    _LIVE.add(thread)
+    thread.start()
+    return thread
+
+
+@atexit.register
+def _join_background_threads() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for thread in list(_LIVE):
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 _COLORS = {"info": "#1f4e79", "ok": "#1b6e20", "warn": "#8a5a00", "error": "#b00020", "busy": "#444444"}
 
@@ -242,8 +268,7 @@ class Worker:
             finally:
                 self._set_busy(False)
 
-        self.thread = threading.Thread(target=work, daemon=True, name="tl-lab-worker")
-        self.thread.start()
+        self.thread = background(work, name="tl-lab-worker")
 
     def _set_busy(self, busy: bool) -> None:
         for b in self.buttons:

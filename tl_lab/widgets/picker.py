@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import atexit
 import html
 import threading
 
@@ -28,7 +27,7 @@ from tl_lab.backbones.registry import (
     list_backbones,
     load_backbone,
 )
-from tl_lab.widgets.common import StatusLine, fmt_int, guarded, html_table
+from tl_lab.widgets.common import StatusLine, background, fmt_int, guarded, html_table
 from tl_lab.widgets.state import LabState
 
 __all__ = ["BackbonePicker", "weights_cached", "stage_diagram_html", "offline_cost_rows"]
@@ -87,17 +86,6 @@ def stage_diagram_html(backbone: Backbone, *, trainable: set[str] | None = None)
     return f'<div style="line-height:1">{start}{arrow}{arrow.join(boxes)}</div>'
 
 
-_COST_THREADS: list[threading.Thread] = []
-
-
-@atexit.register
-def _join_cost_threads() -> None:
-    """Let a speed measurement finish before the interpreter exits: PyTorch aborts the process ("terminate called
-    without an active exception") when a daemon thread is killed inside a forward pass."""
-    for t in _COST_THREADS:
-        t.join(60)
-
-
 def _costs_html(rows: list[dict] | None) -> str:
     intro = ("<div style='margin-top:8px'><b>Works offline: what each network costs</b> (parameters, ImageNet "
              "top-1 as its source states it, inference images/s measured on this machine at its native size: the "
@@ -130,7 +118,6 @@ class BackbonePicker(W.VBox):
         self.costs = W.HTML(_costs_html(None))
         self.costs.add_class("tl-backbone-costs")
         self._thread: threading.Thread | None = None
-        self._cost_thread = threading.Thread(target=self._measure_costs, daemon=True, name="tl-lab-costs")
         self._in_use: str | None = None  # the network loaded last (what the other tabs use)
         self._back_note: str | None = None  # why the picker went back to the network in use
         super().__init__(children=[
@@ -141,8 +128,7 @@ class BackbonePicker(W.VBox):
         self.add_class("tl-backbone-picker")
         self.dropdown.observe(self._on_pick, names="value")
         self.dropdown.value = value
-        _COST_THREADS[:] = [t for t in _COST_THREADS if t.is_alive()] + [self._cost_thread]
-        self._cost_thread.start()
+        self._cost_thread = background(self._measure_costs, name="tl-lab-costs")  # joined at exit (common.py)
 
     def _measure_costs(self) -> None:
         try:
@@ -195,8 +181,7 @@ class BackbonePicker(W.VBox):
         # The diagram never needs the network: a randomly initialised copy has the same stages and shapes.
         self.diagram.value = stage_diagram_html(load_backbone(name, pretrained=False))
         self.status.set(f"Loading the pretrained weights of {name}…", "busy")
-        self._thread = threading.Thread(target=self._load, args=(name,), daemon=True, name=f"tl-lab-load-{name}")
-        self._thread.start()
+        self._thread = background(self._load, name, name=f"tl-lab-load-{name}")
 
     def _load(self, name: str) -> None:
         try:
