@@ -140,6 +140,17 @@ def test_a_relabelled_run_reruns_with_the_same_labels(shapes, tmp_path):
     assert again.best["test_acc"] == pytest.approx(run.best["test_acc"])
 
 
+def test_a_multitask_run_reruns_with_its_tasks_and_weights(shapes, tmp_path):
+    from tl_lab.app.rerun import run_from_config
+
+    run = fit("efficientnet_lite0", shapes, tasks={"shape": 1.0, "position": 0.5}, epochs=2, progress=False,
+              run_dir=tmp_path / "a")
+    again = run_from_config(run.config, run_dir=tmp_path / "b", progress=False)
+    assert again.config["tasks"] == run.config["tasks"]
+    assert again.config["tasks"]["position"]["weight"] == 0.5
+    assert again.best["test_acc_position"] == pytest.approx(run.best["test_acc_position"])
+
+
 # ---- the experiment ------------------------------------------------------------------------------------------------
 
 

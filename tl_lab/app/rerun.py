@@ -65,6 +65,8 @@ def run_from_config(cfg: dict, *, run_dir: str | Path | None = None, epochs: int
     backbone = load_backbone(cfg["backbone"], pretrained=cfg.get("pretrained", True), num_classes=cfg["num_classes"],
                              seed=cfg.get("seed", 0))
     kwargs = {k: cfg[k] for k in _FIT_KEYS if k in cfg}
+    if cfg.get("tasks"):  # a multi-task run: the same tasks and loss weights
+        kwargs["tasks"] = {name: task["weight"] for name, task in cfg["tasks"].items()}
     if epochs is not None:
         kwargs["epochs"] = epochs
     kwargs.update(overrides)
