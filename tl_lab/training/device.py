@@ -131,10 +131,17 @@ def distributed(module: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(module, device_ids=[dev.index] if dev.type == "cuda" else None)
 
 
-def all_reduce_sums(stats: dict, dev: torch.device) -> tuple[float, int, int]:
-    """An epoch's ``loss_sum``, ``correct`` and ``seen`` summed over every rank."""
+def all_reduce_sums(stats: dict, dev: torch.device) -> dict:
+    """An epoch's ``loss_sum``, ``correct``, ``seen`` (and a multi-task run's ``per_task`` correct counts) summed
+    over every rank; the other entries of ``stats`` as they are."""
     import torch.distributed as dist
 
-    t = torch.tensor([stats["loss_sum"], stats["correct"], stats["seen"]], dtype=torch.float64, device=dev)
+    per_task = stats.get("per_task", {})
+    values = [stats["loss_sum"], stats["correct"], stats["seen"], *per_task.values()]
+    t = torch.tensor(values, dtype=torch.float64, device=dev)
     dist.all_reduce(t)
-    return t[0].item(), int(t[1].item()), int(t[2].item())
+    summed = t.tolist()
+    out = {**stats, "loss_sum": summed[0], "correct": summed[1], "seen": int(summed[2])}
+    if per_task:
+        out["per_task"] = dict(zip(per_task, summed[3:]))
+    return out

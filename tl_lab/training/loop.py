@@ -241,7 +241,7 @@ def fit(
                 sched = schedule_at(steps_per_epoch=batching.batches, start_step=at.epoch * batching.batches)
                 continue
             if world > 1:
-                stats.update(zip(("loss_sum", "correct", "seen"), all_reduce_sums(stats, dev)))
+                stats = all_reduce_sums(stats, dev)
             val = evaluate(feed, "val")
             metrics = _epoch_metrics(at.epoch, stats, val, seconds=time.perf_counter() - t_epoch)
             if confusion is not None:
