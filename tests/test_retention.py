@@ -154,3 +154,39 @@ def test_forgetting_tradeoff_has_one_trace_per_remedy_and_checks_the_image_set()
     assert fig.data[0].text == ("fine_tune", "frozen_head")
     with pytest.raises(ValueError, match="no records for images='train'; choose one of: photos, test"):
         forgetting_tradeoff(recs, images="train")
+
+
+def test_plans_that_cannot_use_a_remedy_are_refused_before_anything_is_built():
+    from tl_lab.backbones.registry import load_backbone
+    from tl_lab.training.retention import check_remedies
+
+    bb = load_backbone(num_classes=10)
+    assert check_remedies("l2sp", FreezePlan.fine_tune().summary(bb)) == (Retain("l2sp", 0.1),)
+    assert check_remedies(None, FreezePlan.frozen_head().summary(bb)) == ()
+    with pytest.raises(ValueError, match=r"LwF holds the body back while it trains, but this plan trains only the "
+                                         r"head: .* nothing of the old task can be forgotten; unfreeze some body"):
+        check_remedies(["lwf"], FreezePlan.frozen_head().summary(bb))
+    frozen_by_lr = FreezePlan("stage7", lr_mult={"stage7": 0.0, "conv_head": 0.0})  # LR factor 0: not trained
+    with pytest.raises(ValueError, match="trains only the head"):
+        check_remedies("ewc", frozen_by_lr.summary(bb))
+    with pytest.raises(ValueError, match=r"EWC and L2-SP pull weights back .* LoRA \(params='lora'\)"):
+        check_remedies([Retain("ewc", 10.0)], FreezePlan("stage7", params="lora").summary(bb))
+    assert check_remedies("lwf", FreezePlan("stage7", params="lora").summary(bb)) == (Retain("lwf"),)
+    with pytest.raises(ValueError, match=r"L2-SP keeps what a pretrained network knew, but this network starts "
+                                         r"from random weights"):
+        check_remedies("l2sp", FreezePlan(None).summary(bb), pretrained=False)
+
+
+def test_fit_refuses_a_remedy_its_plan_cannot_use(digits):
+    with pytest.raises(ValueError, match="trains only the head"):
+        fit("efficientnet_lite0", digits, plan=FreezePlan.frozen_head(), epochs=1, progress=False,
+            save_checkpoints=False, retain="lwf")
+    with pytest.raises(ValueError, match="starts from random weights"):
+        fit("efficientnet_lite0", digits, plan=FreezePlan(None), pretrained=False, epochs=1, progress=False,
+            save_checkpoints=False, retain=Retain("l2sp", 1.0))
+
+
+def test_a_strength_must_be_a_finite_number():
+    for bad in (float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match=r"ewc strength must be a number >= 0; .*the default, 100, is a good"):
+            Retain("ewc", bad)

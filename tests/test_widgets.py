@@ -350,6 +350,105 @@ def test_stop_with_nothing_training_says_so():
         panel.resume()
 
 
+def _row_cells(table_html: str, run_label: str) -> list[str]:
+    """The cells of the runs-table row whose first cell is ``run_label``."""
+    row = re.search(rf"<tr><td>{re.escape(run_label)}</td>(.*?)</tr>", table_html)
+    assert row, (run_label, table_html)
+    return [run_label, *re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))]
+
+
+def test_a_remedy_reaches_fit_and_the_table_shows_how_much_of_imagenet_each_run_kept(tmp_path, monkeypatch):
+    import threading
+
+    from tl_lab.inside.old_task import PHOTOS, TEST, old_task_agreement
+
+    threads = []
+    real = train_panel_module.old_task_agreement
+    monkeypatch.setattr(train_panel_module, "old_task_agreement",
+                        lambda *a, **k: (threads.append(threading.current_thread().name), real(*a, **k))[1])
+    panel = TrainPanel(dataset="digits", shots=2, image_size=32, run_dir=tmp_path)
+    panel.wait(60)
+    panel.epochs.value = 2
+    panel.train_button.click()  # the default plan, a frozen head: the body cannot forget anything
+    frozen = panel.wait(120)
+    assert panel.last_error is None and "retain" not in frozen.config
+    reference = panel.state.backbone()
+    assert old_task_agreement(frozen, reference=reference)[TEST]["top1_agreement"] == 1.0  # exactly: same body
+    header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", panel.table.value)
+    assert header[:7] == ["run", "data", "best val acc", "test acc", "keep old task", "ImageNet kept (photos)",
+                          "ImageNet kept (test images)"]
+    assert _row_cells(panel.table.value, panel._label_of(frozen))[4:7] == ["none", "1.000", "1.000"]
+    assert "ImageNet kept 1.000 (photos), 1.000 (test images)" in panel.status.text
+
+    panel.plan_choice.value = "fine_tune"
+    panel.keep.method.value = "lwf"
+    assert panel.keep.strength.value == 1.0 and not panel.keep.strength.disabled
+    panel.epochs.value = 3
+    real_event = panel._on_event
+
+    def stop_after_the_first_epoch(event):
+        real_event(event)
+        if isinstance(event, tl_lab.training.events.EpochEnd) and event.epoch == 0:
+            panel.stop_button.click()
+
+    panel._on_event = stop_after_the_first_epoch
+    panel.train_button.click()
+    tuned = panel.wait(120)
+    assert tuned.config["retain"] == ["lwf 1"] and tuned.stopped_early and len(tuned.history) == 1
+    kept = old_task_agreement(tuned, reference=reference)  # the kept checkpoint, measured by the library
+    assert kept[TEST]["top1_agreement"] < 1.0  # the body moved: some ImageNet answers changed
+    assert _row_cells(panel.table.value, panel._label_of(tuned))[4:7] == [
+        "LwF 1", f"{kept[PHOTOS]['top1_agreement']:.3f}", f"{kept[TEST]['top1_agreement']:.3f}"]
+    assert threads == ["tl-lab-worker", "tl-lab-worker"]  # measured in the background, after each run
+    assert "raw pixels (logistic regression)" in panel.table.value and _row_count(panel.table.value) == 3
+    # Resume would rebuild the remedy from the stopped weights: refused, and said so
+    assert panel.resume_button.disabled and "Resume continues" not in panel.status.text
+    panel.resume_button.click()
+    assert panel.status.kind == "error" and "Resume cannot continue a run trained with a forgetting remedy " \
+                                           "(LwF 1) yet" in panel.status.text
+
+    panel.plan_choice.value = "scratch"
+    panel.keep.method.value = "none"
+    panel.epochs.value = 1
+    panel.train_button.click()
+    scratch = panel.wait(120)
+    assert _row_cells(panel.table.value, panel._label_of(scratch))[4:7] == ["none", "n/a", "n/a"]
+    assert f"n/a for {panel._label_of(scratch)}: trained from scratch" in panel.table.value
+    assert 'title="share of the 4 sample photos' in panel.table.value  # what the column means, on its header
+
+
+def test_a_remedy_the_plan_cannot_use_is_refused_before_training_and_so_is_a_bad_strength(tmp_path):
+    panel = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path)
+    panel.wait(60)
+    assert panel.keep.method.value == "none" and panel.keep.strength.disabled and panel.keep.retain() is None
+    panel.keep.method.value = "ewc"
+    assert panel.keep.strength.value == 100.0  # each remedy's own default (DEFAULT_STRENGTH)
+    panel.keep.strength.value = -5
+    assert panel.keep.strength.value == 100.0 and panel.status.kind == "warn"
+    assert panel.status.text == "strength -5 is not allowed: type a number of 0 or more (EWC's default is 100). " \
+                                "Kept 100."
+    panel.keep.strength.value = 250
+    assert panel.keep.retain() == tl_lab.Retain("ewc", 250.0)
+    panel.train_button.click()  # the default plan trains only the head
+    assert not panel.busy and panel.runs == [] and panel.status.kind == "warn"
+    assert panel.status.text.startswith("Not started: EWC holds the body back while it trains, but this plan trains "
+                                        "only the head: the body keeps its ImageNet weights, so nothing of the old "
+                                        "task can be forgotten; unfreeze some body stages")
+    panel.plan_choice.value = "scratch"
+    panel.train_button.click()
+    assert not panel.busy and "starts from random weights (from scratch)" in panel.status.text
+
+    lora = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path, plan=FreezePlan("stage7", params="lora"),
+                      retain="l2sp")
+    lora.wait(60)
+    assert lora.plan_choice.value == "custom" and lora.keep.strength.value == 0.1
+    lora.train_button.click()
+    assert not lora.busy and lora.runs == [] and lora.status.text.startswith(
+        "Not started: EWC and L2-SP pull weights back to their pretrained values, but LoRA (params='lora')")
+    with pytest.raises(ValueError, match="remedy must be one of 'lwf', 'ewc', 'l2sp'; got 'replay'"):
+        TrainPanel(dataset="digits", retain="replay")
+
+
 def test_throttle_lets_through_at_most_once_per_interval():
     t = Throttle(60.0)
     assert t.ready() and not t.ready() and t.ready(force=True)

@@ -49,6 +49,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "rank_backbones": ("tl_lab.experiments.backbone_ranking", "rank_backbones"),
     "zero_shot": ("tl_lab.inside.zero_shot", "zero_shot"),
     "nearest_mean": ("tl_lab.inside.prototypes", "nearest_mean"),
+    "old_task_agreement": ("tl_lab.inside.old_task", "old_task_agreement"),  # how much ImageNet a run kept
     "FreezePlan": ("tl_lab.training.freeze", "FreezePlan"),
     "Retain": ("tl_lab.training.retention", "Retain"),  # a forgetting remedy for fit(retain=...)
     "merge_lora": ("tl_lab.training.peft_params", "merge_lora"),
@@ -107,6 +108,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.inside.cka import cka, compare_stages
     from tl_lab.inside.embedding import embed as embed_features
     from tl_lab.inside.feature_maps import feature_maps, filters
+    from tl_lab.inside.old_task import old_task_agreement
     from tl_lab.inside.probes import probe_stages
     from tl_lab.inside.sanity import mask_scores, sanity_check
     from tl_lab.inside.stage_features import stage_features

@@ -87,6 +87,47 @@ def test_train_live_curve_and_stop(lab):
     lab.assert_clean_console()
 
 
+def test_keep_old_task_control_and_imagenet_kept_column(lab):
+    """The remedy menu reads whole for every choice; a fine-tune run with LwF shows its remedy and its "ImageNet
+    kept" numbers in the runs table, and the frozen-head run 1.000."""
+    lab.run_new_notebook("browser_keep_old_task.ipynb", [
+        "import tl_lab\nfrom tl_lab.widgets import TrainPanel\n"
+        "panel = TrainPanel(dataset='digits', shots=2, image_size=32, epochs=2, run_dir='tl_lab_runs/keep')\n"
+        "panel.add_run(tl_lab.fit('efficientnet_lite0', panel.state.data(), epochs=2, progress=False,"
+        " save_checkpoints=False))\n"
+        "panel",
+    ], timeout=180)  # fmt: skip
+    panel = lab.page.locator(".tl-train-panel")
+    lab.page.wait_for_function("(s) => document.querySelector(s).innerText.trim().startsWith('Ready')",
+                               arg=".tl-train-panel .tl-train-status", timeout=60_000)  # fmt: skip
+    from tl_lab.widgets.keep_old_task import REMEDY_CHOICES
+    from tl_lab.widgets.train_panel import PLAN_CHOICES
+
+    menu = panel.locator(".tl-keep-old-task select")
+    for label, _ in REMEDY_CHOICES:  # every choice reads whole when chosen
+        menu.select_option(label=label)
+        assert lab.truncated_texts(".tl-train-panel") == [], label
+    menu.select_option(label="LwF: learning without forgetting")
+    fine_tune = next(label for label, value in PLAN_CHOICES if value == "fine_tune")
+    panel.locator(".tl-plan-choice select").select_option(label=fine_tune)
+    lab.screenshot("controls", panel.locator(".tl-keep-old-task-box"))
+    lab.page.wait_for_function("(s) => document.querySelector(s).value == '1'", arg=".tl-remedy-strength input",
+                               timeout=10_000)  # fmt: skip
+    panel.locator("button.tl-train").click()
+    lab.page.wait_for_function("(s) => document.querySelector(s).innerText.trim().startsWith('Finished')",
+                               arg=".tl-train-panel .tl-train-status", timeout=120_000)  # fmt: skip
+    table = panel.locator("table.tl-run-table")
+    headers = [h.strip() for h in table.locator("th").all_inner_texts()]
+    assert headers[4:7] == ["keep old task", "ImageNet kept (photos)", "ImageNet kept (test images)"], headers
+    rows = [r.split("\t") for r in table.locator("tbody tr").all_inner_texts()]
+    assert [r[4:7] for r in rows][0] == ["none", "1.000", "1.000"], rows
+    assert rows[1][4] == "LwF 1" and all(re.fullmatch(r"[01]\.\d{3}", v) for v in rows[1][5:7]), rows
+    assert "ImageNet kept:" in panel.locator(".tl-kept-note").inner_text()
+    lab.visible_box(table, min_width=600, min_height=60)
+    lab.screenshot("table", table)
+    lab.assert_clean_console()
+
+
 def _trainable(stage: str | None) -> int:
     """The number the freezer must show: FreezePlan.summary on the same (1000-class, random-init) architecture."""
     from tl_lab import FreezePlan, load_backbone

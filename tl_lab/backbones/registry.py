@@ -116,6 +116,12 @@ class Backbone:
         """Preprocessing for PIL images or uint8 tensors: resize, center-crop to ``image_size``, normalise."""
         return _make_transform(self.spec, image_size or self.input_size)
 
+    def make_crop(self, image_size: int | None = None) -> Callable[[Any], torch.Tensor]:
+        """The resize and centre crop of :meth:`make_transform` alone: uint8 pixels ``(3, size, size)``, not yet
+        normalised, for analyses that take uint8 images (``normalize(crop(image)[None])`` is the transform's input).
+        """
+        return T.Compose(_crop_steps(self.spec, image_size or self.input_size))
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) or float in [0, 1] -> the float input the weights expect (on the images' device)."""
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
@@ -259,17 +265,15 @@ def load_backbone(
     return backbone
 
 
-def _make_transform(spec: BackboneSpec, size: int) -> Callable[[Any], torch.Tensor]:
+def _crop_steps(spec: BackboneSpec, size: int) -> list:
+    """Short side to ``size * 256 / 224`` (ImageNet's evaluation crop; ``size`` itself below 128 px or for a fixed
+    input size), then the centre ``size x size``; uint8 stays uint8."""
     resize = size if spec.fixed_input_size or size < 128 else int(round(size * 256 / 224))
-    return T.Compose(
-        [
-            T.ToImage(),
-            T.Resize(resize, antialias=True),
-            T.CenterCrop(size),
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(spec.mean, spec.std),
-        ]
-    )
+    return [T.ToImage(), T.Resize(resize, antialias=True), T.CenterCrop(size)]
+
+
+def _make_transform(spec: BackboneSpec, size: int) -> Callable[[Any], torch.Tensor]:
+    return T.Compose([*_crop_steps(spec, size), T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -12,9 +11,9 @@ import torch
 
 from tl_lab._checks import check_choice
 from tl_lab.backbones.registry import Backbone, load_backbone
-from tl_lab.backbones.samples import sample_photos
 from tl_lab.data.datasets import load_dataset
 from tl_lab.experiments.results import ExperimentResult
+from tl_lab.inside.old_task import PHOTOS, old_task_agreement, photo_images, reattach_head
 from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.loop import fit
 from tl_lab.training.recipes import (
@@ -26,6 +25,8 @@ from tl_lab.training.recipes import (
     train_run,
 )
 from tl_lab.training.retention import Retain
+
+__all__ = ["forgetting", "reattach_head"]  # reattach_head lives in tl_lab.inside.old_task; kept importable here
 
 # ---- catastrophic forgetting -------------------------------------------------------------------------------------
 
@@ -76,14 +77,10 @@ def forgetting(
     if reference.meta.get("categories") is None:
         raise ValueError(f"{backbone_name} has no ImageNet head to compare; use a backbone with ImageNet weights")
     data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size)
-    probe_sets: dict[str, torch.Tensor] = {}
-    notes: list[str] = []
+    probe_sets: dict[str, torch.Tensor] = {}  # uint8 images; the original network's probabilities are cached
     if photos:
-        probe_sets["sample photos"] = torch.stack([reference.transform(p.image()) for p in sample_photos()])
-    elif photos:
-        notes.append("sample photos unavailable (tl_lab.backbones.samples missing); only task-B test images were used")
-    probe_sets[f"{dataset} test"] = reference.normalize(data.test.images)
-    before = {name: _probabilities(reference.model, x) for name, x in probe_sets.items()}
+        probe_sets[PHOTOS] = photo_images(reference)
+    probe_sets[f"{dataset} test"] = data.test.images
     retains = [r if isinstance(r, Retain) else Retain(r) for r in remedies]  # bad names fail before any training
     records: Records = []
     for plan in plans:
@@ -91,7 +88,7 @@ def forgetting(
         t = time.perf_counter()
         run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=seed, run_dir=run_dir,
                         name=f"forgetting-{label}")
-        _measure((label, "none", run, n_epochs, t), reference, probe_sets, before, records, callback, dataset,
+        _measure((label, "none", run, n_epochs, t), reference, probe_sets, records, callback, dataset,
                  backbone_name)
     for retain in retains:
         recipe, n_epochs = RECIPES["fine_tune"], recipe_epochs("fine_tune", epochs, fast)
@@ -100,45 +97,28 @@ def forgetting(
         run = fit(backbone_name, data, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=seed, progress=False,
                   save_checkpoints=run_dir is not None, run_dir=Path(run_dir) / name if run_dir else None, name=name,
                   retain=[retain])
-        _measure(("fine_tune", retain.label(), run, n_epochs, t), reference, probe_sets, before, records, callback,
+        _measure(("fine_tune", retain.label(), run, n_epochs, t), reference, probe_sets, records, callback,
                  dataset, backbone_name)
     config = {"backbone": backbone_name, "dataset": dataset, "shots": shots, "seed": seed,
               "image_size": data.image_size, "fast": fast}
-    return ExperimentResult("forgetting", records, time.perf_counter() - start, config, notes,
+    return ExperimentResult("forgetting", records, time.perf_counter() - start, config, [],
                             ("plan", "remedy", "images", "top1_agreement", "kl_mean", "p_top_before", "p_top_after",
                              "body_change", "task_b_test_acc"))
 
 
-def _measure(finished: tuple, reference: Backbone, probe_sets: dict, before: dict, records: Records,
+def _measure(finished: tuple, reference: Backbone, probe_sets: dict, records: Records,
              callback: RecordCallback | None, dataset: str, backbone_name: str) -> None:
-    """Old-task agreement of a finished run (its body under the original ImageNet head), one record per image set."""
+    """Old-task agreement of a finished run (:func:`~tl_lab.inside.old_task.old_task_agreement`), one record per
+    image set."""
     label, remedy, run, n_epochs, t = finished
-    imagenet = reattach_head(run.backbone, reference)
-    change = _relative_change(reference, imagenet)
-    for name, x in probe_sets.items():
-        p0, p1 = before[name], _probabilities(imagenet.model, x)
-        top = p0.argmax(1)
+    for name, kept in old_task_agreement(run.backbone, probe_sets, reference=reference).items():
         record = {
-            "plan": label, "remedy": remedy, "images": name, "n_images": len(x),
-            "top1_agreement": (p1.argmax(1) == top).double().mean().item(),
-            "kl_mean": (p0 * (p0.clamp_min(1e-12).log() - p1.clamp_min(1e-12).log())).sum(1).mean().item(),
-            "p_top_before": p0.gather(1, top[:, None]).mean().item(),
-            "p_top_after": p1.gather(1, top[:, None]).mean().item(),
-            "body_change": change, "task_b_test_acc": run.best["test_acc"], "epochs": n_epochs,
-            "seconds": time.perf_counter() - t, "dataset": dataset, "backbone": backbone_name,
+            "plan": label, "remedy": remedy, "images": name, **kept, "task_b_test_acc": run.best["test_acc"],
+            "epochs": n_epochs, "seconds": time.perf_counter() - t, "dataset": dataset, "backbone": backbone_name,
         }
         records.append(record)
         if callback is not None:
             callback(record)
-
-
-def reattach_head(trained: Backbone, reference: Backbone) -> Backbone:
-    """A copy of ``reference`` (with its original head) whose body stages hold ``trained``'s weights."""
-    model = load_backbone(reference.name)
-    model.model.load_state_dict(reference.model.state_dict())
-    for stage in reference.body_stages:
-        model.model.get_submodule(stage).load_state_dict(trained.model.get_submodule(stage).state_dict())
-    return model
 
 
 def _forgetting_recipe(plan: str | FreezePlan, epochs, fast: bool, head: str) -> tuple[str, Recipe, int]:
@@ -147,27 +127,3 @@ def _forgetting_recipe(plan: str | FreezePlan, epochs, fast: bool, head: str) ->
         return plan, RECIPES[plan], recipe_epochs(plan, epochs, fast)
     key = "frozen_head" if plan.trainable_from == head else "fine_tune"
     return plan.describe(), replace(RECIPES[key], plan=plan), recipe_epochs(key, epochs, fast)
-
-
-@torch.no_grad()
-def _probabilities(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        return torch.cat([model(x[i : i + batch_size].to(device)).float().softmax(1).cpu()
-                          for i in range(0, len(x), batch_size)]).double()
-    finally:
-        model.train(was_training)
-
-
-@torch.no_grad()
-def _relative_change(before: Backbone, after: Backbone) -> float:
-    """||w_after - w_before|| / ||w_before|| over every body parameter."""
-    num = den = 0.0
-    for stage in before.body_stages:
-        pa = dict(after.model.get_submodule(stage).named_parameters())
-        for name, w0 in before.model.get_submodule(stage).named_parameters():
-            num += (pa[name].detach().cpu().double() - w0.detach().cpu().double()).pow(2).sum().item()
-            den += w0.detach().double().pow(2).sum().item()
-    return math.sqrt(num / max(den, 1e-30))

@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tl_lab.plots.style import GREY, OKABE_ITO, STRATEGY_COLORS, base_layout, check_records, ordered_unique
+from tl_lab.training.retention import REMEDY_NAMES
 
 __all__ = ["efficiency_scatter", "forgetting_tradeoff", "METHOD_COLORS", "REMEDY_COLORS"]
 
@@ -131,7 +132,7 @@ def forgetting_tradeoff(records: Sequence[Mapping[str, Any]], *, images: str | N
             marker=dict(size=12, color=REMEDY_COLORS.get(key, OKABE_ITO["reddish_purple"]),
                         line=dict(color="#333333", width=1)),
             line=dict(color=REMEDY_COLORS.get(key, OKABE_ITO["reddish_purple"]), dash="dot"),
-            name={"none": "no remedy", "lwf": "LwF", "ewc": "EWC", "l2sp": "L2-SP"}.get(key, key),
+            name={"none": "no remedy", **REMEDY_NAMES}.get(key, key),
             hovertemplate="%{text}<br>old-task agreement %{x:.3f}<br>new-task accuracy %{y:.3f}<extra></extra>",
         ))
     base_layout(fig, title=title, subtitle=subtitle or f"old task = agreement with the original ImageNet "

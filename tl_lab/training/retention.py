@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
@@ -47,11 +48,14 @@ if TYPE_CHECKING:
     from tl_lab.training.feed import Feed
     from tl_lab.training.freeze import FreezeSummary
 
-__all__ = ["Remedy", "REMEDIES", "Retain", "Retention", "lwf_loss", "l2sp_penalty", "ewc_penalty", "diagonal_fisher"]
+__all__ = ["Remedy", "REMEDIES", "REMEDY_NAMES", "DEFAULT_STRENGTH", "Retain", "Retention", "check_remedies",
+           "lwf_loss", "l2sp_penalty", "ewc_penalty", "diagonal_fisher"]
 
 Remedy = Literal["lwf", "ewc", "l2sp"]
 REMEDIES: tuple[str, ...] = get_args(Remedy)
 DEFAULT_STRENGTH = {"lwf": 1.0, "ewc": 100.0, "l2sp": 0.1}
+REMEDY_NAMES = {"lwf": "LwF", "ewc": "EWC", "l2sp": "L2-SP"}
+"""How figures, tables and messages name each remedy."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,10 @@ class Retain:
         if self.method not in REMEDIES:
             raise ValueError(f"remedy must be one of {', '.join(map(repr, REMEDIES))}; got {self.method!r}")
         strength = DEFAULT_STRENGTH[self.method] if self.strength is None else self.strength
-        if not isinstance(strength, (int, float)) or strength < 0:
-            raise ValueError(f"{self.method} strength must be a number >= 0; got {self.strength!r}")
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (
+                math.isfinite(strength) and strength >= 0):
+            raise ValueError(f"{self.method} strength must be a number >= 0; got {self.strength!r} (the default, "
+                             f"{DEFAULT_STRENGTH[self.method]:g}, is a good start)")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 (Li & Hoiem use 2); got {self.temperature!r}")
         object.__setattr__(self, "strength", float(strength))
@@ -133,6 +139,42 @@ def diagonal_fisher(model: nn.Module, inputs: Iterable[torch.Tensor], names: Seq
 # ---- what fit uses ----------------------------------------------------------------------------------------------
 
 
+def check_remedies(remedies: Sequence[Retain | str] | Retain | str | None, layout: "FreezeSummary", *,
+                   pretrained: bool = True) -> tuple[Retain, ...]:
+    """``remedies`` as :class:`Retain` objects, or a ValueError naming the fix when the run cannot use them.
+
+    The checks fit makes before it builds anything (and that a widget can make before it starts a run): a remedy
+    keeps a pretrained body close to what it knew, so it needs ``pretrained`` weights and a plan (``layout``, a
+    :class:`~tl_lab.training.freeze.FreezeSummary`) that trains at least one body stage; EWC and L2-SP also need
+    weights with pretrained values (not LoRA's new factors).
+
+        >>> check_remedies("lwf", FreezePlan.fine_tune().summary(load_backbone()))
+        (Retain(method='lwf', strength=1.0, temperature=2.0),)
+    """
+    if remedies is None:
+        return ()
+    if isinstance(remedies, (str, Retain)):
+        remedies = [remedies]
+    remedies = tuple(r if isinstance(r, Retain) else Retain(r) for r in remedies)
+    if not remedies:
+        return ()
+    names = " and ".join(dict.fromkeys(REMEDY_NAMES[r.method] for r in remedies))
+    if not pretrained:
+        raise ValueError(f"{names} keeps what a pretrained network knew, but this network starts from random "
+                         "weights (from scratch): it never learnt ImageNet, so there is no old task to keep; train "
+                         "a pretrained network, or use no remedy")
+    head = layout.rows[-1].stage
+    if not any(r.trainable for r in layout.rows if r.stage != head):
+        raise ValueError(f"{names} holds the body back while it trains, but this plan trains only the head: the "
+                         "body keeps its ImageNet weights, so nothing of the old task can be forgotten; unfreeze "
+                         "some body stages (e.g. the fine-tune plan), or use no remedy")
+    if any(r.method in ("ewc", "l2sp") for r in remedies) and layout.plan.params == "lora":
+        raise ValueError("EWC and L2-SP pull weights back to their pretrained values, but LoRA (params='lora') "
+                         "trains new low-rank factors that have none; use LwF with LoRA, or train all weights, "
+                         "the norms or the biases (params='all', 'norm' or 'bias')")
+    return remedies
+
+
 class _Teacher(nn.Module):
     """The network as it was before training, with its ImageNet head: what LwF distils and EWC's Fisher uses."""
 
@@ -182,15 +224,9 @@ class Retention:
     def build(cls, remedies: Sequence[Retain | str] | Retain | str | None, backbone: "Backbone",
               layout: "FreezeSummary", feed: "Feed") -> "Retention | None":
         """The run's remedies (None when there are none); checks they fit the plan and the backbone."""
-        if remedies is None or remedies == ():
+        remedies = check_remedies(remedies, layout, pretrained=backbone.meta.get("pretrained", True))
+        if not remedies:
             return None
-        if isinstance(remedies, (str, Retain)):
-            remedies = [remedies]
-        remedies = [r if isinstance(r, Retain) else Retain(r) for r in remedies]
-        if any(r.method in ("ewc", "l2sp") for r in remedies) and layout.plan.params == "lora":
-            raise ValueError("EWC and L2-SP pull weights back to their pretrained values, but params='lora' trains "
-                             "new low-rank factors that have none; use them with params='all', 'norm' or 'bias', "
-                             "or use 'lwf' with LoRA")
         model = backbone.model
         body = tuple(f"{s}." for s in layout.trainable_stages if s != backbone.head)
         names = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(body)]

@@ -202,16 +202,20 @@ class Throttle:
             return False
 
 
-def html_table(rows: list[dict], *, css_class: str = "", empty: str = "no rows yet") -> str:
-    """A small styled HTML table (header from the first row's keys); numbers right-aligned."""
+def html_table(rows: list[dict], *, css_class: str = "", empty: str = "no rows yet",
+               titles: dict[str, str] | None = None) -> str:
+    """A small styled HTML table (header from the first row's keys); numbers right-aligned; ``titles``: a tooltip
+    for the header of some columns (what the column means)."""
     style = ("<style>.tl-table{border-collapse:collapse;font-size:13px;margin:4px 0}"
-             ".tl-table th,.tl-table td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}"
+             ".tl-table th,.tl-table td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left;line-height:1.3}"
              ".tl-table td.num{text-align:right;font-variant-numeric:tabular-nums}"
              ".tl-table th{background:#f3f5f7}</style>")
     if not rows:
         return f'{style}<table class="tl-table {css_class}"><tbody></tbody></table><div style="color:#777">{html.escape(empty)}</div>'
     keys = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in keys)
+    titles = titles or {}
+    head = "".join(f'<th title="{html.escape(titles[k])}">{html.escape(str(k))}</th>' if k in titles
+                   else f"<th>{html.escape(str(k))}</th>" for k in keys)
     body = []
     for r in rows:
         cells = []

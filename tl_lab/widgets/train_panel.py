@@ -10,6 +10,11 @@ which fit checks after every batch, and the best checkpoint is kept. Every accur
 baseline of the same data, and the "from scratch" plan trains the honest from-scratch baseline (the recipe the
 experiments use). An error inside a run appears in the panel with its message and traceback.
 
+"Keep old task" adds a forgetting remedy (LwF, EWC, L2-SP: ``fit(retain=...)``; :mod:`.keep_old_task`); a plan that
+cannot use it is refused before the run starts. When a run ends, the same worker measures how much of the ImageNet
+task its body kept (:func:`tl_lab.inside.old_task.old_task_agreement`, on the sample photos and the test images) and
+the table shows it beside the remedy.
+
 Example::
 
     >>> panel = TrainPanel(dataset="clipart", shots=10)
@@ -31,6 +36,7 @@ from typing import Any
 import ipywidgets as W
 
 from tl_lab.data.baseline import baseline
+from tl_lab.inside.old_task import old_task_agreement, old_task_unavailable
 from tl_lab.plots.training import add_run, append_epochs, empty_training_figure
 from tl_lab.training.events import (
     BatchEnd,
@@ -44,16 +50,19 @@ from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.loop import data_config as data_cfg
 from tl_lab.training.loop import fit
 from tl_lab.training.recipes import RECIPES
+from tl_lab.training.retention import Retain
 from tl_lab.training.run import Run, run_label
 from tl_lab.widgets.common import (
     FigureSlot,
     StatusLine,
     Throttle,
     Worker,
+    error_message,
     fmt_acc,
     guarded,
     html_table,
 )
+from tl_lab.widgets.keep_old_task import KEPT_COLUMNS, KeepOldTask, kept_cells, kept_note, remedy_label
 from tl_lab.widgets.state import OFFLINE_DATASETS, LabState
 
 __all__ = ["TrainPanel", "PLAN_CHOICES", "check_shots", "shot_options", "EPOCHS_RANGE", "LR_RANGE"]
@@ -128,6 +137,8 @@ class TrainPanel(W.VBox):
         epochs: None picks fit's default (100 for a cached frozen head, else 30; 40 for the scratch baseline).
         run_dir: the folder under which each run writes ``best.safetensors``, ``last.safetensors``, ``run.json``.
         state: the dashboard's shared :class:`LabState` (the backbone and plan chosen in other tabs).
+        retain: the forgetting remedy chosen at the start (``"lwf"``, ``"ewc"``, ``"l2sp"`` or a
+            :class:`~tl_lab.Retain` with its strength); None: no remedy.
         update_interval: the least time between two chart redraws, in seconds.
     """
 
@@ -135,7 +146,7 @@ class TrainPanel(W.VBox):
                  plan: FreezePlan | None = None, epochs: int | None = None, lr: float = 3e-3, batch_size: int = 16,
                  augment: bool = False, image_size: int | None = None, root: str = "",
                  run_dir: str | Path = "tl_lab_runs", state: LabState | None = None,
-                 update_interval: float = 0.3) -> None:
+                 retain: Retain | str | None = None, update_interval: float = 0.3) -> None:
         check_shots(shots if state is None else state.shots)
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
                                    or not EPOCHS_RANGE[0] <= epochs <= EPOCHS_RANGE[1]):
@@ -150,6 +161,7 @@ class TrainPanel(W.VBox):
         self.runs: list[Run] = []
         self.baseline_acc: float | None = None
         self._baselines: dict[tuple, float] = {}
+        self._kept: dict[str, dict | str] = {}  # run name -> old_task_agreement, or why it has none (n/a)
         self._baseline_lock = threading.Lock()
         self._stop: StopToken | None = None
         self._job: str | None = None  # what the worker is doing: "data" (loading, baseline) or "train"
@@ -177,6 +189,7 @@ class TrainPanel(W.VBox):
                                 style=narrow)
         self.plan_choice = W.Dropdown(options=self._plan_options(), description="plan", style=narrow,
                                       layout=W.Layout(width="620px"))
+        self.plan_choice.add_class("tl-plan-choice")
         # plain text boxes, checked here: a bounded box or a slider would silently clamp what was typed
         self.epochs = W.IntText(value=epochs or 0, description="epochs", style=narrow, layout=W.Layout(width="190px"),
                                 tooltip=f"0 = fit's default (100 for a head on cached features, else 30); "
@@ -203,6 +216,7 @@ class TrainPanel(W.VBox):
                                       layout=W.Layout(width="520px"))
         self.progress.add_class("tl-train-progress")
         self.status = StatusLine("Ready: choose the data and a plan, then click Train.", css_class="tl-train-status")
+        self.keep = KeepOldTask(self.status, retain)
         self.worker = Worker(self.status, on_busy=self._show_busy)
         self.chart = FigureSlot(empty_training_figure("your first run", note="no run yet: click Train to start one"),
                                 css_class="tl-train-chart")
@@ -228,7 +242,7 @@ class TrainPanel(W.VBox):
         super().__init__(children=[
             W.HTML("<b>Train.</b> Pick the data and a plan; curves update live. Stop works mid-epoch and keeps the "
                    "best checkpoint. Accuracies are on held-out images, next to the raw-pixel baseline."),
-            W.HBox([self.dataset, self.shots]), self.folder, self.skipped, self.plan_choice,
+            W.HBox([self.dataset, self.shots]), self.folder, self.skipped, self.plan_choice, self.keep,
             W.HBox([self.epochs, self.epochs_hint, self.batch_size]), W.HBox([self.lr, self.lr_hint]), self.augment,
             W.HBox([self.train_button, self.stop_button, self.resume_button]), self.progress, self.status,
             self.chart, W.HTML("<b>Runs</b> (best checkpoint by validation accuracy; test accuracy at that checkpoint)"),
@@ -273,6 +287,10 @@ class TrainPanel(W.VBox):
         if run is None or not run.stopped_early or run.run_dir is None or run.last_checkpoint is None:
             raise ValueError("no stopped run with a saved epoch to resume; Resume continues a run stopped after at "
                              "least one finished epoch")
+        if run.config.get("retain"):
+            raise ValueError(f"Resume cannot continue a run trained with a forgetting remedy "
+                             f"({remedy_label(run.config)}) yet: the remedy would start from the stopped weights, "
+                             f"not the pretrained ones; click Train to train it again")
         self._start(resume=run)
 
     def wait(self, timeout: float | None = None) -> Run | None:
@@ -281,7 +299,8 @@ class TrainPanel(W.VBox):
         return self.runs[-1] if self.runs else None
 
     def add_run(self, run: Run) -> None:
-        """Overlay a run trained in code (``tl_lab.fit``) on the chart and add it to the table."""
+        """Overlay a run trained in code (``tl_lab.fit``) on the chart and add it to the table (measuring here how
+        much of ImageNet it kept: one forward pass of the sample photos and its test images)."""
         label = self._unique_label(self._run_label(run.config))
         self._labels[run.name] = label
         self._new_traces(label, max(1, len(run.history)))
@@ -406,8 +425,7 @@ class TrainPanel(W.VBox):
         with self.hold_sync():
             self.train_button.disabled = busy
             self.stop_button.disabled = not training
-            self.resume_button.disabled = busy or not (last is not None and last.stopped_early
-                                                       and last.last_checkpoint is not None)
+            self.resume_button.disabled = busy or not _resumable(last)
 
     def _on_epochs(self, change: dict) -> None:
         value = change["new"]
@@ -443,9 +461,18 @@ class TrainPanel(W.VBox):
                 raise _in_widget_words(exc) from None
             plan, pretrained, default_epochs = self._chosen()
             backbone = self.state.backbone_name
+            retain = self.keep.retain()
+            if retain is not None:  # the retention module's own checks, before anything is built
+                layout = plan.summary(self.state.backbone(backbone))
+                try:
+                    self.keep.check(layout, pretrained=pretrained)
+                except ValueError as exc:
+                    self.status.set(f"Not started: {exc}.", "warn")
+                    return
             epochs = self.epochs.value or default_epochs
             kwargs = dict(plan=plan, epochs=epochs, lr=float(self.lr.value), batch_size=int(self.batch_size.value),
-                          augment=bool(self.augment.value), pretrained=pretrained)
+                          augment=bool(self.augment.value), pretrained=pretrained,
+                          retain=None if retain is None else [retain])
             label = None
         self._stop = StopToken()
         self._pending.clear()
@@ -458,11 +485,27 @@ class TrainPanel(W.VBox):
                           lambda: self._work(backbone, data, kwargs), self._finished, error_prefix="Error in the run")
 
     def _work(self, backbone: Any, data: Any, kwargs: dict) -> Run:
-        """In the worker: the raw-pixel baseline (measured when the data was chosen; cached), then fit."""
+        """In the worker: the raw-pixel baseline (measured when the data was chosen; cached), fit, then how much
+        of the ImageNet task the run kept."""
         self._baseline(data)
         run = fit(backbone, data, callbacks=[self._on_event], stop=self._stop, progress=False,
                   run_dir=None if kwargs.get("resume") else self.run_dir / _stamp(), **kwargs)
-        return run  # after a Stop too, fit has measured the kept checkpoint on the test images
+        # after a Stop too, fit has measured the kept checkpoint on the test images; the old task is measured on it
+        self.status.set(f"Measuring how much of ImageNet {self._label_of(run)} kept (original head on its body)…",
+                        "busy")
+        self._measure_kept(run)
+        return run
+
+    def _measure_kept(self, run: Run) -> None:
+        """The run's old-task agreement (one forward pass of the probe images), or why it has none."""
+        why = old_task_unavailable(run)
+        if why is None:
+            try:
+                self._kept[run.name] = old_task_agreement(run, reference=self.state.backbone(run.backbone.name))
+                return
+            except Exception as exc:  # noqa: BLE001 - the run's row must still arrive; the reason is shown under it
+                why = f"it could not be measured ({error_message(exc)})"
+        self._kept[run.name] = why
 
     def _baseline(self, data) -> float:
         """The raw-pixel baseline of ``data`` (measured once per dataset and shots; thread-safe)."""
@@ -528,22 +571,33 @@ class TrainPanel(W.VBox):
         hint = "" if scratch or not run.config.get("pretrained", True) else \
             " For the from-scratch baseline, choose the 'from scratch' plan and Train."
         where = f" Best checkpoint: {run.checkpoint}." if run.checkpoint else ""
+        cells = kept_cells(self._kept.get(run.name))
+        kept = "" if not isinstance(cells["ImageNet kept (test images)"], float) else (
+            f"; ImageNet kept {fmt_acc(cells['ImageNet kept (photos)'])} (photos), "
+            f"{fmt_acc(cells['ImageNet kept (test images)'])} (test images)")
         if run.stopped_early:
+            again = " Resume continues it." if _resumable(run) else ""
             self.status.set(f"Stopped ({run.stop_reason}) after {len(run.history)} epochs; best val acc "
-                            f"{fmt_acc(b.get('val_acc'))}{base}.{where} Resume continues it.", "warn")
+                            f"{fmt_acc(b.get('val_acc'))}{base}{kept}.{where}{again}", "warn")
         else:
             self.status.set(f"Finished {self._label_of(run)} in {run.timings.get('total_s', 0):.1f} s: best val acc "
                             f"{fmt_acc(b.get('val_acc'))} (epoch {b.get('epoch')}), test acc "
-                            f"{fmt_acc(b.get('test_acc'))}{base}.{where}{hint}", "ok")
+                            f"{fmt_acc(b.get('test_acc'))}{base}{kept}.{where}{hint}", "ok")
 
     def _record(self, run: Run) -> None:
         self.runs = [r for r in self.runs if r.name != run.name] + [run]
         self.state.add_run(run)
-        rows, datasets = [], {}
+        if run.name not in self._kept:  # a run added in code; the panel's own runs were measured in the worker
+            self._measure_kept(run)
+        rows, datasets, reasons = [], {}, {}
         for r in self.runs:
             row = r.table_row()
             row["run"] = self._label_of(r)
-            row = {"run": row.pop("run"), "data": self._data_label(r.config), **row}
+            kept = self._kept.get(r.name)
+            if isinstance(kept, str):
+                reasons[row["run"]] = kept
+            row = {"run": row.pop("run"), "data": self._data_label(r.config), "best val acc": row.pop("best val acc"),
+                   "test acc": row.pop("test acc"), "keep old task": remedy_label(r.config), **kept_cells(kept), **row}
             rows.append(row)
             if r.data is not None:
                 datasets.setdefault(_data_key(r.data), r)
@@ -552,11 +606,12 @@ class TrainPanel(W.VBox):
             if acc is None:
                 acc = self._baseline(r.data)
             rows.append({"run": "raw pixels (logistic regression)", "data": self._data_label(r.config),
-                         "best val acc": None, "test acc": acc, "best epoch": None, "epochs run": None,
-                         "seconds": None, "trainable params": None, "stopped": ""})
+                         "best val acc": None, "test acc": acc, "keep old task": None, **kept_cells(None),
+                         "best epoch": None, "epochs run": None, "seconds": None, "trainable params": None,
+                         "stopped": ""})
         if run.data is not None:
             self.baseline_acc = self._baselines.get(_data_key(run.data), self.baseline_acc)
-        self.table.value = html_table(rows, css_class="tl-run-table")
+        self.table.value = html_table(rows, css_class="tl-run-table", titles=KEPT_COLUMNS) + kept_note(reasons)
 
     # ---- labels ---------------------------------------------------------------------------------------------
     def _unique_label(self, label: str) -> str:
@@ -579,6 +634,12 @@ class TrainPanel(W.VBox):
     def _run_label(config: dict) -> str:
         """run_label (backbone, plan, shots) and the dataset: runs on several datasets share one chart."""
         return f"{run_label(config)}, {_data_name(config.get('data', {}))}"
+
+
+def _resumable(run: Run | None) -> bool:
+    """Resume continues a stopped run from its last saved epoch; not (yet) one trained with a forgetting remedy."""
+    return (run is not None and run.stopped_early and run.last_checkpoint is not None
+            and not run.config.get("retain"))
 
 
 def _stamp() -> str:

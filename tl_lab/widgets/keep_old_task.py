@@ -1,0 +1,141 @@
+"""The Train tab's "keep the old task" control, and how its runs table shows what each run kept of ImageNet.
+
+Why: fine-tuning forgets the old task; :mod:`tl_lab.training.retention` offers three remedies (LwF, EWC, L2-SP),
+each with a strength. This control picks one for ``fit(retain=...)``; the strength box refuses what
+:class:`~tl_lab.training.retention.Retain` refuses and says so, like the panel's other boxes, and
+:func:`~tl_lab.training.retention.check_remedies` says before a run starts when its plan cannot use the remedy.
+The numbers in the table come from :func:`tl_lab.inside.old_task.old_task_agreement`; this module only formats them.
+
+Example::
+
+    >>> keep = KeepOldTask(StatusLine())
+    >>> keep.method.value = "ewc"; keep.retain()
+    Retain(method='ewc', strength=100.0, temperature=2.0)
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import ipywidgets as W
+
+from tl_lab.inside.old_task import PHOTOS, TEST
+from tl_lab.training.freeze import FreezeSummary
+from tl_lab.training.retention import DEFAULT_STRENGTH, REMEDY_NAMES, Retain, check_remedies
+from tl_lab.widgets.common import StatusLine
+
+__all__ = ["KeepOldTask", "REMEDY_CHOICES", "KEPT_COLUMNS", "remedy_label", "kept_cells", "kept_note"]
+
+REMEDY_CHOICES = (
+    ("none", "none"),
+    ("LwF: learning without forgetting", "lwf"),
+    ("EWC: elastic weight consolidation", "ewc"),
+    ("L2-SP: pull back to pretrained", "l2sp"),
+)
+_WHAT = {
+    "none": "the new task's loss alone; fine-tuning may forget ImageNet",
+    "lwf": "keeps the original network's ImageNet outputs on the new images (distillation; Li & Hoiem 2016)",
+    "ewc": "pulls body weights back to their pretrained values, hardest where ImageNet relies on them "
+           "(Kirkpatrick et al. 2017)",
+    "l2sp": "pulls every body weight back to its pretrained value (Li, Grandvalet & Davoine 2018)",
+}
+KEPT_COLUMNS = {
+    "keep old task": "the forgetting remedy and its strength used in the run ('none': the new task's loss alone)",
+    "ImageNet kept (photos)": "share of the 4 sample photos whose ImageNet top-1 class, with the original ImageNet "
+                              "head put back on the trained body, is still the original network's (1.000: nothing "
+                              "forgotten)",
+    "ImageNet kept (test images)": "the same on this run's test images",
+}
+"""The runs table's old-task columns and what each means (the header's tooltip)."""
+
+
+def remedy_label(config: dict) -> str:
+    """How the table names a run's remedy: ``"LwF 1"``, ``"EWC 100"`` … or ``"none"``."""
+    labels = config.get("retain") or []
+    out = []
+    for label in labels:
+        method, _, strength = str(label).partition(" ")
+        out.append(f"{REMEDY_NAMES.get(method, method)} {strength}".strip())
+    return " + ".join(out) or "none"
+
+
+def kept_cells(kept: dict | str | None) -> dict[str, Any]:
+    """The two agreement cells of a run: numbers, ``"n/a"`` (with a reason, see :func:`kept_note`) or None."""
+    if isinstance(kept, dict):
+        return {"ImageNet kept (photos)": kept.get(PHOTOS, {}).get("top1_agreement"),
+                "ImageNet kept (test images)": kept.get(TEST, {}).get("top1_agreement")}
+    value = "n/a" if isinstance(kept, str) else None
+    return {"ImageNet kept (photos)": value, "ImageNet kept (test images)": value}
+
+
+def kept_note(reasons: dict[str, str]) -> str:
+    """The line under the table: what "ImageNet kept" means, and why a run shows n/a (``{run label: reason}``)."""
+    text = ("ImageNet kept: the share of images whose ImageNet top-1 class is still the original network's once the "
+            "original ImageNet head is put back on the run's body (1.000: nothing of the old task was forgotten).")
+    lines = [html.escape(text)] + [f"n/a for {html.escape(run)}: {html.escape(why)}." for run, why in reasons.items()]
+    return f'<div class="tl-kept-note" style="color:#555;font-size:12px;line-height:1.4">{"<br>".join(lines)}</div>'
+
+
+class KeepOldTask(W.VBox):
+    """A remedy menu (none, LwF, EWC, L2-SP) and its strength; :meth:`retain` is what the next run uses.
+
+    ``status``: the panel's status line, where a refused strength is explained.
+    """
+
+    def __init__(self, status: StatusLine, retain: Retain | str | None = None) -> None:
+        retain = Retain(retain) if isinstance(retain, str) else retain
+        self.status = status
+        narrow = {"description_width": "110px"}
+        self.method = W.Dropdown(options=REMEDY_CHOICES, value=retain.method if retain else "none",
+                                 description="keep old task", style=narrow, layout=W.Layout(width="400px"))
+        self.strength = W.FloatText(value=retain.strength if retain else 1.0, description="strength",
+                                    style={"description_width": "60px"}, layout=W.Layout(width="170px"),
+                                    tooltip="how hard the remedy pulls towards the old task: a number >= 0")
+        self.hint = W.HTML()
+        self.method.add_class("tl-keep-old-task")
+        self.strength.add_class("tl-remedy-strength")
+        self.method.observe(self._on_method, names="value")
+        self.strength.observe(self._on_strength, names="value")
+        self._show()
+        super().__init__(children=[W.HBox([self.method, self.strength]), self.hint])
+        self.add_class("tl-keep-old-task-box")
+
+    def retain(self) -> Retain | None:
+        """The chosen remedy and strength (None for "none")."""
+        if self.method.value == "none":
+            return None
+        return Retain(self.method.value, float(self.strength.value))
+
+    def check(self, layout: FreezeSummary, *, pretrained: bool) -> Retain | None:
+        """:meth:`retain`, or the retention module's ValueError when this plan (``layout``) cannot use it."""
+        retain = self.retain()
+        if retain is not None:
+            check_remedies([retain], layout, pretrained=pretrained)
+        return retain
+
+    def _show(self) -> None:
+        method = self.method.value
+        self.strength.disabled = method == "none"
+        default = f" Default strength {DEFAULT_STRENGTH[method]:g}." if method != "none" else ""
+        self.hint.value = (f'<div style="color:#666;font-size:12px;margin-left:114px">'
+                           f'{html.escape(REMEDY_NAMES.get(method, "No remedy"))}: {html.escape(_WHAT[method])}.'
+                           f"{default}</div>")
+
+    def _on_method(self, change: dict) -> None:
+        if change["new"] != "none":
+            self.strength.value = DEFAULT_STRENGTH[change["new"]]  # each remedy's scale differs by orders
+        self._show()
+
+    def _on_strength(self, change: dict) -> None:
+        value, method = change["new"], self.method.value
+        if method == "none":
+            return
+        try:
+            Retain(method, value)
+        except ValueError:
+            self.strength.value = change["old"]  # refused, and said so: never trained with something else
+            shown = f"{value:g}" if math.isfinite(value) else str(value)
+            self.status.set(f"strength {shown} is not allowed: type a number of 0 or more ({REMEDY_NAMES[method]}'s "
+                            f"default is {DEFAULT_STRENGTH[method]:g}). Kept {change['old']:g}.", "warn")
