@@ -97,6 +97,42 @@ def test_a_remedy_in_fit_keeps_the_body_closer_to_its_start(digits, method, stre
     assert 0 < held < 0.9 * free, (held, free)
 
 
+@pytest.mark.parametrize("method", ["lwf", "l2sp"])
+def test_a_resumed_run_with_a_remedy_gives_the_uninterrupted_history(digits, tmp_path, method):
+    """The remedy's anchors and teacher are the pretrained network's, also when a resume loads the stopped weights
+    (it once built them after the resume, so the pull went towards the stopped weights)."""
+    from tl_lab.training.events import EpochEnd, StopToken
+
+    kw = dict(plan=FreezePlan("stage7", bn="eval"), epochs=4, seed=0, progress=False, retain=[method])
+    full = fit("efficientnet_lite0", digits, run_dir=tmp_path / "full", **kw)
+    stop = StopToken()
+
+    def stop_after_the_second_epoch(event):
+        if isinstance(event, EpochEnd) and event.epoch == 1:
+            stop.stop("test stop")
+
+    first = fit("efficientnet_lite0", digits, run_dir=tmp_path / "cut", stop=stop,
+                callbacks=[stop_after_the_second_epoch], **kw)
+    assert first.stopped_early and len(first.history) == 2
+    resumed = fit("efficientnet_lite0", digits, resume=tmp_path / "cut", **kw)
+    assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in full.history],
+                                                                       rel=1e-5)
+    with pytest.raises(ValueError, match=r"these differ: retain"):
+        fit("efficientnet_lite0", digits, resume=tmp_path / "cut", **{**kw, "retain": ["l2sp" if method == "lwf" else "lwf"]})
+
+
+def test_a_rerun_repeats_the_remedies_with_their_strengths(digits, tmp_path):
+    from tl_lab.app.rerun import run_from_config
+
+    assert Retain.from_label(Retain("ewc", 250.0).label()) == Retain("ewc", 250.0)
+    assert Retain.from_label("lwf") == Retain("lwf")
+    run = fit("efficientnet_lite0", digits, plan=FreezePlan("stage7", bn="eval"), epochs=1, progress=False,
+              retain=[Retain("l2sp", 2.5)], run_dir=tmp_path / "a")
+    again = run_from_config(run.config, run_dir=tmp_path / "b", progress=False)
+    assert again.config["retain"] == ["l2sp 2.5"]
+    assert again.history[0]["train_loss"] == pytest.approx(run.history[0]["train_loss"], rel=1e-5)
+
+
 def test_retention_terms_in_batch_loss(digits):
     """batch_loss adds exactly the retention's value; with no weights moved, LwF/EWC/L2-SP add 0."""
     from tl_lab.backbones.registry import load_backbone

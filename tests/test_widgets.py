@@ -401,11 +401,12 @@ def test_a_remedy_reaches_fit_and_the_table_shows_how_much_of_imagenet_each_run_
         "LwF 1", f"{kept[PHOTOS]['top1_agreement']:.3f}", f"{kept[TEST]['top1_agreement']:.3f}"]
     assert threads == ["tl-lab-worker", "tl-lab-worker"]  # measured in the background, after each run
     assert "raw pixels (logistic regression)" in panel.table.value and _row_count(panel.table.value) == 3
-    # Resume would rebuild the remedy from the stopped weights: refused, and said so
-    assert panel.resume_button.disabled and "Resume continues" not in panel.status.text
+    # Resume continues it with the same remedy (fit builds the remedy from the pretrained weights, then resumes)
+    assert not panel.resume_button.disabled and "Resume continues" in panel.status.text
     panel.resume_button.click()
-    assert panel.status.kind == "error" and "Resume cannot continue a run trained with a forgetting remedy " \
-                                           "(LwF 1) yet" in panel.status.text
+    resumed = panel.wait(120)
+    assert resumed.config["retain"] == ["lwf 1"] and len(resumed.history) == 3 and not resumed.stopped_early
+    assert any("resumed from" in note for note in resumed.notes)
 
     panel.plan_choice.value = "scratch"
     panel.keep.method.value = "none"

@@ -56,6 +56,7 @@ def run_from_config(cfg: dict, *, run_dir: str | Path | None = None, epochs: int
     from tl_lab.data.datasets import load_dataset
     from tl_lab.training.freeze import FreezePlan
     from tl_lab.training.loop import fit
+    from tl_lab.training.retention import Retain
 
     data_args = dict(cfg["data"])
     relabel = data_args.pop("relabel", None)
@@ -65,6 +66,8 @@ def run_from_config(cfg: dict, *, run_dir: str | Path | None = None, epochs: int
     backbone = load_backbone(cfg["backbone"], pretrained=cfg.get("pretrained", True), num_classes=cfg["num_classes"],
                              seed=cfg.get("seed", 0))
     kwargs = {k: cfg[k] for k in _FIT_KEYS if k in cfg}
+    if cfg.get("retain"):  # forgetting remedies, with their strengths
+        kwargs["retain"] = [Retain.from_label(label) for label in cfg["retain"]]
     if cfg.get("tasks"):  # a multi-task run: the same tasks and loss weights
         kwargs["tasks"] = {name: task["weight"] for name, task in cfg["tasks"].items()}
     if epochs is not None:

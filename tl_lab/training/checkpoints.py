@@ -201,7 +201,7 @@ def load_last(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, A
 
 
 _RESUME_KEYS = ("backbone", "pretrained", "num_classes", "plan", "data", "epochs", "lr", "batch_size", "weight_decay",
-                "optimizer", "schedule", "augment", "label_smoothing", "seed")
+                "optimizer", "schedule", "augment", "label_smoothing", "seed", "retain", "tasks")
 
 
 def resume_into(run: Any, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: Path) -> int:

@@ -5,9 +5,10 @@ Read :func:`fit` top to bottom; its steps are named functions in this file, in t
 1. **prepare**: check the arguments (:class:`~tl_lab.training.settings.FitSettings`, one message per argument),
    decide once what trains (``plan.summary(backbone)``: stages, LR factors, BatchNorm modes) and whether the frozen
    prefix can be cached (:func:`~tl_lab.training.feature_cache.cache_plan`), pick the device, make the :class:`Run`.
-2. **optimizer and schedule**: :func:`~tl_lab.training.schedule.build_optimizer` and
+2. **inputs**: :class:`~tl_lab.training.feed.Feed`, the one place the feature cache is built and used; the
+   forgetting remedies (:class:`~tl_lab.training.retention.Retention`), built from the pretrained weights.
+3. **optimizer and schedule**: :func:`~tl_lab.training.schedule.build_optimizer` and
    :func:`~tl_lab.training.schedule.build_scheduler` (``torch.optim.lr_scheduler``, stepped every batch); resume.
-3. **inputs**: :class:`~tl_lab.training.feed.Feed`, the one place the feature cache is built and used.
 4. **train**: per epoch, :func:`train_one_epoch` (each batch: :func:`batch_loss`, :func:`optimizer_step`, the stop
    check), :func:`evaluate` on the validation split, :func:`keep_if_best` (where the best checkpoint is chosen),
    ``last.safetensors`` and ``run.json``, then the ``EpochEnd`` event.
@@ -200,7 +201,20 @@ def fit(
         groups = [*groups, confusion.param_group(s.lr)]
         run.config["adapt_to"] = {"images": len(confusion.images), "stage": confusion.stage}
 
-    # ---- 2. optimizer and schedule (and where a resumed run left off) ------------------------------------------
+    # ---- 2. inputs: the cached frozen prefix when there is one (the only place the cache is used) --------------
+    feed = Feed(backbone, data, cache_after=cache_after, why=cache_why, device=dev, precision=precision,
+                augment=BatchAugment(data.image_size, seed=s.seed) if s.augment else None,
+                memory_cap_mb=memory_cap_mb, cache_dir=cache_dir, tasks=multitask)
+    run.cache = feed.description
+    run.notes.extend(feed.notes)
+    module = distributed(feed.suffix, dev) if world > 1 else feed.suffix
+    # forgetting remedies (None unless retain= is given): built here, from the pretrained weights, before a resume
+    # loads the stopped ones (their anchors, teacher and Fisher must be the original network's)
+    retention = Retention.build(retain, backbone, layout, feed)
+    if retention is not None:
+        run.config["retain"] = [r.label() for r in retention.remedies]
+
+    # ---- 3. optimizer and schedule (and where a resumed run left off) ------------------------------------------
     opt = build_optimizer(s.optimizer, groups, lr=s.lr, weight_decay=s.weight_decay, momentum=s.momentum)
     start_epoch = resume_into(run, opt, keeper, Path(resume)) if resume is not None else 0
     sampler = DistributedSampler(range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=s.seed)
@@ -208,17 +222,6 @@ def fit(
     schedule_at = partial(build_scheduler, opt, s.schedule, lr=s.lr, epochs=s.epochs, step_size=s.step_size,
                           gamma=s.gamma)  # positioned at an epoch's first batch: a new run, a resume, an OOM retry
     sched = schedule_at(steps_per_epoch=batching.batches, start_step=start_epoch * batching.batches)
-
-    # ---- 3. inputs: the cached frozen prefix when there is one (the only place the cache is used) --------------
-    feed = Feed(backbone, data, cache_after=cache_after, why=cache_why, device=dev, precision=precision,
-                augment=BatchAugment(data.image_size, seed=s.seed) if s.augment else None,
-                memory_cap_mb=memory_cap_mb, cache_dir=cache_dir, tasks=multitask)
-    run.cache = feed.description
-    run.notes.extend(feed.notes)
-    module = distributed(feed.suffix, dev) if world > 1 else feed.suffix
-    retention = Retention.build(retain, backbone, layout, feed)  # forgetting remedies: None unless retain= is given
-    if retention is not None:
-        run.config["retain"] = [r.label() for r in retention.remedies]
     if rank != 0:
         callbacks, progress = (), False  # rank 0 reports for everyone
 

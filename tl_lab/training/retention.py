@@ -81,6 +81,12 @@ class Retain:
     def label(self) -> str:
         return f"{self.method} {self.strength:g}"
 
+    @classmethod
+    def from_label(cls, label: str) -> Retain:
+        """The remedy a :meth:`label` names (``"lwf 1"``, as ``run.config["retain"]`` records it)."""
+        method, _, strength = label.partition(" ")
+        return cls(method, float(strength) if strength else None)  # type: ignore[arg-type]
+
 
 # ---- the terms, as formulas (tests check these against direct implementations) ------------------------------------
 

@@ -287,10 +287,6 @@ class TrainPanel(W.VBox):
         if run is None or not run.stopped_early or run.run_dir is None or run.last_checkpoint is None:
             raise ValueError("no stopped run with a saved epoch to resume; Resume continues a run stopped after at "
                              "least one finished epoch")
-        if run.config.get("retain"):
-            raise ValueError(f"Resume cannot continue a run trained with a forgetting remedy "
-                             f"({remedy_label(run.config)}) yet: the remedy would start from the stopped weights, "
-                             f"not the pretrained ones; click Train to train it again")
         self._start(resume=run)
 
     def wait(self, timeout: float | None = None) -> Run | None:
@@ -451,7 +447,8 @@ class TrainPanel(W.VBox):
             backbone, data, cfg = resume.backbone, resume.data, resume.config
             plan = FreezePlan(**cfg["plan"])
             kwargs = dict(plan=plan, epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"],
-                          augment=cfg["augment"], seed=cfg["seed"], resume=resume.run_dir)
+                          augment=cfg["augment"], seed=cfg["seed"], resume=resume.run_dir,
+                          retain=[Retain.from_label(label) for label in cfg.get("retain", [])] or None)
             label = self._label_of(resume)
         else:
             self.status.set("Loading the data…", "busy")
@@ -637,9 +634,8 @@ class TrainPanel(W.VBox):
 
 
 def _resumable(run: Run | None) -> bool:
-    """Resume continues a stopped run from its last saved epoch; not (yet) one trained with a forgetting remedy."""
-    return (run is not None and run.stopped_early and run.last_checkpoint is not None
-            and not run.config.get("retain"))
+    """Resume continues a stopped run from its last saved epoch (with its forgetting remedy, if it had one)."""
+    return run is not None and run.stopped_early and run.last_checkpoint is not None
 
 
 def _stamp() -> str:
