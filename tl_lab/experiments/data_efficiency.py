@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import Unpack
 
 import torch
 
@@ -14,6 +14,7 @@ from tl_lab._checks import check_choice
 from tl_lab.backbones.registry import load_backbone
 from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import DatasetSplits, load_dataset
+from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult, _curves
 from tl_lab.inside.probes import probe_stages
 from tl_lab.inside.prototypes import nearest_mean
@@ -21,8 +22,6 @@ from tl_lab.inside.zero_shot import zero_shot
 from tl_lab.training.recipes import (
     RECIPES,
     STRATEGIES,
-    RecordCallback,
-    recipe_epochs,
     train_run,
 )
 
@@ -55,14 +54,9 @@ def data_efficiency(
     shots: Sequence[int] = (1, 5, 10, 20),
     strategies: Sequence[str] = ("scratch", "linear_probe", "frozen_head", "fine_tune"),
     seeds: Sequence[int] = (0,),
-    image_size: int | None = None,
-    epochs: int | Mapping[str, int] | None = None,
-    fast: bool = False,
-    val_per_class: int | None = None,
-    callback: RecordCallback | None = None,
-    run_dir: str | Path | None = None,
     class_map: Mapping[str, str | Sequence[str]] | None = None,
     prototype_stage: str | None = None,
+    **options: Unpack[ExperimentOptions],
 ) -> EfficiencyResult:
     """Test accuracy against labelled examples per class, for each way of using (or not using) pretraining.
 
@@ -82,10 +76,10 @@ def data_efficiency(
     images (5 shots contain the 1-shot images), so the curves are smooth.
 
     Args:
-        epochs: an int for every trained strategy, a ``{strategy: epochs}`` mapping, or None for the recipes.
-        fast: fewer epochs (the recipes' ``fast_epochs``), for CI and ``TL_LAB_FAST=1``.
-        callback: called with each record as soon as it is measured (live tables, progress).
-        run_dir: keep each run's checkpoints in ``run_dir/<strategy>-<k>shot-seed<s>`` (default: no files).
+        seeds: one run per seed at every point; the curve is their mean.
+        options: image_size, epochs (an int, a ``{strategy: epochs}`` mapping, or None for the recipes), fast,
+            val_per_class, callback, run_dir (files under ``run_dir/<strategy>-<k>shot-seed<s>``): see
+            :class:`~tl_lab.experiments.options.Options`; ``seeds`` replaces ``seed``.
 
     Cost: the scratch and fine-tune runs dominate (every layer trains); clipart at ``image_size=64`` is about 4x
     cheaper than at its default 128 px.
@@ -96,25 +90,26 @@ def data_efficiency(
         >>> sorted({(x["strategy"], x["shots"]) for x in r.to_records()})
         [('frozen_head', 1), ('frozen_head', 5), ('raw_pixels', 1), ('raw_pixels', 5)]
     """
+    if "seed" in options:
+        raise TypeError("data_efficiency() takes seeds=(0, 1, ...) (each curve point is the mean over seeds), not seed=")
+    o = Options.of("data_efficiency", options)
     check_choice("strategy", strategies, (*STRATEGIES, *UNTRAINED))
     if not shots or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in shots):
         raise ValueError(f"shots must be positive ints, e.g. (1, 5, 10, 20); got {shots!r}")
     start = time.perf_counter()
     result = EfficiencyResult("data efficiency", [], 0.0, config={
         "backbone": backbone_name, "dataset": dataset, "shots": sorted(set(shots)), "seeds": list(seeds),
-        "image_size": image_size, "fast": fast})
+        "image_size": o.image_size, "fast": o.fast})
     needs_pretrained = {"linear_probe", "prototypes", "zero_shot"} & set(strategies)
     probe_backbone = load_backbone(backbone_name) if needs_pretrained else None
 
     def emit(record: dict) -> None:
-        result.records.append(record)
-        if callback is not None:
-            callback(record)
+        o.emit(result.records, record)
 
     for seed in seeds:
         shared: DatasetSplits | None = None
         for k in sorted(set(shots)):
-            data = load_dataset(dataset, shots=k, seed=seed, image_size=image_size, val_per_class=val_per_class)
+            data = load_dataset(dataset, shots=k, seed=seed, image_size=o.image_size, val_per_class=o.val_per_class)
             if shared is not None and _same_images(data, shared):
                 data = replace(data, val=shared.val, test=shared.test)  # same images: features are reused
             shared = shared or data
@@ -147,8 +142,8 @@ def data_efficiency(
                           "epochs": None, "lr": None, "seconds": time.perf_counter() - t})
                     continue
                 r = RECIPES[strategy]
-                n_epochs = recipe_epochs(strategy, epochs, fast)
-                run = train_run(backbone_name, data, r, epochs=n_epochs, seed=seed, run_dir=run_dir,
+                n_epochs = o.epochs_for(strategy)
+                run = train_run(backbone_name, data, r, epochs=n_epochs, seed=seed, run_dir=o.run_dir,
                                 name=f"{strategy}-{k}shot-seed{seed}")
                 emit({**common, "strategy": strategy, "test_acc": run.best["test_acc"],
                       "val_acc": run.best["val_acc"], "epochs": n_epochs, "lr": r.lr,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
+from typing import Unpack
 
 import torch
 
@@ -14,6 +14,7 @@ from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import DatasetSplits, load_dataset
 from tl_lab.data.shifts import SHIFTS, shift_data, unlabelled_target
+from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.adapt_bn import adapt_bn
 from tl_lab.training.freeze import FreezePlan
@@ -22,7 +23,6 @@ from tl_lab.training.lp_ft import lp_ft
 from tl_lab.training.recipes import (
     RECIPES,
     Recipe,
-    RecordCallback,
     Records,
     recipe_epochs,
     train_run,
@@ -52,13 +52,7 @@ def domain_shift(
     target_only: bool = True,
     unsupervised: Sequence[str] = (),
     unlabelled: int = 200,
-    seed: int = 0,
-    image_size: int | None = None,
-    epochs: int | Mapping[str, int] | None = None,
-    fast: bool = False,
-    val_per_class: int | None = None,
-    callback: RecordCallback | None = None,
-    run_dir: str | Path | None = None,
+    **options: Unpack[ExperimentOptions],
 ) -> ExperimentResult:
     """Train on the clean domain, test on shifted copies of the test split; then adapt on a few shifted images.
 
@@ -90,7 +84,12 @@ def domain_shift(
 
         >>> r = domain_shift(dataset="digits", shifts=("inverted",), strategies=("frozen_head",), fast=True)
         >>> print(r)            # inverted digits: accuracy falls; adapting on 10 shifted shots wins some back
+
+    Args:
+        options: seed, image_size, epochs, fast, val_per_class, callback, run_dir
+            (:class:`~tl_lab.experiments.options.Options`).
     """
+    o = Options.of("domain_shift", options)
     check_choice("shift", shifts, SHIFTS)
     check_choice("strategy", strategies, TRAINABLE)
     adapting = set(strategies) if adapt is True else set(adapt or ())
@@ -100,18 +99,16 @@ def domain_shift(
     if unlabelled < 2:
         raise ValueError(f"unlabelled must be >= 2 target images (200 is the lessons' choice); got {unlabelled}")
     start = time.perf_counter()
-    data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size, val_per_class=val_per_class)
-    shifted = {s: shift_data(data, s, seed=seed) for s in shifts}
-    pools = {s: unlabelled_target(data, s, n=unlabelled, seed=seed) for s in shifts} if unsupervised else {}
+    data = load_dataset(dataset, shots=shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
+    shifted = {s: shift_data(data, s, seed=o.seed) for s in shifts}
+    pools = {s: unlabelled_target(data, s, n=unlabelled, seed=o.seed) for s in shifts} if unsupervised else {}
     records: Records = []
-    context = {"dataset": dataset, "backbone": backbone_name, "shots": shots, "seed": seed}
+    context = {"dataset": dataset, "backbone": backbone_name, "shots": shots, "seed": o.seed}
 
     def emit(strategy: str, shift: str, training: str, acc: float, since: float, **extra) -> None:
         record = {"strategy": strategy, "shift": shift, "training": training, "test_acc": acc,
                   "seconds": time.perf_counter() - since, "unlabelled_images": 0, **extra, **context}
-        records.append(record)
-        if callback is not None:
-            callback(record)
+        o.emit(records, record)
 
     t = time.perf_counter()
     emit("raw_pixels", "none", "clean", baseline(data)["test_acc"], t)
@@ -123,15 +120,15 @@ def domain_shift(
             emit("raw_pixels", s, "target_only", baseline(shifted[s])["test_acc"], t)
     def train(strategy: str, model: Backbone | str, on: DatasetSplits, name: str) -> Run:
         if strategy == "lp_ft":
-            n = (recipe_epochs("frozen_head", epochs, fast), recipe_epochs("fine_tune", epochs, fast))
+            n = (o.epochs_for("frozen_head"), o.epochs_for("fine_tune"))
             if not isinstance(model, Backbone):
-                model = load_backbone(model, num_classes=len(data.classes), seed=seed)
-            return lp_ft(model, on, epochs=n, seed=seed, run_dir=run_dir, name=name).fine_tune
+                model = load_backbone(model, num_classes=len(data.classes), seed=o.seed)
+            return lp_ft(model, on, epochs=n, seed=o.seed, run_dir=o.run_dir, name=name).fine_tune
         r = FINE_TUNE_BN if strategy == "fine_tune_bn" else RECIPES[strategy]
-        n = recipe_epochs("fine_tune" if strategy == "fine_tune_bn" else strategy, epochs, fast)
-        if isinstance(epochs, Mapping) and strategy in epochs:
-            n = int(epochs[strategy])
-        run = train_run(model, on, r, epochs=n, seed=seed, run_dir=run_dir, name=name)
+        n = recipe_epochs("fine_tune" if strategy == "fine_tune_bn" else strategy, o.epochs, o.fast)
+        if isinstance(o.epochs, Mapping) and strategy in o.epochs:
+            n = int(o.epochs[strategy])
+        run = train_run(model, on, r, epochs=n, seed=o.seed, run_dir=o.run_dir, name=name)
         return source_statistics(run) if strategy == "fine_tune_bn" else run
 
     for strategy in strategies:
@@ -148,7 +145,7 @@ def domain_shift(
                 emit(strategy, s, "adabn", acc, t, unlabelled_images=len(pools[s]))
             if strategy in adapting:
                 t = time.perf_counter()
-                model = copy_backbone(run.backbone, num_classes=len(data.classes), seed=seed)
+                model = copy_backbone(run.backbone, num_classes=len(data.classes), seed=o.seed)
                 adapted = train(strategy, model, shifted[s], f"{strategy}-adapted-{s}")
                 emit(strategy, s, "adapted", adapted.best["test_acc"], t)
     if "dann" in unsupervised:
@@ -156,21 +153,20 @@ def domain_shift(
         for s in shifts:
             t = time.perf_counter()
             name = f"{DANN_BASE}-dann-{s}"
-            run = fit(backbone_name, data, plan=r.plan, epochs=recipe_epochs(DANN_BASE, epochs, fast), lr=r.lr,
-                      seed=seed, adapt_to=pools[s], progress=False, save_checkpoints=run_dir is not None,
-                      run_dir=Path(run_dir) / name if run_dir else None, name=name)
+            run = fit(backbone_name, data, plan=r.plan, epochs=o.epochs_for(DANN_BASE), lr=r.lr,
+                      seed=o.seed, adapt_to=pools[s], progress=False, **o.files(name))
             device = next(run.model.parameters()).device
             acc = evaluate_model(run.backbone, shifted[s].test, device=device)["acc"]
             emit(DANN_BASE, s, "dann", acc, t, unlabelled_images=len(pools[s]),
                  source_test_acc=run.best["test_acc"], domain_acc=[h["domain_acc"] for h in run.history])
     if target_only:
-        r, n_epochs = RECIPES["scratch"], recipe_epochs("scratch", epochs, fast)
+        r, n_epochs = RECIPES["scratch"], o.epochs_for("scratch")
         for s in shifts:
             t = time.perf_counter()
-            run = train_run(backbone_name, shifted[s], r, epochs=n_epochs, seed=seed, run_dir=run_dir,
+            run = train_run(backbone_name, shifted[s], r, epochs=n_epochs, seed=o.seed, run_dir=o.run_dir,
                             name=f"scratch-target-{s}")
             emit("scratch", s, "target_only", run.best["test_acc"], t)
-    config = {**context, "image_size": data.image_size, "fast": fast, "unlabelled": unlabelled if unsupervised else 0}
+    config = {**context, "image_size": data.image_size, "fast": o.fast, "unlabelled": unlabelled if unsupervised else 0}
     notes = _negative_transfer_notes(records, shifts) + _unsupervised_notes(records, shifts)
     return ExperimentResult("domain shift", records, time.perf_counter() - start, config, notes,
                             pivot=(("strategy", "training"), "shift"))
@@ -250,12 +246,7 @@ def negative_transfer(
     *,
     shots: int | None = 10,
     source_shots: int | None = 20,
-    image_size: int = 64,
-    seed: int = 0,
-    epochs: int | Mapping[str, int] | None = None,
-    fast: bool = False,
-    callback: RecordCallback | None = None,
-    run_dir: str | Path | None = None,
+    **options: Unpack[ExperimentOptions],
 ) -> ExperimentResult:
     """Does a detour through a far source task hurt? ImageNet -> ``source`` -> ``target`` vs ImageNet -> target.
 
@@ -266,23 +257,26 @@ def negative_transfer(
     frozen); and the target-only floors ``scratch`` and ``raw pixels``. The notes give the verdict as measured.
 
     Records: route, test_acc (target), source_test_acc (the detour's source accuracy), seconds.
+
+    Args:
+        options: seed, image_size, epochs, fast, val_per_class, callback, run_dir
+            (:class:`~tl_lab.experiments.options.Options`; ``image_size`` defaults to 64 here).
     """
+    o = Options.of("negative_transfer", options, image_size=64)
     start = time.perf_counter()
-    tgt = load_dataset(target, shots=shots, seed=seed, image_size=image_size)
-    src = load_dataset(source, shots=source_shots, seed=seed, image_size=image_size)
+    tgt = load_dataset(target, shots=shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
+    src = load_dataset(source, shots=source_shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
     records: Records = []
 
     def train(key: str, backbone: Backbone | str, data: DatasetSplits, name: str):
-        return train_run(backbone, data, RECIPES[key], epochs=recipe_epochs(key, epochs, fast), seed=seed,
-                         run_dir=run_dir, name=name)
+        return train_run(backbone, data, RECIPES[key], epochs=o.epochs_for(key), seed=o.seed,
+                         run_dir=o.run_dir, name=name)
 
     def emit(route: str, acc: float, since: float, source_acc: float | None = None) -> None:
         record = {"route": route, "test_acc": acc, "source_test_acc": source_acc,
                   "seconds": time.perf_counter() - since, "source": source, "target": target, "shots": shots,
-                  "backbone": backbone_name, "seed": seed}
-        records.append(record)
-        if callback is not None:
-            callback(record)
+                  "backbone": backbone_name, "seed": o.seed}
+        o.emit(records, record)
 
     t = time.perf_counter()
     emit("raw pixels (target only)", baseline(tgt)["test_acc"], t)
@@ -292,7 +286,7 @@ def negative_transfer(
     emit("ImageNet -> target", train("frozen_head", backbone_name, tgt, "imagenet-target").best["test_acc"], t)
     t = time.perf_counter()
     detour = train("fine_tune", backbone_name, src, "source")
-    model = load_backbone(backbone_name, num_classes=len(tgt.classes), seed=seed)
+    model = load_backbone(backbone_name, num_classes=len(tgt.classes), seed=o.seed)
     for stage in model.body_stages:
         model.model.get_submodule(stage).load_state_dict(detour.model.get_submodule(stage).state_dict())
     run = train("frozen_head", model, tgt, "source-target")
@@ -306,6 +300,6 @@ def negative_transfer(
     diff = records[3]["test_acc"] - records[2]["test_acc"]
     notes.append(f"the detour through {source} changed target accuracy by {diff:+.3f} against ImageNet directly")
     config = {"backbone": backbone_name, "source": source, "target": target, "shots": shots,
-              "source_shots": source_shots, "image_size": image_size, "seed": seed, "fast": fast}
+              "source_shots": source_shots, "image_size": o.image_size, "seed": o.seed, "fast": o.fast}
     return ExperimentResult("negative transfer", records, time.perf_counter() - start, config, notes,
                             ("route", "test_acc", "source_test_acc", "seconds"))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
+from typing import Unpack
 
 import torch
 
 from tl_lab._checks import check_choice
 from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.data.datasets import load_dataset
+from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.inside.old_task import PHOTOS, old_task_agreement, photo_images, reattach_head
 from tl_lab.training.freeze import FreezePlan
@@ -37,14 +38,9 @@ def forgetting(
     *,
     plans: Sequence[str | FreezePlan] = ("frozen_head", "fine_tune"),
     shots: int | None = 10,
-    seed: int = 0,
-    image_size: int | None = None,
-    epochs: int | Mapping[str, int] | None = None,
-    fast: bool = False,
     photos: bool = True,
     remedies: Sequence[str | Retain] = (),
-    callback: RecordCallback | None = None,
-    run_dir: str | Path | None = None,
+    **options: Unpack[ExperimentOptions],
 ) -> ExperimentResult:
     """How much of the original ImageNet task survives training on a new task (task B).
 
@@ -56,6 +52,8 @@ def forgetting(
     A frozen body must agree 100%; fine-tuning moves the body and some predictions change.
 
     Args:
+        options: seed, image_size, epochs, fast, val_per_class, callback, run_dir
+            (:class:`~tl_lab.experiments.options.Options`).
         plans: ``"frozen_head"``, ``"fine_tune"`` (the :data:`RECIPES`) or FreezePlans (lr 3e-3; fine-tune epochs,
             or frozen-head epochs for a head-only plan).
         photos: include :func:`tl_lab.backbones.samples.sample_photos` (the shipped sample photos).
@@ -72,11 +70,12 @@ def forgetting(
         >>> r = forgetting(dataset="clipart", image_size=64, fast=True)
         >>> {(x["plan"], x["images"]): x["top1_agreement"] for x in r.to_records()}   # frozen: 1.0; fine-tuned: less
     """
+    o = Options.of("forgetting", options)
     start = time.perf_counter()
     reference = load_backbone(backbone_name)
     if reference.meta.get("categories") is None:
         raise ValueError(f"{backbone_name} has no ImageNet head to compare; use a backbone with ImageNet weights")
-    data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size)
+    data = load_dataset(dataset, shots=shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
     probe_sets: dict[str, torch.Tensor] = {}  # uint8 images; the original network's probabilities are cached
     if photos:
         probe_sets[PHOTOS] = photo_images(reference)
@@ -84,23 +83,23 @@ def forgetting(
     retains = [r if isinstance(r, Retain) else Retain(r) for r in remedies]  # bad names fail before any training
     records: Records = []
     for plan in plans:
-        label, recipe, n_epochs = _forgetting_recipe(plan, epochs, fast, reference.head)
+        label, recipe, n_epochs = _forgetting_recipe(plan, o.epochs, o.fast, reference.head)
         t = time.perf_counter()
-        run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=seed, run_dir=run_dir,
+        run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=o.seed, run_dir=o.run_dir,
                         name=f"forgetting-{label}")
-        _measure((label, "none", run, n_epochs, t), reference, probe_sets, records, callback, dataset,
+        _measure((label, "none", run, n_epochs, t), reference, probe_sets, records, o.callback, dataset,
                  backbone_name)
     for retain in retains:
-        recipe, n_epochs = RECIPES["fine_tune"], recipe_epochs("fine_tune", epochs, fast)
+        recipe, n_epochs = RECIPES["fine_tune"], o.epochs_for("fine_tune")
         t = time.perf_counter()
         name = f"forgetting-fine_tune-{retain.label().replace(' ', '_')}"
-        run = fit(backbone_name, data, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=seed, progress=False,
-                  save_checkpoints=run_dir is not None, run_dir=Path(run_dir) / name if run_dir else None, name=name,
+        run = fit(backbone_name, data, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=o.seed, progress=False,
+                  **o.files(name),
                   retain=[retain])
-        _measure(("fine_tune", retain.label(), run, n_epochs, t), reference, probe_sets, records, callback,
+        _measure(("fine_tune", retain.label(), run, n_epochs, t), reference, probe_sets, records, o.callback,
                  dataset, backbone_name)
-    config = {"backbone": backbone_name, "dataset": dataset, "shots": shots, "seed": seed,
-              "image_size": data.image_size, "fast": fast}
+    config = {"backbone": backbone_name, "dataset": dataset, "shots": shots, "seed": o.seed,
+              "image_size": data.image_size, "fast": o.fast}
     return ExperimentResult("forgetting", records, time.perf_counter() - start, config, [],
                             ("plan", "remedy", "images", "top1_agreement", "kl_mean", "p_top_before", "p_top_after",
                              "body_change", "task_b_test_acc"))

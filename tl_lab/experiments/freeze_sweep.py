@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
+from typing import Unpack
 
 from tl_lab._checks import check_choice
 from tl_lab.backbones.registry import get_spec
 from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import load_dataset
+from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.recipes import (
     RECIPES,
-    RecordCallback,
     Records,
-    recipe_epochs,
     train_run,
 )
 
@@ -29,13 +28,7 @@ def freeze_sweep(
     shots: int | None = 10,
     stages: Sequence[str | None] | None = None,
     inits: Sequence[str] = ("pretrained", "random"),
-    seed: int = 0,
-    image_size: int | None = None,
-    epochs: int | Mapping[str, int] | None = None,
-    fast: bool = False,
-    val_per_class: int | None = None,
-    callback: RecordCallback | None = None,
-    run_dir: str | Path | None = None,
+    **options: Unpack[ExperimentOptions],
 ) -> ExperimentResult:
     """Test accuracy as more and more stages are frozen, for pretrained and for random-init weights.
 
@@ -57,7 +50,8 @@ def freeze_sweep(
         stages: the ``trainable_from`` values to try (None = fine-tune all); default every stage, or every other
             stage with ``fast=True``.
         inits: ``"pretrained"`` and/or ``"random"``.
-        epochs: an int, a mapping keyed by recipe (``"fine_tune"``, ``"scratch"``, ``"frozen_head"``), or None.
+        options: seed, image_size, epochs, fast, val_per_class, callback, run_dir
+            (:class:`~tl_lab.experiments.options.Options`; ``epochs`` also takes a ``{recipe: epochs}`` mapping).
 
     Records: frozen_stages, trainable_from, plan (its label), init, test_acc, val_acc, trainable_params, epochs,
     lr, seconds.
@@ -68,19 +62,20 @@ def freeze_sweep(
         >>> [x["trainable_params"] for x in r.to_records()]     # falls as stages freeze
         [3383818, 3129834, 12810]
     """
+    o = Options.of("freeze_sweep", options)
     check_choice("init", inits, ("pretrained", "random"))
     all_stages = get_spec(backbone_name).stages
     head = all_stages[-1]
     if stages is None:
         body = all_stages[1:-1]
-        stages = (None, *(body[::2] if fast else body), head)
+        stages = (None, *(body[::2] if o.fast else body), head)
     bad = [s for s in stages if s is not None and s not in all_stages]
     if bad:
         raise ValueError(f"unknown stage(s) {bad} for {backbone_name}; choose None (train all) or from: "
                          f"{', '.join(all_stages)}")
     order = sorted(dict.fromkeys(stages), key=lambda s: 0 if s is None else all_stages.index(s))
     start = time.perf_counter()
-    data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size, val_per_class=val_per_class)
+    data = load_dataset(dataset, shots=shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
     records: Records = []
     for init in inits:
         for trainable_from in order:
@@ -91,9 +86,9 @@ def freeze_sweep(
             else:
                 key, plan = "scratch", FreezePlan(trainable_from=trainable_from, bn="frozen")
             recipe = replace(RECIPES[key], plan=plan, pretrained=init == "pretrained")
-            n_epochs, lr = recipe_epochs(key, epochs, fast), recipe.lr
+            n_epochs, lr = o.epochs_for(key), recipe.lr
             t = time.perf_counter()
-            run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=seed, run_dir=run_dir,
+            run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=o.seed, run_dir=o.run_dir,
                             name=f"{init}-from-{trainable_from or 'all'}")
             record = {
                 "frozen_stages": 0 if trainable_from is None else all_stages.index(trainable_from),
@@ -103,11 +98,9 @@ def freeze_sweep(
                 "lr": lr, "seconds": time.perf_counter() - t, "dataset": dataset, "shots": shots,
                 "backbone": backbone_name,
             }
-            records.append(record)
-            if callback is not None:
-                callback(record)
-    config = {"backbone": backbone_name, "dataset": dataset, "shots": shots, "seed": seed,
-              "image_size": data.image_size, "fast": fast}
+            o.emit(records, record)
+    config = {"backbone": backbone_name, "dataset": dataset, "shots": shots, "seed": o.seed,
+              "image_size": data.image_size, "fast": o.fast}
     notes = [f"raw pixels: {baseline(data)['test_acc']:.3f}; chance: {1 / len(data.classes):.3f}"]
     return ExperimentResult("freeze sweep", records, time.perf_counter() - start, config, notes,
                             ("frozen_stages", "plan", "init", "test_acc", "trainable_params", "seconds"))

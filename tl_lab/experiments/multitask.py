@@ -26,14 +26,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import Unpack
 
 from tl_lab._checks import check_choice
 from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import load_dataset
+from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.loop import fit
-from tl_lab.training.recipes import RECIPES, RecordCallback, Records, recipe_epochs
+from tl_lab.training.recipes import RECIPES, Records
 
 __all__ = ["multitask", "sharing_effects"]
 
@@ -46,12 +47,7 @@ def multitask(
     *,
     shots: Sequence[int | None] = (10, 40),
     recipes: Sequence[str] = ("fine_tune", "scratch"),
-    seed: int = 0,
-    image_size: int | None = None,
-    epochs: int | Mapping[str, int] | None = None,
-    fast: bool = False,
-    callback: RecordCallback | None = None,
-    run_dir: str | Path | None = None,
+    **options: Unpack[ExperimentOptions],
 ) -> ExperimentResult:
     """Single-task models against one shared body, per task and shot count, from each start in ``recipes``.
 
@@ -60,50 +56,47 @@ def multitask(
         shots: training images per shape class, one sweep point each (the other tasks' labels on the same images).
         recipes: ``"fine_tune"`` (pretrained, the whole body at 0.1x the head's rate) and/or ``"scratch"`` (random
             start, everything trainable): the named recipes of :mod:`tl_lab.training.recipes`, unchanged.
-        epochs: an int for every run, a mapping per recipe, or None for the recipes' own (``fast``: their short ones).
+        options: seed, image_size, epochs, fast, val_per_class, callback, run_dir
+            (:class:`~tl_lab.experiments.options.Options`).
 
     Records (one per task, training and start, at each shot count): ``task``, ``training`` (``"single"``,
     ``"shared"`` or ``"raw pixels"``), ``init`` (``"pretrained"``, ``"scratch"``, or ``"-"`` for raw pixels),
     ``method`` (init and training in words), ``shots``, ``test_acc``, ``chance``, ``n_test``, ``seconds`` (a shared
     run's time is on each of its tasks' rows), ``epochs``, ``trainable``.
     """
+    o = Options.of("multitask", options)
     tasks = tuple(tasks)
     check_choice("recipes", recipes, tuple(INITS))
     if len(tasks) < 2:
         raise ValueError(f"multitask compares sharing a body with not sharing it: give two or more tasks; got {tasks}")
     start = time.perf_counter()
     records: Records = []
-
-    def emit(row: dict) -> None:
-        records.append(row)
-        if callback is not None:
-            callback(row)
-
     for k in shots:
-        data = load_dataset("shapes", shots=k, seed=seed, image_size=image_size)  # stratified by shape
+        data = load_dataset("shapes", shots=k, seed=o.seed, image_size=o.image_size,
+                            val_per_class=o.val_per_class)  # stratified by shape
         for task in tasks:
             d = data.with_target(task)
             base = baseline(d)
-            emit(_row(task, "raw pixels", "-", k, base["test_acc"], d, base["seconds"], 0, None))
+            o.emit(records, _row(task, "raw pixels", "-", k, base["test_acc"], d, base["seconds"], 0, None))
         for key in recipes:
-            recipe, n_epochs, init = RECIPES[key], recipe_epochs(key, epochs, fast), INITS[key]
+            recipe, n_epochs, init = RECIPES[key], o.epochs_for(key), INITS[key]
             for task in tasks:
                 d = data.with_target(task)
                 t = time.perf_counter()
-                run = fit(backbone_name, d, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=seed,
-                          pretrained=recipe.pretrained, progress=False, **_files(run_dir, f"{k}-{init}-{task}"))
-                emit(_row(task, "single", init, k, run.best["test_acc"], d, time.perf_counter() - t, n_epochs,
-                          run.trainable_parameters))
+                run = fit(backbone_name, d, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=o.seed,
+                          pretrained=recipe.pretrained, progress=False, **o.files(f"{k}-{init}-{task}"))
+                o.emit(records, _row(task, "single", init, k, run.best["test_acc"], d, time.perf_counter() - t,
+                                     n_epochs, run.trainable_parameters))
             t = time.perf_counter()
-            run = fit(backbone_name, data, tasks=tasks, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=seed,
-                      pretrained=recipe.pretrained, progress=False, **_files(run_dir, f"{k}-{init}-shared"))
+            run = fit(backbone_name, data, tasks=tasks, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=o.seed,
+                      pretrained=recipe.pretrained, progress=False, **o.files(f"{k}-{init}-shared"))
             seconds = time.perf_counter() - t
             for task in tasks:
-                emit(_row(task, "shared", init, k, run.best[f"test_acc_{task}"], data.with_target(task), seconds,
-                          n_epochs, run.trainable_parameters))
+                o.emit(records, _row(task, "shared", init, k, run.best[f"test_acc_{task}"], data.with_target(task),
+                                     seconds, n_epochs, run.trainable_parameters))
     notes = [_effect_note(e) for e in sharing_effects(records)]
     config = {"backbone": backbone_name, "dataset": "shapes", "tasks": list(tasks), "shots": list(shots),
-              "recipes": list(recipes), "seed": seed, "fast": fast}
+              "recipes": list(recipes), "seed": o.seed, "fast": o.fast}
     return ExperimentResult("multi-task", records, time.perf_counter() - start, config, notes,
                             ("shots", "task", "method", "test_acc", "chance", "seconds"),
                             pivot=(("shots", "task"), "method"))
@@ -138,10 +131,6 @@ def _row(task: str, training: str, init: str, shots: int | None, acc: float, dat
     return {"task": task, "training": training, "init": init, "method": method, "shots": shots,
             "test_acc": float(acc), "chance": 1 / len(data.classes), "n_test": len(data.test), "seconds": seconds,
             "epochs": epochs, "trainable": trainable}
-
-
-def _files(run_dir: str | Path | None, name: str) -> dict:
-    return {"save_checkpoints": run_dir is not None, "run_dir": Path(run_dir) / name if run_dir else None, "name": name}
 
 
 def _effect_note(e: dict) -> str:

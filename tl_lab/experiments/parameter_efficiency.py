@@ -27,19 +27,18 @@ few points are within run-to-run noise.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
+from typing import Unpack
 
 from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import load_dataset
+from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.freeze import BODY, FreezePlan
 from tl_lab.training.recipes import (
     RECIPES,
-    RecordCallback,
     Records,
-    recipe_epochs,
     train_run,
 )
 
@@ -66,46 +65,42 @@ def parameter_efficiency(
     *,
     shots: int | None = 10,
     lora_ranks: Sequence[int] = (2, 16),
-    seed: int = 0,
-    image_size: int | None = None,
-    epochs: int | Mapping[str, int] | None = None,
-    fast: bool = False,
-    callback: RecordCallback | None = None,
-    run_dir: str | Path | None = None,
+    **options: Unpack[ExperimentOptions],
 ) -> ExperimentResult:
     """Train each method of :func:`efficiency_methods` on each dataset; one record per (dataset, method).
 
-    ``epochs``: an int for every method, a mapping keyed by recipe (``"frozen_head"``, ``"fine_tune"``,
-    ``"scratch"``), or None for the recipes' own (the linear probe trains 100 cheap epochs on cached features).
+    ``options``: seed, image_size, epochs, fast, val_per_class, callback, run_dir
+    (:class:`~tl_lab.experiments.options.Options`); ``epochs`` is an int for every method, a mapping keyed by recipe
+    (``"frozen_head"``, ``"fine_tune"``, ``"scratch"``), or None for the recipes' own (the linear probe trains 100
+    cheap epochs on cached features).
 
     Records: ``dataset``, ``method``, ``trainable`` (exact count, the plan's summary; raw pixels: the logistic
     regression's weights), ``test_acc``, ``seconds``, ``epochs``. Raw pixels (``tl_lab.baseline``) come as a
     ``method="raw pixels"`` record per dataset.
     """
+    o = Options.of("parameter_efficiency", options)
     methods = efficiency_methods(lora_ranks)
     start = time.perf_counter()
     records: Records = []
     notes = []
     for dataset in datasets:
-        data = load_dataset(dataset, shots=shots, seed=seed, image_size=image_size)
+        data = load_dataset(dataset, shots=shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
         base = baseline(data)
         pixels = 3 * data.image_size**2
         rows = [{"dataset": dataset, "method": "raw pixels", "trainable": (pixels + 1) * len(data.classes),
                  "test_acc": base["test_acc"], "seconds": base["seconds"], "epochs": 0}]
         for label, (key, plan) in methods.items():
-            n_epochs = recipe_epochs(key, epochs, fast)
+            n_epochs = o.epochs_for(key)
             recipe = replace(RECIPES[key], plan=plan)
             t = time.perf_counter()
-            run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=seed, run_dir=run_dir,
+            run = train_run(backbone_name, data, recipe, epochs=n_epochs, seed=o.seed, run_dir=o.run_dir,
                             name=f"{dataset}-{label.replace(' ', '_').replace('=', '')}")
             rows.append({"dataset": dataset, "method": label, "trainable": run.trainable_parameters,
                          "test_acc": run.best["test_acc"], "seconds": time.perf_counter() - t, "epochs": n_epochs})
         for row in rows:
-            records.append(row)
-            if callback is not None:
-                callback(row)
+            o.emit(records, row)
         notes.append(f"{dataset}: raw pixels {base['test_acc']:.3f}; chance {1 / len(data.classes):.3f}")
-    config = {"backbone": backbone_name, "datasets": list(datasets), "shots": shots, "seed": seed,
-              "lora_ranks": list(lora_ranks), "fast": fast}
+    config = {"backbone": backbone_name, "datasets": list(datasets), "shots": shots, "seed": o.seed,
+              "lora_ranks": list(lora_ranks), "fast": o.fast}
     return ExperimentResult("parameter efficiency", records, time.perf_counter() - start, config, notes,
                             ("dataset", "method", "trainable", "test_acc", "seconds"))
