@@ -186,3 +186,22 @@ def test_multitask_experiment_records_single_shared_and_raw_pixels():
     assert shared[0]["seconds"] == shared[1]["seconds"] and shared[0]["trainable"] == shared[1]["trainable"]
     with pytest.raises(ValueError, match="recipes"):
         multitask(recipes=("linear_probe",))
+
+
+def test_sharing_bars_one_panel_per_shot_count_one_bar_per_method_chance_per_task():
+    from tl_lab.plots import sharing_bars
+
+    recs = [{"shots": k, "task": t, "method": m, "test_acc": acc, "chance": ch}
+            for k in (10, 40) for t, ch in (("shape", 1 / 6), ("position", 0.25))
+            for m, acc in (("raw pixels", 0.2), ("pretrained, single", 0.6), ("pretrained, shared", 0.5))]
+    recs.append({**recs[1], "test_acc": 0.8})  # a second seed of (10, shape, pretrained single): averaged to 0.7
+    fig = sharing_bars(recs)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [t.name for t in bars] == ["raw pixels", "pretrained, single", "pretrained, shared"] * 2
+    assert [t.showlegend for t in bars] == [True] * 3 + [False] * 3
+    assert bars[1].y == pytest.approx((0.7, 0.6)) and tuple(bars[1].x) == ("shape", "position")
+    chance = [t for t in fig.data if t.name == "chance"]
+    assert len(chance) == 2 and chance[0].y == pytest.approx((1 / 6, 0.25))
+    assert [a.text for a in fig.layout.annotations] == ["10 images per shape class", "40 images per shape class"]
+    with pytest.raises(ValueError, match="method"):
+        sharing_bars([{"shots": 10, "task": "shape", "test_acc": 0.5}])

@@ -66,7 +66,7 @@ def sharing_bars(records: Sequence[Mapping[str, Any]], *,
         if chance:
             fig.add_scatter(x=list(chance), y=list(chance.values()), mode="markers", name="chance",
                             legendgroup="chance", showlegend=col == 1,
-                            marker=dict(symbol="line-ew", size=46, line=dict(width=3, color="#000000")),
+                            marker=dict(symbol="line-ew", size=46, line=dict(width=2, color="#000000")),
                             hovertemplate="%{x}: chance %{y:.3f}<extra></extra>", row=1, col=col)
     fig.update_yaxes(range=[0, 1.1], tickformat=".1f")
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)
