@@ -15,6 +15,13 @@ images per *shape* class; the other tasks use the labels those same images carry
 exceeds twice the binomial standard error of a difference, ``2 * sqrt(2 p (1 - p) / n)`` with ``p`` their mean (one
 seed; about 0.08 at p = 0.5 and n = 270).
 
+Measured (the defaults: Lite0, 64 px, seed 0, 270 test images; 301 s on a 2-core CPU). At 40 images per shape
+class, test accuracy for shape / position / colour: raw pixels .093 / .241 / .585; pretrained single .811 / .326 /
+.419, shared .652 / .348 / .352; scratch single .159 / .489 / .441, shared .196 / .485 / .470. Sharing hurt the
+pretrained shape task (-0.159, beyond the noise of 0.076); every other difference, and all at 10 shots, was within
+noise. Pretrained features serve shape, not position or colour (ImageNet training pools them away): a network
+trained from scratch learns position better, and raw pixels are best at colour.
+
 Example::
 
     >>> r = multitask(shots=(10,), fast=True)
