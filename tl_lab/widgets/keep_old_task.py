@@ -53,12 +53,8 @@ KEPT_COLUMNS = {
 
 def remedy_label(config: dict) -> str:
     """How the table names a run's remedy: ``"LwF 1"``, ``"EWC 100"`` … or ``"none"``."""
-    labels = config.get("retain") or []
-    out = []
-    for label in labels:
-        method, _, strength = str(label).partition(" ")
-        out.append(f"{REMEDY_NAMES.get(method, method)} {strength}".strip())
-    return " + ".join(out) or "none"
+    remedies = [Retain.from_label(label) for label in config.get("retain") or []]
+    return " + ".join(f"{REMEDY_NAMES[r.method]} {r.strength:g}" for r in remedies) or "none"
 
 
 def kept_cells(kept: dict | str | None) -> dict[str, Any]:
