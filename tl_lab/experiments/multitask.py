@@ -81,14 +81,13 @@ def multitask(
     for k in shots:
         data = load_dataset("shapes", shots=k, seed=o.seed, image_size=o.image_size,
                             val_per_class=o.val_per_class)  # stratified by shape
-        for task in tasks:
-            d = data.with_target(task)
+        relabelled = {task: data.with_target(task) for task in tasks}  # the same images, one label set each
+        for task, d in relabelled.items():
             base = baseline(d)
             o.emit(records, _row(task, "raw pixels", "-", k, base["test_acc"], d, base["seconds"], 0, None))
         for key in recipes:
             recipe, n_epochs, init = RECIPES[key], o.epochs_for(key), INITS[key]
-            for task in tasks:
-                d = data.with_target(task)
+            for task, d in relabelled.items():
                 t = time.perf_counter()
                 run = fit(backbone_name, d, plan=recipe.plan, epochs=n_epochs, lr=recipe.lr, seed=o.seed,
                           pretrained=recipe.pretrained, progress=False, **o.files(f"{k}-{init}-{task}"))
@@ -99,7 +98,7 @@ def multitask(
                       pretrained=recipe.pretrained, progress=False, **o.files(f"{k}-{init}-shared"))
             seconds = time.perf_counter() - t
             for task in tasks:
-                o.emit(records, _row(task, "shared", init, k, run.best[f"test_acc_{task}"], data.with_target(task),
+                o.emit(records, _row(task, "shared", init, k, run.best[f"test_acc_{task}"], relabelled[task],
                                      seconds, n_epochs, run.trainable_parameters))
     notes = [_effect_note(e) for e in sharing_effects(records)]
     config = {"backbone": backbone_name, "dataset": "shapes", "tasks": list(tasks), "shots": list(shots),
