@@ -9,8 +9,10 @@ Example::
     >>> from tl_lab.backbones.cost import images_per_second, parameter_count
     >>> parameter_count("efficientnet_lite1")
     5416680
-    >>> images_per_second("efficientnet_lite0", image_size=64)     # machine-dependent: 241 on a busy 2-core CPU
+    >>> images_per_second("efficientnet_lite0", image_size=64)  # doctest: +SKIP
     241.3...
+
+    (images/s is machine-dependent: 241 on a busy 2-core CPU, 57 with seven other jobs on it.)
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ trained from scratch learns position better, and raw pixels are best at colour.
 
 Example::
 
-    >>> r = multitask(shots=(10,), fast=True)
+    >>> r = multitask(shots=(10,), fast=True)              # doctest: +SKIP
     >>> r.summary()                                        # doctest: +SKIP
 """
 

@@ -21,9 +21,11 @@ def embed(features: Any, method: Literal["pca", "tsne"] = "pca", *, seed: int = 
 
     Example::
 
-        >>> xy = embed(stage_features(bb, data.test)["stage5"], "tsne")
-        >>> xy.shape                                  # the 539 test digits
-        (539, 2)
+        >>> from tl_lab.inside.stage_features import stage_features
+        >>> bb, data = tl_lab.load_backbone(), tl_lab.load_dataset("digits", shots=10)
+        >>> xy = embed(stage_features(bb, data.train)["stage5"], "tsne")
+        >>> xy.shape                                  # the 100 training digits
+        (100, 2)
     """
     from sklearn.preprocessing import StandardScaler
 

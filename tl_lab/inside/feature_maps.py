@@ -103,6 +103,7 @@ def feature_maps(
 
     Example::
 
+        >>> bb, data = tl_lab.load_backbone(), tl_lab.load_dataset("digits", shots=10)
         >>> maps = feature_maps(bb, data.test.images[:4], ["stage1", "stage3"], top_k=4)
         >>> maps["stage3"].activations.shape, maps["stage3"].top_maps.shape   # digits at 64 px
         ((4, 40, 8, 8), (4, 4, 8, 8))

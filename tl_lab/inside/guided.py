@@ -11,7 +11,10 @@ Example::
     >>> guided, report = guided_copy(tl_lab.load_backbone().model)
     >>> report["guided_activations"]                      # stem, 16 blocks, conv_head
     {'ReLU6': 18}
-    >>> GuidedBackprop(guided).attribute(x, target=281)   # (N, 3, H, W), the guided rule at every ReLU6
+    >>> from captum.attr import GuidedBackprop
+    >>> x = torch.rand(1, 3, 64, 64)
+    >>> GuidedBackprop(guided).attribute(x, target=281).shape   # the guided rule at every ReLU6
+    torch.Size([1, 3, 64, 64])
 """
 
 from __future__ import annotations

@@ -14,11 +14,15 @@
 Example::
 
     >>> from tl_lab.inside.sanity import sanity_check, mask_scores
-    >>> res = sanity_check(bb, images, "tabby", methods=("saliency", "grad_cam", "guided_backprop"))
-    >>> print(res)                       # one row per randomisation step, one column per method
-    >>> res.flagged                      # methods whose maps barely change with random weights
-    >>> att = explain("grad_cam", run, data.test.images[:16], data.test.labels[:16])
-    >>> mask_scores(att, data.test.masks[:16])["energy_mean"]   # vs ["area_mean"], the chance level
+    >>> bb, images = tl_lab.load_backbone(), tl_lab.sample_photo("cat").image()
+    >>> res = sanity_check(bb, images, "tabby", methods=("saliency", "grad_cam", "guided_backprop"))  # doctest: +SKIP
+    >>> print(res)                       # one row per randomisation step, one column per method  # doctest: +SKIP
+    >>> res.flagged                      # methods whose maps barely change with random weights  # doctest: +SKIP
+    ['guided_backprop']
+    >>> data = tl_lab.load_dataset("shapes", shots=10, image_size=64)
+    >>> run = tl_lab.fit("efficientnet_lite0", data, progress=False)   # doctest: +SKIP
+    >>> att = explain("grad_cam", run, data.test.images[:16], data.test.labels[:16])   # doctest: +SKIP
+    >>> mask_scores(att, data.test.masks[:16])["energy_mean"]   # vs ["area_mean"], the chance level  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ def stage_features(
 
     Example::
 
+        >>> bb, data = tl_lab.load_backbone(), tl_lab.load_dataset("digits", shots=10)
         >>> feats = stage_features(bb, data.train, ["stage3", "conv_head"])
         >>> feats["stage3"].shape, feats["conv_head"].shape        # 100 training images
         ((100, 40), (100, 1280))

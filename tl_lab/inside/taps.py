@@ -31,8 +31,9 @@ def tap(
 
     Example::
 
+        >>> bb = tl_lab.load_backbone()
         >>> with tap(bb.model, ["stage1", "stage3"]) as acts:
-        ...     bb.model(torch.zeros(2, 3, 64, 64))
+        ...     _ = bb.model(torch.zeros(2, 3, 64, 64))
         >>> acts["stage1"].shape, acts["stage3"].shape
         (torch.Size([2, 16, 32, 32]), torch.Size([2, 40, 8, 8]))
     """

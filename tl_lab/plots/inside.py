@@ -250,8 +250,14 @@ def attribution_overlays(
 
     Example::
 
-        >>> fig = attribution_overlays(imgs, {"Grad-CAM": cam.maps, "Integrated Gradients": ig.maps},
-        ...                            row_titles=["cat", "dog"])
+        >>> bb = tl_lab.load_backbone()
+        >>> photos = [tl_lab.sample_photo(name).image() for name in ("cat", "coffee")]
+        >>> cam = tl_lab.explain("grad_cam", bb, photos, None)       # None: each image's top class
+        >>> sal = tl_lab.explain("saliency", bb, photos, None)
+        >>> fig = attribution_overlays(cam.images, {"Grad-CAM": cam.maps, "Saliency": sal.maps},
+        ...                            row_titles=["cat", "coffee"])
+        >>> [t.type for t in fig.data].count("heatmap"), [a.text for a in fig.layout.annotations]   # 2 rows x 2 methods
+        (4, ['image', 'Grad-CAM', 'Saliency', 'cat', 'coffee'])
     """
     imgs = as_array(images, ndim=(3, 4), what="images", shape_hint="(N, H, W, 3)")
     imgs = imgs[None] if imgs.ndim == 3 else imgs

@@ -3,10 +3,11 @@ and cost against accuracy. Data in (``RankingResult.to_records()``), ``go.Figure
 
 Example::
 
-    >>> r = tl_lab.rank_backbones(data)
-    >>> fig = transferability_scores(r.to_records())                  # bars: one panel per metric
-    >>> fig = score_vs_accuracy(r.to_records(), tau=r.kendall_tau)      # did the scores rank like training?
-    >>> fig = cost_vs_accuracy(r.to_records(), cost="parameters")       # what does accuracy cost?
+    >>> data = tl_lab.load_dataset("clipart", shots=10, image_size=64)
+    >>> r = tl_lab.rank_backbones(data)   # about a minute  # doctest: +SKIP
+    >>> fig = transferability_scores(r.to_records())              # bars: one panel per metric  # doctest: +SKIP
+    >>> fig = score_vs_accuracy(r.to_records(), tau=r.kendall_tau)  # did the scores rank like training?  # doctest: +SKIP
+    >>> fig = cost_vs_accuracy(r.to_records(), cost="parameters")   # what does accuracy cost?  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -7,8 +7,11 @@ map changes, which it must if the map explains the model.
 
 Example::
 
-    >>> ex = AttributionExplorer(runs=[run_ft, run_scratch])
-    >>> ex.show_button.click(); ex.wait()
+    >>> data = tl_lab.load_dataset("digits", shots=10)
+    >>> run_ft = tl_lab.fit("efficientnet_lite0", data, plan=tl_lab.FreezePlan.fine_tune())  # doctest: +SKIP
+    >>> run_scratch = tl_lab.fit("efficientnet_lite0", data, pretrained=False)  # doctest: +SKIP
+    >>> ex = AttributionExplorer(runs=[run_ft, run_scratch])  # doctest: +SKIP
+    >>> ex.show_button.click(); ex.wait()  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -7,8 +7,11 @@ ones fall: general features low, task-specific features high.
 
 Example::
 
-    >>> cmp = CompareRuns(runs=[run_ft])          # pretrained vs the fine-tuned run
-    >>> cmp.compare_button.click(); cmp.wait(); cmp.result.per_stage["stem"]
+    >>> data = tl_lab.load_dataset("digits", shots=10)
+    >>> run_ft = tl_lab.fit("efficientnet_lite0", data, plan=tl_lab.FreezePlan.fine_tune())  # doctest: +SKIP
+    >>> cmp = CompareRuns(runs=[run_ft])          # pretrained vs the fine-tuned run  # doctest: +SKIP
+    >>> cmp.compare_button.click(); cmp.wait(); cmp.result.per_stage["stem"]  # doctest: +SKIP
+    0.99...
 """
 
 from __future__ import annotations
