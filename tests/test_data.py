@@ -274,10 +274,10 @@ def test_baseline_is_memoised_per_dataset_object(monkeypatch):
     assert after is not before and len(fits) == 5
     assert baseline(edited, C=(0.01, 1.0)) is after and len(fits) == 5
     gone = weakref.ref(copy)
-    n = len(baseline_module._CACHE)
+    n = len(baseline_module._MEMO)
     del copy, again
     gc.collect()
-    assert gone() is None and len(baseline_module._CACHE) == n - 1  # the cache does not keep data alive
+    assert gone() is None and len(baseline_module._MEMO) == n - 1  # the cache does not keep data alive
 
 
 # ---- a learner's messy folder ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torchvision.transforms import v2 as T
 
+from tl_lab._eval_mode import eval_mode
 from tl_lab.backbones.samples import imagenet_categories
 from tl_lab.backbones.staged import StagedModel, replace_last_linear
 from tl_lab.backbones.zoo import (
@@ -150,17 +151,13 @@ class Backbone:
     def stage_shapes(self, image_size: int | None = None) -> dict[str, tuple[int, ...]]:
         """Output shape (without the batch dimension) of every stage for one image of ``image_size`` px."""
         size = image_size or self.input_size
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             x = torch.zeros(1, 3, size, size, device=next(self.model.parameters()).device)
             shapes = {}
             for name in self.stages:
                 x = self.model.get_submodule(name)(x)
                 shapes[name] = tuple(x.shape[1:])
             return shapes
-        finally:
-            self.model.train(was_training)
 
     def pooled(self, activation: torch.Tensor) -> torch.Tensor:
         """The head's pooling applied to a stage activation: (N, C, H, W) or (N, T, D) -> (N, C)."""

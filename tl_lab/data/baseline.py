@@ -8,14 +8,13 @@ same dict at once. The cache holds the dataset weakly: dropping the data drops i
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections.abc import Sequence
 
 import numpy as np
 import torch.nn.functional as F
 
+from tl_lab._memo import WeakMemo
 from tl_lab.data.datasets import DatasetSplits, ImageSplit
 
 # ---- the raw-pixel baseline ------------------------------------------------------------------------------------
@@ -28,8 +27,7 @@ def _pixels(split: ImageSplit, side: int) -> np.ndarray:
     return x.reshape(len(split), 3 * side * side).numpy()
 
 
-_CACHE: weakref.WeakKeyDictionary[DatasetSplits, dict] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
+_MEMO: WeakMemo[dict] = WeakMemo(per_owner=16)  # per DatasetSplits object: forgotten with it
 
 
 def _fingerprint(data: DatasetSplits) -> tuple:
@@ -40,8 +38,7 @@ def _fingerprint(data: DatasetSplits) -> tuple:
 
 def clear_baseline_cache() -> None:
     """Forget every memoised baseline (the next call recomputes)."""
-    with _LOCK:
-        _CACHE.clear()
+    _MEMO.clear()
 
 
 def baseline(
@@ -72,13 +69,8 @@ def baseline(
     """
     grid = (float(C),) if isinstance(C, int | float) else tuple(sorted(float(c) for c in C))
     key = (grid, int(max_side), int(max_iter), _fingerprint(data))
-    with _LOCK:
-        hit = _CACHE.get(data, {}).get(key)
-    if hit is not None:
-        return hit
-    result = _fit_baseline(data, list(grid), max_side=max_side, max_iter=max_iter)
-    with _LOCK:  # two threads that both missed keep the first result, so every caller sees one dict
-        return _CACHE.setdefault(data, {}).setdefault(key, result)
+    # two threads that both miss keep the first result, so every caller sees one dict
+    return _MEMO.get(data, key, lambda: _fit_baseline(data, list(grid), max_side=max_side, max_iter=max_iter))
 
 
 def _fit_baseline(data: DatasetSplits, grid: list[float], *, max_side: int, max_iter: int) -> dict:

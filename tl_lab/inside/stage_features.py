@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
+from tl_lab._memo import WeakMemo
 from tl_lab.backbones.registry import Backbone
 
 if TYPE_CHECKING:
@@ -24,21 +23,14 @@ from tl_lab.inside.taps import _body_stages, tap
 # ---- pooled stage features, cached -----------------------------------------------------------------------------
 
 
-@dataclass
-class _Entry:
-    images: weakref.ref
-    images_key: tuple
-    weights_key: tuple
-    features: dict[str, np.ndarray]
-
-
-# model -> {id(images): entry}; weak on the model, so a deleted network's features go with it.
-_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[int, _Entry]] = weakref.WeakKeyDictionary()
+# per model (weakly: a deleted network's features go with it) and per images tensor and state of the weights:
+# {stage: pooled features}, filled stage by stage as stages are asked for
+_MEMO: WeakMemo[dict[str, np.ndarray]] = WeakMemo(per_owner=8)
 
 
 def clear_feature_cache() -> None:
     """Forget every cached :func:`stage_features` result (e.g. after editing weights through ``.data``)."""
-    _CACHE.clear()
+    _MEMO.clear()
 
 
 def _weights_key(modules: Sequence[nn.Module]) -> tuple:
@@ -85,18 +77,10 @@ def stage_features(
     if device is not None:
         model.to(torch.device(device))
     dev = next(model.parameters()).device
-    per_model = _CACHE.setdefault(model, {})
-    for key in [k for k, e in per_model.items() if e.images() is None]:
-        del per_model[key]  # that split's images are gone
-    images_key = (images.data_ptr(), tuple(images.shape), images._version)
-    weights_key = _weights_key([model.get_submodule(s) for s in backbone.body_stages])
-    entry = per_model.get(id(images))
-    stale = entry is None or entry.images() is not images or (entry.images_key, entry.weights_key) != (
-        images_key, weights_key)
-    if stale:
-        entry = _Entry(weakref.ref(images), images_key, weights_key, {})
-        per_model[id(images)] = entry
-    missing = [s for s in names if s not in entry.features]
+    key = (id(images), images.data_ptr(), tuple(images.shape), images._version,
+           _weights_key([model.get_submodule(s) for s in backbone.body_stages]))
+    features = _MEMO.get(model, key, dict, alive=(images,))
+    missing = [s for s in names if s not in features]
     if missing:
         backbone.check_input_size(int(images.shape[-1]))
         chunks: dict[str, list[torch.Tensor]] = {s: [] for s in missing}
@@ -108,5 +92,5 @@ def stage_features(
         for s in missing:
             array = torch.cat(chunks[s]).numpy() if chunks[s] else np.zeros((0, 0), np.float32)
             array.setflags(write=False)
-            entry.features[s] = array
-    return {s: entry.features[s] for s in names}
+            features[s] = array
+    return {s: features[s] for s in names}

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
+from tl_lab._eval_mode import eval_mode
 from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.backbones.staged import TokenPool
 from tl_lab.inside.leep import leep
@@ -106,9 +107,7 @@ def source_probabilities(backbone: Backbone, images: torch.Tensor) -> np.ndarray
     last = backbone.body_stages[-1]
     model = backbone.model
     dev = next(model.parameters()).device
-    was_training = model.training
-    head.eval()
-    try:
+    with eval_mode(model):
         pool = head.pool
         if isinstance(pool, TokenPool) or _global_average(pool):
             pooled = torch.from_numpy(np.array(stage_features(backbone, images, [last])[last])).to(dev)
@@ -116,11 +115,8 @@ def source_probabilities(backbone: Backbone, images: torch.Tensor) -> np.ndarray
             logits = torch.cat([head(x[i:i + 256]).float() for i in range(0, len(x), 256)])
         else:
             backbone.check_input_size(int(images.shape[-1]))
-            model.eval()
             logits = torch.cat([model(backbone.normalize(images[i:i + 64].to(dev))).float()
                                 for i in range(0, len(images), 64)])
-    finally:
-        model.train(was_training)
     return torch.softmax(logits.double(), dim=1).cpu().numpy()
 
 
