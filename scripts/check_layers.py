@@ -1,14 +1,14 @@
 """List imports that go upward between tl_lab's layers (DESIGN.md: nothing below imports from above).
 
 Usage: python scripts/check_layers.py  -> prints each upward import, exits 1 if there is any.
-Layers, bottom to top: backbones, data, training, inside, plots, experiments, widgets, app.
+Layers, bottom to top: backbones, data, training, inside, plots, experiments, widgets, exercises, app.
 """
 
 import ast
 import sys
 from pathlib import Path
 
-LAYERS = ("backbones", "data", "training", "inside", "plots", "experiments", "widgets", "app")
+LAYERS = ("backbones", "data", "training", "inside", "plots", "experiments", "widgets", "exercises", "app")
 ROOT = Path(__file__).resolve().parents[1] / "tl_lab"
 
 
