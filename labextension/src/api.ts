@@ -19,6 +19,8 @@ export interface ILesson {
   completed: boolean;
   /** API path of the separate copy of a newer packaged version, once made. */
   update_path: string | null;
+  /** Checked questions passed (tl_lab.exercises, the learner's local progress), or null without questions. */
+  checks: { checked: number; total: number } | null;
 }
 
 export interface ICatalog {

@@ -156,6 +156,13 @@ export class LessonsPanel extends Widget {
       text.appendChild(goal);
     }
     open.appendChild(text);
+    if (lesson.checks) {
+      const { checked, total } = lesson.checks;
+      const checks = el('span', 'tl-lab-lesson-checks', `${checked} of ${total} checked`);
+      checks.title = `You have checked ${checked} of this lesson's ${total} questions (tl_lab.exercises)`;
+      checks.classList.toggle('tl-lab-lesson-checks-all', checked === total);
+      text.appendChild(checks);
+    }
     if (lesson.completed) {
       const done = el('span', 'tl-lab-lesson-done', '✓');
       done.title = 'You ran this lesson to the end';

@@ -81,6 +81,35 @@ def test_lessons_panel_lists_the_lessons_and_opens_one(lab, catalog):
         first.write_text(original, encoding="utf-8")
 
 
+def test_lessons_panel_shows_checked_questions_from_a_check_run_in_a_kernel(lab, catalog):
+    """A learner checks a question in a notebook; the panel then says "1 of 4 checked" for that lesson (the kernel
+    and the server read the same local progress file, in the Jupyter data folder)."""
+    from tl_lab.exercises import totals
+
+    name03 = next(r["name"] for r in catalog["lessons"] if r["number"] == 3)
+    total03 = totals()["03"]
+    _open_lab(lab)
+    lab.page.locator(".jp-SideBar [data-id='tl-lab-lessons']").click()
+    checks = lab.page.locator(f".tl-lab-lesson[data-name='{name03}'] .tl-lab-lesson-checks")
+    checks.wait_for(state="visible")
+    assert checks.inner_text() == f"0 of {total03} checked"
+    lessons_without = [r["name"] for r in catalog["lessons"] if f"{r['number']:02d}" not in totals()]
+    assert lab.page.locator(f".tl-lab-lesson[data-name='{lessons_without[0]}'] .tl-lab-lesson-checks").count() == 0
+
+    lab.run_new_notebook("check_one.ipynb", [
+        "from tl_lab import exercises\nex = exercises.lesson('03')\nr = ex.q4.check(0)\nassert r.correct is True, r",
+        "assert ex.q4.check(1).correct is False  # a later miss keeps the pass",
+    ])
+    lab.page.locator(".jp-SideBar [data-id='tl-lab-lessons']").click()
+    lab.page.locator(".tl-lab-refresh").click()
+    lab.page.wait_for_function(
+        "([sel, text]) => { const e = document.querySelector(sel); return !!e && e.textContent === text; }",
+        arg=[f".tl-lab-lesson[data-name='{name03}'] .tl-lab-lesson-checks", f"1 of {total03} checked"],
+        timeout=30_000)
+    lab.screenshot("lessons-panel-checks", lab.page.locator(".tl-lab-LessonsPanel"))
+    lab.assert_clean_console()
+
+
 def test_doctor_command_shows_the_report(lab):
     _open_lab(lab)
     lab.page.evaluate("() => { window.jupyterapp.commands.execute('tl-lab:doctor'); }")

@@ -1,6 +1,7 @@
 """The server routes the JupyterLab extension calls, under ``<base_url>/tl-lab/``.
 
-    GET  tl-lab/lessons?path=DIR   the lessons, where the learner's copies are, their state, which were run to the end
+    GET  tl-lab/lessons?path=DIR   the lessons, where the learner's copies are, their state, which were run to the end,
+                                   and how many of each lesson's checked questions the learner has checked
     POST tl-lab/lessons/copy       {"path": DIR, "lessons": [names], "updates": bool}: copy lessons into DIR
     POST tl-lab/lessons/open       {"name": NAME, "path": DIR}: make sure a lesson is in the workspace, say where
     GET  tl-lab/doctor             tl_lab.doctor()'s report as JSON (checks the Python that runs JupyterLab)
@@ -97,7 +98,19 @@ class LessonListHandler(_LessonsHandler):
     async def get(self) -> None:
         hint = self.get_query_argument("path", "")
         ws = self.workspace()
-        self.reply(await self.run(lambda: lessons.catalog(ws, hint=hint)))
+        self.reply(await self.run(lambda: with_checks(lessons.catalog(ws, hint=hint))))
+
+
+def with_checks(catalog: dict[str, Any]) -> dict[str, Any]:
+    """Add each lesson's checked-question progress: ``"checks": {"checked": n, "total": m}``, or None for a
+    lesson without checked questions (read from the learner's local progress file, never sent elsewhere)."""
+    from tl_lab.exercises import progress, totals
+
+    counts = progress.summary(totals())
+    for entry in catalog["lessons"]:
+        number = entry.get("number")
+        entry["checks"] = counts.get(f"{number:02d}") if isinstance(number, int) else None
+    return catalog
 
 
 class LessonCopyHandler(_LessonsHandler):
