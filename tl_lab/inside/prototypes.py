@@ -21,6 +21,10 @@ Measured with Lite0's conv_head (test accuracy, mean of seeds 0-2): CL2N helps m
 Fitting is a mean per class, so adding an example and refitting is instant on a CPU once features are cached
 (:func:`tl_lab.inside.stage_features` caches them per model and split).
 
+For views that fit on examples a learner picks (the FewShot widget): :func:`score_prototypes` fits on given
+features and returns the test accuracy, predictions and confusion counts; :func:`raw_pixel_accuracy` is the
+raw-pixel baseline (:func:`tl_lab.data.baseline.baseline`) trained on exactly the picked images.
+
 Example::
 
     >>> data = load_dataset("clipart", shots=5)
