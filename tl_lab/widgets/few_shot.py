@@ -127,6 +127,7 @@ class FewShot(W.VBox):
         self._lock = threading.RLock()  # one update (or one raw-pixel result) at a time
         self._generation = 0  # bumped by every update: a raw-pixel result for an older one is stale
         self._uploads: list[tuple[str, torch.Tensor, int]] = []  # (name, image, class)
+        self._test_uris: dict[int, str] = {}  # test image index -> its PNG as a data URI
 
         self.status = StatusLine("Preparing…")
         self.status.add_class("tl-fewshot-status")
@@ -386,7 +387,9 @@ class FewShot(W.VBox):
         cells = []
         for i in range(0, len(split), step)[: self.show_test]:
             ok = pred[i] == int(split.labels[i])
-            uri = "data:image/png;base64," + base64.b64encode(_png(split.images[i])).decode()
+            if i not in self._test_uris:  # encoded once: the same test images are shown after every pick
+                self._test_uris[i] = "data:image/png;base64," + base64.b64encode(_png(split.images[i])).decode()
+            uri = self._test_uris[i]
             color = "#1b6e20" if ok else "#b00020"
             cells.append(f"<div style='display:inline-block;margin:2px;text-align:center;font-size:11px;color:{color}'>"
                          f"<img src='{uri}' width='56' height='56'><br>{html.escape(self.data.classes[pred[i]])}</div>")
