@@ -240,3 +240,16 @@ def test_the_dashboard_passes_its_class_map_to_the_few_shot_tab(tmp_path, lite0)
                                    "plant": ("plant.n.02", "vegetable")}
     direct = zero_shot(lite0, load_dataset("clipart", shots=1), few.zero_shot_terms)
     assert few.zero_shot_acc == direct.test_acc
+
+
+@pytest.mark.slow
+def test_terms_that_collect_nothing_are_named_under_the_table(lite0):
+    from tl_lab.inside.zero_shot import ZeroShotTermWarning
+    from tl_lab.widgets.few_shot import FewShot
+
+    given = {"prepared_food": ["food", "cake", "candy"]}
+    with pytest.warns(ZeroShotTermWarning):  # raised in the widget's thread while this waits for it
+        few = FewShot(dataset="clipart", class_map=given)
+        few.wait()
+    assert few.zero_shot_acc is not None
+    assert "Left out of prepared_food, no ImageNet class below: cake, candy." in few.terms_note.value

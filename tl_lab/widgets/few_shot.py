@@ -167,6 +167,7 @@ class FewShot(W.VBox):
         feats = {"gallery": stage_features(bb, gallery, [stage])[stage],
                  "test": stage_features(bb, data.test, [stage])[stage]}
         terms = {**default_class_map(data), **self.class_map}
+        left_out: dict[str, tuple[str, ...]] = {}
         try:
             zs = zero_shot(bb, data, terms)
         except NoImageNetClass as exc:
@@ -176,12 +177,10 @@ class FewShot(W.VBox):
         except ValueError as exc:  # a class_map that does not fit the data: say so in the row, keep the rest
             zs_acc, note = None, error_message(exc)
         else:
-            zs_acc, note = zs.test_acc, "mean of the ImageNet probabilities below each class name"
-            if zs.empty_terms:
-                note += "; left out, no ImageNet class below: " + "; ".join(
-                    f"{c}: {', '.join(ts)}" for c, ts in zs.empty_terms.items())
+            zs_acc, note, left_out = zs.test_acc, "mean of the ImageNet probabilities below each class name", \
+                zs.empty_terms
         return {"data": data, "stage": stage, "gallery": gallery, "feats": feats, "zs": (zs_acc, note),
-                "terms": terms}
+                "terms": terms, "left_out": left_out}
 
     def _prepared(self, prep: dict) -> None:
         self.data, self.stage = prep["data"], prep["stage"]
@@ -194,8 +193,10 @@ class FewShot(W.VBox):
             defaults = [c for c in self.zero_shot_terms if c not in self.class_map]
             origin = (f" (the default for {html.escape(self.data.name)}; FewShot(class_map=...) changes it)"
                       if defaults else "")
+            left_out = "".join(f" Left out of {html.escape(c)}, no ImageNet class below: {html.escape(', '.join(t))}."
+                               for c, t in prep["left_out"].items())
             self.terms_note.value = (f"<div style='color:#555;font-size:12px'>Zero-shot terms: {given}{origin}. "
-                                     "Every other class is looked up by its name.</div>")
+                                     f"Every other class is looked up by its name.{left_out}</div>")
         self._buttons: list[W.ToggleButton] = []
         rows = []
         for k, name in enumerate(self.data.classes):
