@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from tl_lab.backbones.registry import load_backbone
 from tl_lab.backbones.samples import imagenet_categories, sample_photos
 from tl_lab.data.datasets import DatasetSplits, ImageSplit, load_dataset
 from tl_lab.inside.wordnet import HIERARCHY_FILE, imagenet_wnids, senses
-from tl_lab.inside.zero_shot import _class_scores, imagenet_below, map_classes, zero_shot
+from tl_lab.inside.zero_shot import (DEFAULT_CLASS_MAPS, NoImageNetClass, ZeroShotTermWarning, _class_scores,
+                                     default_class_map, imagenet_below, map_classes, zero_shot)
 
 WORDNET = Path("/usr/share/wordnet/data.noun")
 NAMES = imagenet_categories()
@@ -122,8 +124,62 @@ def test_unmatched_classes_and_terms_are_clear_errors():
         map_classes([str(d) for d in range(10)])
     with pytest.raises(ValueError, match=r"class_map names 'pets', not a class of the data; the classes are: a, b"):
         map_classes(["a", "b"], {"pets": ["dog"]})
-    with pytest.raises(ValueError, match=r"class_map\['a'\]: 'democracy' is neither a WordNet noun"):
+    with pytest.raises(ValueError, match=r"class_map\['a'\]: no ImageNet class lies below any of its terms "
+                                         r"'democracy'.*Give at least one that is"):
         map_classes(["a", "b"], {"a": ["democracy"], "b": "dog"})
+    with pytest.raises(ValueError, match=r"class_map\['a'\]: 3 is not a string"):
+        map_classes(["a", "b"], {"a": ["dog", 3], "b": "tabby"})
+
+
+def test_a_class_without_imagenet_classes_raises_a_typed_error_with_fields():
+    """Code decides on the fields (a widget shows a note for digits), never on the message's words."""
+    with pytest.raises(NoImageNetClass) as e:
+        map_classes(["animal", "electronics"])
+    err = e.value
+    assert isinstance(err, ValueError)  # lessons and scripts that catch ValueError keep working
+    assert (err.target, err.tried, err.given, err.numerals, err.shared) == (
+        "electronics", ("electronics",), False, False, False)
+    with pytest.raises(NoImageNetClass) as e:
+        map_classes([str(d) for d in range(10)])
+    assert e.value.numerals and e.value.target == "0" and not e.value.given
+    with pytest.raises(NoImageNetClass) as e:  # every given term empty: the class and the fix are named
+        map_classes(["desserts", "vehicle"], {"desserts": ["cake", "candy"]})
+    assert (e.value.target, e.value.tried, e.value.given) == ("desserts", ("cake", "candy"), True)
+    assert "class_map['desserts']" in str(e.value) and "imagenet_below(term)" in str(e.value)
+    with pytest.raises(NoImageNetClass) as e:  # it collects classes, but another target claims them all
+        map_classes(["a", "b"], {"a": ["dog"], "b": ["dog", "domestic cat"]})
+    assert (e.value.target, e.value.shared, e.value.given) == ("a", True, True)
+
+
+def test_given_terms_that_collect_nothing_are_left_out_with_a_warning():
+    """Issue 23: 'cake' and 'candy' collect no ImageNet class, 'dessert' does: use it, say what was left out."""
+    with pytest.warns(ZeroShotTermWarning, match=r"class_map\['desserts'\]: 'cake', 'candy' collect\(s\) no "
+                                                 r"ImageNet class and is left out; 'desserts' uses 'dessert'") as w:
+        desserts, vehicle = map_classes(["desserts", "vehicle"], {"desserts": ["dessert", "cake", "candy"]})
+    assert len(w) == 1 and w[0].filename == __file__  # points at the caller's line
+    assert desserts.terms == ("dessert",) and desserts.empty_terms == ("cake", "candy")
+    assert names(desserts) == {"trifle", "ice cream", "ice lolly"} and vehicle.empty_terms == ()
+    assert "left out, no ImageNet class below: 'cake', 'candy'" in desserts.describe()
+    # a category of its own: it can be silenced, or made an error, without touching other warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", category=ZeroShotTermWarning)
+        assert map_classes(["desserts", "vehicle"], {"desserts": ["dessert", "cake"]})[0].empty_terms == ("cake",)
+    assert issubclass(ZeroShotTermWarning, UserWarning)
+
+
+def test_the_default_terms_map_every_clipart_class_and_nothing_else():
+    clipart = load_dataset("clipart", shots=1)
+    assert default_class_map(clipart) == {"electronics": ("electronic equipment", "computer")}
+    assert default_class_map(clipart) is not DEFAULT_CLASS_MAPS["clipart"]  # a copy: callers may extend it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every default term collects classes: no warning
+        matches = map_classes(clipart.classes, default_class_map(clipart))
+    assert {m.target: len(m.classes) > 0 for m in matches} == {c: True for c in clipart.classes}
+    electronics = next(m for m in matches if m.target == "electronics")
+    assert {"laptop", "iPod", "cellular telephone"} <= names(electronics)
+    assert default_class_map(load_dataset("digits", shots=1)) == {}
+    assert default_class_map(_photos()) == {}  # another dataset's names get no terms
 
 
 def test_scores_are_the_mean_or_the_sum_of_the_mapped_probabilities():
@@ -157,6 +213,21 @@ def test_zero_shot_names_the_sample_photos_through_the_hierarchy(lite0):
     assert zs.scores(data.test).shape == (4, 4)
     assert "cats (from its name): 'cats' -> cat.n.01" in zs.report()
     assert zs.per_class_acc() == {c: 1.0 for c in data.classes}
+
+
+def test_zero_shot_uses_the_terms_that_match_and_reports_the_others(lite0):
+    data = _photos()
+    with pytest.warns(ZeroShotTermWarning, match=r"'cake', 'candy' collect\(s\) no ImageNet class") as w:
+        zs = zero_shot(lite0, data, class_map={"drink": ["beverage", "cake", "candy"]})
+    assert w[0].filename == __file__
+    assert zs.test_acc == 1.0 and zs.empty_terms == {"drink": ("cake", "candy")}
+    assert zs.matches[1].terms == ("beverage",) and "espresso" in zs.class_map["drink"]
+    report = zs.report()
+    assert "left out, no ImageNet class below: 'cake', 'candy'" in report
+    assert report.endswith("terms left out (no ImageNet class below them): drink: 'cake', 'candy'")
+    assert zs.to_records()[1]["empty_terms"] == ["cake", "candy"]
+    with pytest.raises(NoImageNetClass, match=r"class_map\['drink'\]: no ImageNet class lies below any"):
+        zero_shot(lite0, data, class_map={"drink": ["cake", "candy"]})
 
 
 def test_zero_shot_refuses_a_backbone_without_its_imagenet_head(lite0):

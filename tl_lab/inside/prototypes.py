@@ -21,6 +21,10 @@ Measured with Lite0's conv_head (test accuracy, mean of seeds 0-2): CL2N helps m
 Fitting is a mean per class, so adding an example and refitting is instant on a CPU once features are cached
 (:func:`tl_lab.inside.stage_features` caches them per model and split).
 
+For views that fit on examples a learner picks (the FewShot widget): :func:`score_prototypes` fits on given
+features and returns the test accuracy, predictions and confusion counts; :func:`raw_pixel_accuracy` is the
+raw-pixel baseline (:func:`tl_lab.data.baseline.baseline`) trained on exactly the picked images.
+
 Example::
 
     >>> data = load_dataset("clipart", shots=5)
@@ -34,19 +38,23 @@ Example::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from tl_lab.data.baseline import baseline
+from tl_lab.data.datasets import ImageSplit
 from tl_lab.inside.stage_features import stage_features
 
 if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
-    from tl_lab.data.datasets import DatasetSplits, ImageSplit
+    from tl_lab.data.datasets import DatasetSplits
 
-__all__ = ["Prototypes", "NearestMeanResult", "fit_prototypes", "nearest_mean"]
+__all__ = ["Prototypes", "NearestMeanResult", "PrototypeScores", "class_counts", "confusion_counts",
+           "fit_prototypes", "nearest_mean", "raw_pixel_accuracy", "score_prototypes"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +154,68 @@ def nearest_mean(
             for name, f in feats.items()}
     return NearestMeanResult(stage, tuple(data.classes), protos, accs["train"], accs["val"], accs["test"],
                              len(data.train), time.perf_counter() - start, backbone)
+
+
+# ---- few-shot from picked examples (what the FewShot widget shows) ----------------------------------------------
+
+
+def class_counts(labels: np.ndarray | Sequence[int], num_classes: int) -> np.ndarray:
+    """Examples per class (K,) of ``labels``: ``class_counts([0, 2, 2], 3)`` -> ``[1, 0, 2]``."""
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)[:num_classes]
+
+
+def confusion_counts(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """(K, K) counts: row = true class, column = predicted class; the diagonal holds the hits.
+
+    >>> confusion_counts(np.array([0, 0, 1]), np.array([0, 1, 1]), 2).tolist()
+    [[1, 1], [0, 1]]
+    """
+    truth, pred = np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    if truth.shape != pred.shape:
+        raise ValueError(f"truth and pred must have the same shape; got {truth.shape} and {pred.shape}")
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (truth, pred), 1)
+    return matrix
+
+
+@dataclass(frozen=True)
+class PrototypeScores:
+    """Prototypes fitted on picked examples, scored on test features: what a few-shot view shows."""
+
+    prototypes: Prototypes
+    predictions: np.ndarray  # (N_test,) predicted class indices
+    accuracy: float
+    confusion: np.ndarray  # (K, K), rows true class, columns predicted
+    counts: np.ndarray  # (K,) examples per class
+    n_examples: int
+
+
+def score_prototypes(features: np.ndarray, labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray,
+                     num_classes: int, *, center: bool = True, normalize: bool = True) -> PrototypeScores:
+    """Fit prototypes on ``features`` (N, D) with ``labels`` (N,), then predict ``test_features`` (M, D) and score
+    against ``test_labels`` (M,): the test accuracy and the confusion counts. Every class needs an example.
+
+    >>> r = score_prototypes(np.eye(2), np.array([0, 1]), np.array([[1.0, 0.2], [0.1, 1.0]]), np.array([0, 0]), 2)
+    >>> r.accuracy, r.confusion.tolist()
+    (0.5, [[1, 1], [0, 0]])
+    """
+    protos = fit_prototypes(features, labels, num_classes, center=center, normalize=normalize)
+    truth = np.asarray(test_labels, dtype=np.int64)
+    pred = protos.predict(test_features) if len(truth) else np.zeros(0, np.int64)
+    acc = float((pred == truth).mean()) if len(truth) else float("nan")
+    return PrototypeScores(protos, pred, acc, confusion_counts(truth, pred, num_classes),
+                           class_counts(labels, num_classes), len(labels))
+
+
+def raw_pixel_accuracy(data: DatasetSplits, images: torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    """Test accuracy of the raw-pixel baseline (:func:`tl_lab.data.baseline.baseline`, its defaults) trained on
+    exactly ``images`` (N, 3, H, W) uint8 with ``labels`` (N,), in place of ``data.train``; ``data``'s validation
+    split chooses ``C`` and its test split scores, as for any ``baseline(data)``.
+
+    With the first training image of each class this is ``baseline(load_dataset(name, shots=1))["test_acc"]``.
+    """
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    if len(images) != len(y):
+        raise ValueError(f"one label per image: got {len(images)} images and {len(y)} labels")
+    train = ImageSplit(images, y, data.classes)
+    return float(baseline(replace(data, train=train))["test_acc"])

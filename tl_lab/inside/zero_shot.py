@@ -23,7 +23,11 @@ Mapping class names to ImageNet classes (:func:`map_classes`): a class name is s
 the whole phrase is tried as a WordNet noun (``"domestic_cat"``), then each part (``"fruit_vegetable"`` ->
 *fruit* + *vegetable*; ``"prepared_food"`` -> *food*); plurals are reduced as WordNet's morphy does (``"boats"``).
 ``class_map={"pets": ["dog", "domestic cat"]}`` gives terms instead: a WordNet noun, an explicit sense
-(``"plant.n.02"``), an ImageNet class name (``"tabby"``) or wnid (``"n02123045"``). A noun with several senses
+(``"plant.n.02"``), an ImageNet class name (``"tabby"``) or wnid (``"n02123045"``). A given term that collects no
+ImageNet class (``"cake"``: WordNet files no ImageNet class below it) is left out with a
+:class:`ZeroShotTermWarning` and listed by :meth:`ZeroShotResult.report`, as long as another term of the class
+collects something; a class that collects nothing raises :class:`NoImageNetClass`, a ValueError whose fields
+(``target``, ``tried``, ``given``, ``numerals``, ``shared``) say why. A noun with several senses
 that have ImageNet classes below them is resolved to the sense with the most ImageNet classes that no other
 target class could claim (the sense that keeps the target classes apart), then the one with the most classes,
 then WordNet's first; :meth:`ZeroShotResult.report` shows every choice and the senses passed over. An ImageNet
@@ -45,6 +49,7 @@ from __future__ import annotations
 import difflib
 import re
 import time
+import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,10 +68,58 @@ if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
     from tl_lab.data.datasets import DatasetSplits, ImageSplit
 
-__all__ = ["ClassMatch", "ZeroShotResult", "imagenet_below", "map_classes", "zero_shot", "SCORES"]
+__all__ = ["ClassMatch", "NoImageNetClass", "ZeroShotResult", "ZeroShotTermWarning", "default_class_map",
+           "imagenet_below", "map_classes", "zero_shot", "SCORES", "DEFAULT_CLASS_MAPS"]
 
 SCORES = ("mean", "sum")
 _STOPWORDS = frozenset({"and", "or", "of", "the", "a", "an", "other", "misc", "various", "with", "in", "on"})
+
+# Terms for the classes of the built-in datasets whose names WordNet reads in another sense. Chosen from what the
+# words mean, not tuned on any accuracy: WordNet's only noun "electronics" is the branch of physics; the devices are
+# "electronic equipment" (cassette player, cellular telephone, iPod ...), and WordNet files computers under
+# "machine", so "computer" is named too (the mapping of issue #16 and lesson 10). Digits have none: no ImageNet
+# class is a numeral.
+DEFAULT_CLASS_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "clipart": {"electronics": ("electronic equipment", "computer")},
+}
+
+
+class NoImageNetClass(ValueError):
+    """A target class collects no ImageNet class, so zero-shot through ImageNet's labels cannot score it.
+
+    A ValueError (the message names the class and the fix) with fields for code that decides what to do next
+    (a widget shows a note instead of a number): ``target`` the class; ``tried`` the terms tried (from its name,
+    or the ``class_map`` terms given); ``given`` True when those terms came from ``class_map``; ``numerals`` True
+    when every class of the data is a numeral (ImageNet has no digit class, so no terms can help); ``shared`` True
+    when it did collect ImageNet classes but every one of them went to another target class.
+    """
+
+    def __init__(self, message: str, *, target: str, tried: Sequence[str] = (), given: bool = False,
+                 numerals: bool = False, shared: bool = False) -> None:
+        super().__init__(message)
+        self.target = target
+        self.tried = tuple(tried)
+        self.given = given
+        self.numerals = numerals
+        self.shared = shared
+
+
+class ZeroShotTermWarning(UserWarning):
+    """A ``class_map`` term collects no ImageNet class and was left out (its class kept its other terms).
+
+    Silence it with ``warnings.filterwarnings("ignore", category=ZeroShotTermWarning)``; turn it into an error
+    with ``"error"`` instead of ``"ignore"``."""
+
+
+def default_class_map(data: DatasetSplits) -> dict[str, tuple[str, ...]]:
+    """Terms for the classes of a built-in dataset that its class names alone do not map (see
+    ``DEFAULT_CLASS_MAPS``); ``{}`` for any other data, or when the data's classes are not the ones expected.
+
+    >>> default_class_map(load_dataset("clipart", shots=1))
+    {'electronics': ('electronic equipment', 'computer')}
+    """
+    given = DEFAULT_CLASS_MAPS.get(getattr(data, "name", ""), {})
+    return dict(given) if set(given) <= set(data.classes) else {}
 
 
 @dataclass(frozen=True)
@@ -81,6 +134,7 @@ class ClassMatch:
     classes: tuple[int, ...]  # ImageNet class indices
     given: bool  # True when the terms came from ``class_map``
     lost: tuple[int, ...] = ()  # ImageNet classes given to another, more specific target class (or tied)
+    empty_terms: tuple[str, ...] = ()  # given terms that collect no ImageNet class, left out
 
     def describe(self, categories: Sequence[str] | None = None) -> str:
         names = categories or imagenet_categories()
@@ -91,7 +145,10 @@ class ClassMatch:
             parts.append(f"{term!r} -> {sense.name} '{sense.gloss.split(';')[0][:60]}'{alt}")
         shown = ", ".join(names[i] for i in self.classes[:8]) + (" ..." if len(self.classes) > 8 else "")
         lost = f"; {len(self.lost)} shared with another class left out" if self.lost else ""
-        return f"{self.target} ({how}): {'; '.join(parts)}\n    {len(self.classes)} ImageNet classes: {shown}{lost}"
+        empty = (f"\n    left out, no ImageNet class below: {', '.join(map(repr, self.empty_terms))}"
+                 if self.empty_terms else "")
+        return (f"{self.target} ({how}): {'; '.join(parts)}\n    {len(self.classes)} ImageNet classes: {shown}{lost}"
+                f"{empty}")
 
 
 def _term_senses(term: str) -> tuple[Sense, ...]:
@@ -144,49 +201,77 @@ def _automatic_terms(name: str) -> tuple[list[str], list[str]]:
     return found, tried
 
 
-def _no_match_error(target: str, tried: Sequence[str], all_classes: Sequence[str]) -> ValueError:
+def _no_match_error(target: str, tried: Sequence[str], all_classes: Sequence[str]) -> NoImageNetClass:
     suggestions = difflib.get_close_matches(normalize_term(target), known_lemmas(), n=3, cutoff=0.75)
     hint = f" Nouns close to it that do: {', '.join(s.replace('_', ' ') for s in suggestions)}." if suggestions else ""
     msg = (f"no ImageNet class lies below the class {target!r}: tried the WordNet nouns "
            f"{', '.join(repr(t) for t in tried)}.{hint} Give it terms, each a WordNet noun, a sense such as "
            f"'plant.n.02' or an ImageNet class name: zero_shot(backbone, data, class_map={{{target!r}: "
            f"['...', '...']}}) (tl_lab.inside.zero_shot.imagenet_below(term) shows what a term collects).")
-    if all(c.strip().isdigit() for c in all_classes):
+    numerals = all(c.strip().isdigit() for c in all_classes)
+    if numerals:
         msg += (" These classes are numerals (handwritten digits?): ImageNet's 1000 classes are animals, objects "
                 "and scenes, none of them a digit, so zero-shot through ImageNet's labels cannot name them; "
                 "learn from a few labelled images instead (tl_lab.nearest_mean, tl_lab.fit).")
-    return ValueError(msg)
+    return NoImageNetClass(msg, target=target, tried=tried, numerals=numerals)
 
 
 def map_classes(classes: Sequence[str], class_map: Mapping[str, str | Sequence[str]] | None = None
                 ) -> tuple[ClassMatch, ...]:
     """Map each target class to ImageNet classes through WordNet (see the module docstring for the rules).
 
-    ``class_map`` gives terms for some or all classes; the others are mapped from their names. Raises a ValueError
-    naming the class (and how to give terms) when a class matches nothing, and naming the term when a given term
-    is not a noun with ImageNet classes below it.
+    ``class_map`` gives terms for some or all classes; the others are mapped from their names. A given term that
+    collects no ImageNet class is left out with a :class:`ZeroShotTermWarning` (``ClassMatch.empty_terms`` lists
+    it). Raises :class:`NoImageNetClass` (a ValueError naming the class and how to give terms) when a class
+    collects nothing.
 
     >>> [len(m.classes) for m in map_classes(["vehicle", "building"])]
     [67, 14]
     """
+    matches = _map_classes(classes, class_map)
+    _warn_empty_terms(matches, stacklevel=3)
+    return matches
+
+
+def _warn_empty_terms(matches: Sequence[ClassMatch], *, stacklevel: int) -> None:
+    for m in matches:
+        if m.empty_terms:
+            used = ", ".join(repr(t) for t in m.terms)
+            warnings.warn(f"class_map[{m.target!r}]: {', '.join(map(repr, m.empty_terms))} collect(s) no ImageNet "
+                          f"class and is left out; {m.target!r} uses {used}. "
+                          "tl_lab.inside.zero_shot.imagenet_below(term) shows what a term collects.",
+                          ZeroShotTermWarning, stacklevel=stacklevel)
+
+
+def _map_classes(classes: Sequence[str], class_map: Mapping[str, str | Sequence[str]] | None = None
+                 ) -> tuple[ClassMatch, ...]:
     class_map = dict(class_map or {})
     unknown = [k for k in class_map if k not in classes]
     if unknown:
         raise ValueError(f"class_map names {', '.join(map(repr, unknown))}, not a class of the data; "
                          f"the classes are: {', '.join(classes)}")
     candidates: dict[str, list[tuple[str, tuple[Sense, ...]]]] = {}
+    empty: dict[str, tuple[str, ...]] = {}
     for c in classes:
         if c in class_map:
             given = class_map[c]
             terms = [given] if isinstance(given, str) else list(given)
             if not terms:
                 raise ValueError(f"class_map[{c!r}] is empty; give at least one term, e.g. ['dog']")
-            for t in terms:
-                if not isinstance(t, str) or not _term_senses(t):
-                    raise ValueError(f"class_map[{c!r}]: {t!r} is neither a WordNet noun with ImageNet classes below "
-                                     "it nor an ImageNet class name; try a broader noun (e.g. 'animal', 'device', "
-                                     "'food') or an ImageNet class name from tl_lab.backbones.samples."
-                                     "imagenet_categories()")
+            wrong = [t for t in terms if not isinstance(t, str)]
+            if wrong:
+                raise ValueError(f"class_map[{c!r}]: {wrong[0]!r} is not a string; give terms as words, e.g. "
+                                 f"class_map={{{c!r}: ['dog', 'domestic cat']}}")
+            empty[c] = tuple(t for t in terms if not _term_senses(t))
+            terms = [t for t in terms if t not in empty[c]]
+            if not terms:
+                raise NoImageNetClass(
+                    f"class_map[{c!r}]: no ImageNet class lies below any of its terms "
+                    f"{', '.join(map(repr, empty[c]))}: none is a WordNet noun with ImageNet classes below it or an "
+                    "ImageNet class name. Give at least one that is: a broader noun (e.g. 'animal', 'device', "
+                    "'food') or an ImageNet class name from tl_lab.backbones.samples.imagenet_categories() "
+                    "(tl_lab.inside.zero_shot.imagenet_below(term) shows what a term collects).",
+                    target=c, tried=empty[c], given=True)
         else:
             terms, tried = _automatic_terms(c)
             if not terms:
@@ -217,12 +302,15 @@ def map_classes(classes: Sequence[str], class_map: Mapping[str, str | Sequence[s
         for i in sorted(specificity[c]):
             rivals = [specificity[o][i] for o in classes if o != c and i in specificity[o]]
             (keep if not rivals or specificity[c][i] < min(rivals) else lost).append(i)
-        if not keep:
-            raise ValueError(f"every ImageNet class below {c!r} also lies below another class, more specifically "
-                             f"or as specifically; give {c!r} distinct terms with class_map={{{c!r}: [...]}}")
         picks = chosen[c]
+        if not keep:
+            raise NoImageNetClass(f"every ImageNet class below {c!r} also lies below another class, more "
+                                  f"specifically or as specifically; give {c!r} distinct terms with "
+                                  f"class_map={{{c!r}: [...]}}", target=c, tried=tuple(t for t, _, _ in picks),
+                                  given=c in class_map, shared=True)
         matches.append(ClassMatch(c, tuple(t for t, _, _ in picks), tuple(s for _, s, _ in picks),
-                                  tuple(p for _, _, p in picks), tuple(keep), c in class_map, tuple(lost)))
+                                  tuple(p for _, _, p in picks), tuple(keep), c in class_map, tuple(lost),
+                                  empty.get(c, ())))
     return tuple(matches)
 
 
@@ -327,16 +415,27 @@ class ZeroShotResult:
         return {c: float((self.test_predictions[y == k] == k).mean()) if (y == k).any() else float("nan")
                 for k, c in enumerate(self.classes)}
 
+    @property
+    def empty_terms(self) -> dict[str, tuple[str, ...]]:
+        """Target class -> the ``class_map`` terms that collected no ImageNet class and were left out."""
+        return {m.target: m.empty_terms for m in self.matches if m.empty_terms}
+
     def report(self) -> str:
-        """One paragraph per class: the terms, the sense chosen for each (and those passed over), what it collected."""
+        """One paragraph per class: the terms, the sense chosen for each (and those passed over), what it collected;
+        last, the given terms left out because no ImageNet class lies below them."""
         categories = imagenet_categories()
         head = f"zero-shot ({self.score} of the ImageNet probabilities): test accuracy {self.test_acc:.3f} " \
                f"(chance {self.chance:.3f})"
-        return "\n".join([head, *(m.describe(categories) for m in self.matches)])
+        lines = [head, *(m.describe(categories) for m in self.matches)]
+        if self.empty_terms:
+            lines.append("terms left out (no ImageNet class below them): " + "; ".join(
+                f"{c}: {', '.join(map(repr, ts))}" for c, ts in self.empty_terms.items()))
+        return "\n".join(lines)
 
     def to_records(self) -> list[dict]:
         return [{"class": m.target, "terms": list(m.terms), "senses": [s.name for s in m.senses],
-                 "imagenet_classes": len(m.classes), "given": m.given} for m in self.matches]
+                 "imagenet_classes": len(m.classes), "given": m.given, "empty_terms": list(m.empty_terms)}
+                for m in self.matches]
 
 
 def _class_scores(probs: np.ndarray, matches: Sequence[ClassMatch], score: str) -> np.ndarray:
@@ -363,16 +462,19 @@ def zero_shot(
             init, a replaced head or a ``cut_at`` network raises a ValueError saying so.
         data: any DatasetSplits (only ``classes`` and ``test`` are used: no training image is looked at).
         class_map: terms for some or all classes (WordNet nouns, senses such as ``"plant.n.02"``, ImageNet class
-            names or wnids); the other classes are mapped from their names.
+            names or wnids); the other classes are mapped from their names. A term that collects no ImageNet class
+            is left out with a :class:`ZeroShotTermWarning` when the class has another that does.
         score: ``"mean"`` (default) or ``"sum"`` of each class's ImageNet probabilities (see the module docstring).
         image_size: resize the images to this many pixels first (default: as loaded).
 
     Returns a :class:`ZeroShotResult` (``.test_acc``, ``.class_map``, ``.predict(images)``, ``.report()``).
+    Raises :class:`NoImageNetClass` (a ValueError) when a class collects no ImageNet class.
     """
     check_choice("score", [score], SCORES)
     _check_imagenet_head(backbone)
     start = time.perf_counter()
-    matches = map_classes(data.classes, class_map)
+    matches = _map_classes(data.classes, class_map)
+    _warn_empty_terms(matches, stacklevel=3)
     probs = imagenet_probabilities(backbone, data.test.images, image_size=image_size, batch_size=batch_size)
     predictions = _class_scores(probs, matches, score).argmax(axis=1)
     labels = data.test.labels.numpy()

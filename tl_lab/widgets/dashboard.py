@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import ipywidgets as W
@@ -40,11 +41,13 @@ class TransferLab(W.VBox):
     ``lab.state`` holds the choices; ``lab.picker``, ``lab.freezer``, ``lab.train``, ``lab.inside``,
     ``lab.attributions`` and ``lab.compare`` are the tabs' widgets (each usable on its own too); ``lab.chooser``
     ("Which one for my data?") sits under the picker in the Backbone tab; ``lab.few_shot.build()`` returns the
-    Few-shot tab's :class:`FewShot`, built when the tab is first shown (it computes the dataset's features as it opens).
+    Few-shot tab's :class:`FewShot`, built when the tab is first shown (it computes the dataset's features as it opens);
+    ``class_map`` gives it zero-shot terms (see :func:`tl_lab.zero_shot`).
     """
 
     def __init__(self, backbone: str = "efficientnet_lite0", dataset: str = "clipart", shots: int | None = 10, *,
-                 image_size: int | None = None, root: str = "", run_dir: str | Path = "tl_lab_runs") -> None:
+                 image_size: int | None = None, root: str = "", run_dir: str | Path = "tl_lab_runs",
+                 class_map: Mapping[str, str | Sequence[str]] | None = None) -> None:
         self.state = LabState(backbone_name=backbone, dataset=dataset, shots=shots, image_size=image_size, root=root)
         self.picker = BackbonePicker(backbone, state=self.state)
         self.chooser = BackboneChooser(state=self.state)
@@ -53,7 +56,7 @@ class TransferLab(W.VBox):
         self.inside = FeatureExplorer(state=self.state)
         self.attributions = AttributionExplorer(state=self.state)
         self.compare = CompareRuns(state=self.state)
-        self.few_shot = _LazyTab(lambda: FewShot(state=self.state))
+        self.few_shot = _LazyTab(lambda: FewShot(state=self.state, class_map=class_map))
         self.shift = ShiftLab(state=self.state)  # adapting to a new domain without its labels (lesson 11)
         self.tabs = W.Tab(children=[W.VBox([self.picker, self.chooser]), self.freezer, self.train, self.inside,
                                     self.attributions, self.compare, self.few_shot, self.shift], titles=TAB_TITLES)

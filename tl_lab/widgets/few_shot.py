@@ -4,8 +4,13 @@ Pick one image per class from the gallery (or upload your own and say which clas
 prototypes (the nearest class mean of pooled pretrained features, :mod:`tl_lab.inside.prototypes`) and shows the
 test accuracy, a confusion matrix and a few test images with their predicted class. Beside it: zero-shot (no
 example at all, :func:`tl_lab.inside.zero_shot.zero_shot`) and the raw-pixel baseline trained on the very images
-picked. Features of the gallery and the test images are computed once when the widget opens, so picking a second
-or third example updates in milliseconds on a CPU.
+picked (:func:`tl_lab.inside.prototypes.raw_pixel_accuracy`). Features of the gallery and the test images are
+computed once when the widget opens, so picking a second or third example updates in milliseconds on a CPU.
+
+The widget only displays: the numbers come from :func:`~tl_lab.inside.prototypes.score_prototypes`,
+:func:`~tl_lab.inside.prototypes.raw_pixel_accuracy` and :func:`~tl_lab.inside.zero_shot.zero_shot`. The raw-pixel
+fit runs in the background; clicks made while it runs are not lost: the newest picks are fitted next, and a result
+for picks that have changed since is dropped, so the table always matches the picks shown.
 
 Example::
 
@@ -21,22 +26,22 @@ from __future__ import annotations
 import base64
 import html
 import io
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
 import torch
 from PIL import Image
 
-from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import DatasetSplits, ImageSplit
-from tl_lab.inside.prototypes import fit_prototypes
+from tl_lab.inside.prototypes import PrototypeScores, class_counts, raw_pixel_accuracy, score_prototypes
 from tl_lab.inside.stage_features import stage_features
-from tl_lab.inside.zero_shot import zero_shot
+from tl_lab.inside.zero_shot import NoImageNetClass, default_class_map, zero_shot
 from tl_lab.plots.training import confusion_matrix
-from tl_lab.widgets.common import FigureSlot, StatusLine, Worker, fmt_acc, guarded, html_table
+from tl_lab.widgets.common import (FigureSlot, StatusLine, Worker, background, error_message, fmt_acc, guarded,
+                                   html_table)
 from tl_lab.widgets.inside import read_upload
 from tl_lab.widgets.state import LabState
 
@@ -53,11 +58,48 @@ def _mark_picked(change: dict) -> None:
     change["owner"].button_style = "success" if change["new"] else ""
 
 
+class _Newest:
+    """Runs jobs one at a time in a background thread, the newest first: a job submitted while another runs
+    replaces the one waiting, if any. Clicks faster than the raw-pixel fit skip the fits in between, never the
+    last one. (``Worker`` refuses a job while busy, which dropped the last click.) Each job reports its own result
+    and errors."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: Callable[[], None] | None = None
+        self._running = False
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._waiting = job
+            self._idle.clear()
+            if not self._running:
+                self._running = True
+                background(self._loop, name="tl-lab-few-shot-raw")
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                job, self._waiting = self._waiting, None
+                if job is None:
+                    self._running = False
+                    self._idle.set()
+                    return
+            job()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no job runs or waits; False when ``timeout`` passed first."""
+        return self._idle.wait(timeout)
+
+
 class FewShot(W.VBox):
     """One-shot (and few-shot) classification by picking examples, with no training.
 
     ``dataset``/``backbone``/``state``: as the other widgets (a shared :class:`LabState` in ``TransferLab``).
-    ``class_map``: terms for zero-shot (see :func:`tl_lab.inside.zero_shot.zero_shot`). ``stage``: which stage's
+    ``class_map``: terms for zero-shot (see :func:`tl_lab.inside.zero_shot.zero_shot`), on top of the dataset's
+    default terms (:func:`tl_lab.inside.zero_shot.default_class_map`: clip art's *electronics*). ``stage``: which stage's
     pooled features the prototypes use (default the last body stage). ``gallery_per_class``: candidate images
     shown per class (the first training images of the seeded split). ``show_test``: test images shown with
     their prediction.
@@ -77,9 +119,15 @@ class FewShot(W.VBox):
         self.accuracy: float | None = None
         self.zero_shot_acc: float | None = None
         self.zero_shot_note = ""
+        self.zero_shot_terms: dict[str, tuple[str, ...]] = {}  # the class_map zero-shot used (defaults included)
         self.raw_acc: float | None = None
+        self.raw_error: BaseException | None = None
+        self.scores: PrototypeScores | None = None
         self.last_update_s: float | None = None
+        self._lock = threading.RLock()  # one update (or one raw-pixel result) at a time
+        self._generation = 0  # bumped by every update: a raw-pixel result for an older one is stale
         self._uploads: list[tuple[str, torch.Tensor, int]] = []  # (name, image, class)
+        self._test_uris: dict[int, str] = {}  # test image index -> its PNG as a data URI
 
         self.status = StatusLine("Preparing…")
         self.status.add_class("tl-fewshot-status")
@@ -90,10 +138,11 @@ class FewShot(W.VBox):
         self.clear_button = W.Button(description="Clear picks", layout=W.Layout(width="130px"))
         self.table = W.HTML()
         self.table.add_class("tl-fewshot-table")
+        self.terms_note = W.HTML()
         self.test_view = W.HTML()
         self.figure = FigureSlot(css_class="tl-fewshot-figure", placeholder="the confusion matrix appears here")
         self.worker = Worker(self.status)
-        self._raw_worker = Worker(StatusLine())  # raw pixels refit in the background, one at a time
+        self._raw = _Newest()  # raw pixels refit in the background, the newest picks first
         self.upload.observe(guarded(self.status)(self._on_upload), names="value")
         self.clear_button.on_click(guarded(self.status)(lambda _b: self.clear()))
         super().__init__(children=[
@@ -101,7 +150,7 @@ class FewShot(W.VBox):
                    "(click again to drop it). Prototypes: each class is the mean feature vector of its examples; a "
                    "test image goes to the nearest one. Nothing is trained."),
             self.gallery, W.HBox([self.upload, self.upload_class, self.clear_button]), self.status, self.table,
-            self.figure, self.test_view,
+            self.terms_note, self.figure, self.test_view,
         ])
         self.add_class("tl-few-shot")
         self.worker.start("Computing features of the gallery and the test images (once)…", self._prepare,
@@ -117,21 +166,37 @@ class FewShot(W.VBox):
         gallery = data.train.subset(rows)
         feats = {"gallery": stage_features(bb, gallery, [stage])[stage],
                  "test": stage_features(bb, data.test, [stage])[stage]}
+        terms = {**default_class_map(data), **self.class_map}
+        left_out: dict[str, tuple[str, ...]] = {}
         try:
-            zs = zero_shot(bb, data, self.class_map)
-            zs_acc, note = zs.test_acc, "mean of the ImageNet probabilities below each class name"
-        except ValueError as exc:
-            text = str(exc)
-            note = ("ImageNet has no class that is a digit" if "numerals" in text
-                    else text.split(": tried")[0] + "; give class_map=... terms")
+            zs = zero_shot(bb, data, terms)
+        except NoImageNetClass as exc:
             zs_acc = None
-        return {"data": data, "stage": stage, "gallery": gallery, "feats": feats, "zs": (zs_acc, note)}
+            note = ("ImageNet has no class that is a digit" if exc.numerals
+                    else f"no ImageNet class below {exc.target!r}; give FewShot(class_map={{{exc.target!r}: [...]}})")
+        except ValueError as exc:  # a class_map that does not fit the data: say so in the row, keep the rest
+            zs_acc, note = None, error_message(exc)
+        else:
+            zs_acc, note, left_out = zs.test_acc, "mean of the ImageNet probabilities below each class name", \
+                zs.empty_terms
+        return {"data": data, "stage": stage, "gallery": gallery, "feats": feats, "zs": (zs_acc, note),
+                "terms": terms, "left_out": left_out}
 
     def _prepared(self, prep: dict) -> None:
         self.data, self.stage = prep["data"], prep["stage"]
         self._gallery: ImageSplit = prep["gallery"]
         self._feats = prep["feats"]
         self.zero_shot_acc, self.zero_shot_note = prep["zs"]
+        self.zero_shot_terms = {c: (t,) if isinstance(t, str) else tuple(t) for c, t in prep["terms"].items()}
+        if self.zero_shot_terms:
+            given = "; ".join(f"{html.escape(c)}: {html.escape(', '.join(t))}" for c, t in self.zero_shot_terms.items())
+            defaults = [c for c in self.zero_shot_terms if c not in self.class_map]
+            origin = (f" (the default for {html.escape(self.data.name)}; FewShot(class_map=...) changes it)"
+                      if defaults else "")
+            left_out = "".join(f" Left out of {html.escape(c)}, no ImageNet class below: {html.escape(', '.join(t))}."
+                               for c, t in prep["left_out"].items())
+            self.terms_note.value = (f"<div style='color:#555;font-size:12px'>Zero-shot terms: {given}{origin}. "
+                                     f"Every other class is looked up by its name.{left_out}</div>")
         self._buttons: list[W.ToggleButton] = []
         rows = []
         for k, name in enumerate(self.data.classes):
@@ -156,7 +221,7 @@ class FewShot(W.VBox):
     def wait(self, timeout: float | None = 120) -> None:
         """Block until preparing (and the last raw-pixel fit) has finished: for tests and lesson cells."""
         self.worker.wait(timeout)
-        self._raw_worker.wait(timeout)
+        self._raw.wait(timeout)
         if self.worker.error is not None:
             raise self.worker.error
 
@@ -196,7 +261,7 @@ class FewShot(W.VBox):
     def counts(self) -> dict[str, int]:
         """Examples per class picked so far (uploads included)."""
         y = self._chosen()[1]
-        return {c: int((y == k).sum()) for k, c in enumerate(self.data.classes)}
+        return dict(zip(self.data.classes, class_counts(y, len(self.data.classes)).tolist()))
 
     def _chosen(self) -> tuple[np.ndarray, np.ndarray, list[torch.Tensor]]:
         picked = [i for i, b in enumerate(self._buttons) if b.value]
@@ -225,63 +290,94 @@ class FewShot(W.VBox):
 
     # ---- the update: prototypes at once, raw pixels in the background -----------------------------------------
     def update(self) -> None:
+        """Show what the picks shown now give: prototypes at once, raw pixels when their fit (background) ends."""
         if self.data is None:
             return
         start = time.perf_counter()
-        x, y, images = self._chosen()
-        counts = np.bincount(y, minlength=len(self.data.classes))
-        missing = [c for c, n in zip(self.data.classes, counts) if n == 0]
-        if missing:
-            self.accuracy = None
-            self.status.set(f"Pick at least one image of every class; still missing: {', '.join(missing)}.", "info")
+        classes = self.data.classes
+        with self._lock:
+            x, y, images = self._chosen()
+            self._generation += 1
+            generation = self._generation
+            self.raw_acc, self.raw_error = None, None
+            counts = class_counts(y, len(classes))
+            missing = [c for c, n in zip(classes, counts) if n == 0]
+            if missing:
+                self.accuracy, self.scores = None, None
+                self.status.set(f"Pick at least one image of every class; still missing: {', '.join(missing)}.",
+                                "info")
+                if self.figure.widget is not None:  # no prototypes: the matrix must not show the last ones
+                    self._show_matrix(confusion_matrix(
+                        np.zeros((len(classes),) * 2, int), classes, title="No prototypes: a class has no example",
+                        subtitle="the matrix fills in once every class has one"))
+                self.test_view.value = ""
+                self._show_table(counts)
+                return
+            self.scores = score_prototypes(x, y, self._feats["test"], self.data.test.labels.numpy(), len(classes))
+            self.accuracy = self.scores.accuracy
+            self._show_matrix(confusion_matrix(self.scores.confusion, classes,
+                                               title=f"Prototypes from {len(y)} picked images: test predictions"))
+            self._show_tests(self.scores.predictions)
+            self.last_update_s = time.perf_counter() - start
+            self._show_status()
             self._show_table(counts)
-            return
-        protos = fit_prototypes(x, y, len(self.data.classes))
-        pred = protos.predict(self._feats["test"])
-        truth = self.data.test.labels.numpy()
-        self.accuracy = float((pred == truth).mean())
-        matrix = np.zeros((len(self.data.classes),) * 2, int)
-        np.add.at(matrix, (truth, pred), 1)
-        self._show_matrix(confusion_matrix(matrix, self.data.classes,
-                                           title=f"Prototypes from {len(y)} picked images: test predictions"))
-        self._show_tests(pred)
-        self.last_update_s = time.perf_counter() - start
-        self.status.set(f"Prototypes from {len(y)} examples: test accuracy {self.accuracy:.3f} "
-                        f"(updated in {self.last_update_s * 1000:.0f} ms). Raw pixels on the same images: "
-                        "computing…", "ok")
-        self.raw_acc = None
-        self._show_table(counts)
-        train = ImageSplit(torch.stack(images), torch.from_numpy(y), self.data.classes)
-        data = replace(self.data, train=train)
-        self._raw_worker.start("", lambda: baseline(data, C=1.0)["test_acc"], self._raw_done)
+        data, picked = self.data, torch.stack(images)
+
+        def fit_raw() -> None:
+            try:
+                acc = raw_pixel_accuracy(data, picked, y)
+            except Exception as exc:  # noqa: BLE001 - shown in the status line
+                self._raw_done(generation, None, exc)
+            else:
+                self._raw_done(generation, acc, None)
+
+        self._raw.submit(fit_raw)
+
+    def _raw_done(self, generation: int, acc: float | None, error: BaseException | None) -> None:
+        with self._lock:
+            if generation != self._generation:  # the picks changed since: a newer fit is on its way
+                return
+            self.raw_acc, self.raw_error = acc, error
+            self._show_status()
+            self._show_table(self.scores.counts)
+
+    def _show_status(self) -> None:
+        base = (f"Prototypes from {self.scores.n_examples} examples: test accuracy {self.accuracy:.3f} "
+                f"(updated in {self.last_update_s * 1000:.0f} ms).")
+        if self.raw_error is not None:
+            self.status.error(self.raw_error, prefix=f"{base} Raw pixels on the same images failed")
+        elif self.raw_acc is None:
+            self.status.set(f"{base} Raw pixels on the same images: computing…", "ok")
+        else:
+            self.status.set(f"{base} Raw pixels on the same images: {self.raw_acc:.3f}.", "ok")
 
     def _show_matrix(self, fig) -> None:
         """First time: show the figure; then change only the cells and the title in place. (Replacing a heatmap's
-        traces and layout in one step made plotly.js log 'ax.dtick error: Infinity' for the moment it had none.)"""
-        fw = self.figure.widget
-        if fw is None:
+        traces and layout in one step made plotly.js log 'ax.dtick error: Infinity' for the moment it had none.)
+        ``FigureSlot.batch_update`` also refreshes the widget's saved state, which a reloaded page draws from:
+        edited through ``fw.batch_update()`` alone, a reload showed the first picks' matrix."""
+        if self.figure.widget is None:
             self.figure.show(fig)
             return
-        with fw.batch_update():
+        with self.figure.batch_update() as fw:
             fw.data[0].z = fig.data[0].z
             fw.data[0].customdata = fig.data[0].customdata
             fw.layout.title = fig.layout.title
 
-    def _raw_done(self, acc: float) -> None:
-        self.raw_acc = float(acc)
-        if self.accuracy is not None:
-            self.status.set(self.status.text.replace("computing…", f"{self.raw_acc:.3f}."), "ok")
-            self._show_table(np.array(list(self.counts().values())))
-
     def _show_table(self, counts: np.ndarray) -> None:
         chance = 1 / len(self.data.classes)
         zs = fmt_acc(self.zero_shot_acc) if self.zero_shot_acc is not None else f"n/a ({self.zero_shot_note})"
+        if self.accuracy is None:
+            raw = "-"
+        elif self.raw_error is not None:
+            raw = "failed (see the status line)"
+        else:
+            raw = fmt_acc(self.raw_acc) if self.raw_acc is not None else "computing…"
         rows = [
             {"method": f"prototypes ({self.stage}, {int(counts.min())}-{int(counts.max())} per class)",
              "test accuracy": fmt_acc(self.accuracy)},
             {"method": "zero-shot (no examples)", "test accuracy": zs},
-            {"method": "raw pixels (same examples)", "test accuracy": fmt_acc(self.raw_acc)
-             if self.raw_acc is not None else ("computing…" if self.accuracy is not None else "-")},
+            {"method": "raw pixels (same examples)", "test accuracy": raw},
             {"method": "chance", "test accuracy": fmt_acc(chance)},
         ]
         self.table.value = html_table(rows)
@@ -292,7 +388,9 @@ class FewShot(W.VBox):
         cells = []
         for i in range(0, len(split), step)[: self.show_test]:
             ok = pred[i] == int(split.labels[i])
-            uri = "data:image/png;base64," + base64.b64encode(_png(split.images[i])).decode()
+            if i not in self._test_uris:  # encoded once: the same test images are shown after every pick
+                self._test_uris[i] = "data:image/png;base64," + base64.b64encode(_png(split.images[i])).decode()
+            uri = self._test_uris[i]
             color = "#1b6e20" if ok else "#b00020"
             cells.append(f"<div style='display:inline-block;margin:2px;text-align:center;font-size:11px;color:{color}'>"
                          f"<img src='{uri}' width='56' height='56'><br>{html.escape(self.data.classes[pred[i]])}</div>")
