@@ -124,9 +124,9 @@ def test_index_pages_and_manifest(tmp_path, source):
 
     manifest = json.loads((out / MANIFEST).read_text())
     entry = manifest["lessons"]["00_first.ipynb"]
-    import hashlib
+    from tl_lab.app.lessons import lesson_fingerprint, read_notebook
 
-    assert entry["source_sha256"] == hashlib.sha256((source / "00_first.ipynb").read_bytes()).hexdigest()
+    assert entry["source_sha256"] == lesson_fingerprint(read_notebook(source / "00_first.ipynb"))
     assert entry["seconds"] == 75.0 and entry["fast"] is False and entry["error"] is None
     assert (out / entry["executed"]).is_file() and entry["page"] == "lessons/00_first.html"
 
@@ -144,6 +144,10 @@ def test_only_changed_lessons_run_again(tmp_path, source):
     assert again.ran == [] and report.executed == [] and len(report.reused) == 3
     assert (out / "index.html").read_text().count('data-seconds="30.0"') == 3  # the times recorded earlier
     assert page.stat().st_mtime_ns == stamp  # nothing changed: the page was not even rewritten
+    saved = json.loads((source / "00_first.ipynb").read_text())  # saved again: new cell id, metadata, layout
+    saved["cells"][0]["id"], saved["metadata"]["note"] = "renamed-id", "saved again"
+    (source / "00_first.ipynb").write_text(json.dumps(saved))
+    assert build_site(out, source=source, executor=again, echo=lambda s: None).executed == []
 
     nb = nbformat.read(source / "01_second.ipynb", as_version=4)
     nb.cells[0].source += "\n\nOne more sentence."

@@ -11,7 +11,7 @@ working folder) and writes:
 - ``runs/NN_name/*.html``: the replay page of each run record the lesson wrote (``run.record`` +
   ``tl_lab.embed.replay``; a record the lesson did not replay itself is replayed here);
 - ``executed/NN_name.ipynb``: the executed notebooks the pages come from;
-- ``manifest.json``: per lesson, the sha256 of its source and what the build measured. A later build executes
+- ``manifest.json``: per lesson, the sha256 of its cells' sources and what the build measured. A later build executes
   again only the lessons whose source changed (or that failed, or that ran in the other mode, fast or full), and
   re-renders the pages from the executed notebooks, so new launch links cost no execution.
 
@@ -40,7 +40,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tl_lab.app.lessons import LessonInfo, UnknownLessonError, lessons_source, packaged_lessons, small_files
+from tl_lab.app.lessons import (
+    LessonInfo,
+    UnknownLessonError,
+    lesson_fingerprint,
+    lessons_source,
+    packaged_lessons,
+    read_notebook,
+    small_files,
+)
 
 __all__ = ["MANIFEST", "LessonEntry", "SiteReport", "build_site", "collect_replays", "select_lessons"]
 
@@ -119,6 +127,12 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _source_hash(path: Path) -> str:
+    """What decides a lesson's run: its cells' types and sources (:func:`lesson_fingerprint`); cell ids, outputs and
+    metadata do not count, so re-saving a notebook unchanged does not make it run again."""
+    return lesson_fingerprint(read_notebook(path) or {"cells": []})
+
+
 # ------------------------------------------------------------------------------------------------ run records
 
 
@@ -173,6 +187,7 @@ def _execute(info: LessonInfo, source: Path, outdir: Path, fast: bool, executor:
     stem = Path(info.name).stem
     executed = outdir / "executed" / info.name
     executed.parent.mkdir(parents=True, exist_ok=True)
+    executed.unlink(missing_ok=True)  # an earlier run's outputs must not stand in for this one's
     with tempfile.TemporaryDirectory(prefix=f"tl_lab_site_{stem}_") as tmp:
         workdir = Path(tmp)
         for rel in small_files(source)[0]:  # whatever the lesson reads beside it
@@ -329,7 +344,7 @@ def build_site(outdir: str | os.PathLike[str], *, lessons: Sequence[str] | None 
     executed, reused = [], []
     for info in available:
         old = _entry(manifest[info.name]) if info.name in manifest else None
-        sha = _sha256(source / info.name)
+        sha = _source_hash(source / info.name)
         if info not in chosen:
             if old is not None and (outdir / old.executed).is_file():
                 old.stale = old.source_sha256 != sha
