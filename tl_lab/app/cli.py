@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--lessons", nargs="+", metavar="NN", help="lessons to build, by number or name (default: all)")
     site.add_argument("--fast", action="store_true", help="run the lessons with TL_LAB_FAST=1 (smaller, same code)")
     site.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
-    _add_link_options(site, path_default="notebooks", path_help="the lessons' folder inside --repo (default: notebooks)")
+    _add_link_options(site, path_default="notebooks",
+                      path_help="the lessons' folder inside --repo (default: notebooks)")
     site.set_defaults(func=_cmd_site)
 
     tr = sub.add_parser("train", help="rerun a recorded run configuration (run.json or its config)")

@@ -54,7 +54,6 @@ __all__ = ["MANIFEST", "LessonEntry", "SiteReport", "build_site", "collect_repla
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tl_lab.site/1"
-PAGE_VERSION = "1"  # bump when the page decoration changes: pages are re-rendered, lessons are not re-executed
 RECORD_FORMAT = "tl_lab.run-record/1"  # tl_lab.training.record.RECORD_FORMAT, without importing the training layer
 _RECORD_MAX_BYTES = 20_000_000
 
@@ -208,16 +207,17 @@ def _execute(info: LessonInfo, source: Path, outdir: Path, fast: bool, executor:
 # ------------------------------------------------------------------------------------------------ pages
 
 _CSS = """body{font-family:Arial,Helvetica,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
-h1{font-size:26px}table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;padding:8px;
-text-align:left;vertical-align:top}th{background:#f3f5f7}td.num{text-align:right;white-space:nowrap}
-.goal{color:#555;font-size:14px}.err{color:#b00020}.stale{color:#8a6d00}a.launch{display:inline-block;margin:2px 6px 2px 0;
-padding:2px 8px;border:1px solid #888;border-radius:4px;text-decoration:none;color:#222;font-size:13px}
-.note{color:#555;font-size:13px}"""
+h1{font-size:26px} table{border-collapse:collapse;width:100%}
+th,td{border-bottom:1px solid #ddd;padding:8px;text-align:left;vertical-align:top} th{background:#f3f5f7}
+td.num{text-align:right;white-space:nowrap} .goal{color:#555;font-size:14px} .err{color:#b00020}
+.stale{color:#8a6d00} .note{color:#555;font-size:13px}
+a.launch{display:inline-block;margin:2px 6px 2px 0;padding:2px 8px;border:1px solid #888;border-radius:4px;
+text-decoration:none;color:#222;font-size:13px}"""
 
-_NAV_CSS = """.tl-site-nav{font-family:Arial,Helvetica,sans-serif;font-size:14px;background:#f3f5f7;border-bottom:1px solid
-#ccd;padding:8px 16px;margin:0 0 12px 0}.tl-site-nav a{margin-right:12px}.tl-site-nav .tl-launch a{display:inline-block;
-padding:1px 8px;border:1px solid #888;border-radius:4px;text-decoration:none;color:#222}.tl-site-nav ul{margin:4px 0 0 0}
-.tl-site-nav .tl-err{color:#b00020}"""
+_NAV_CSS = """.tl-site-nav{font-family:Arial,Helvetica,sans-serif;font-size:14px;background:#f3f5f7;
+border-bottom:1px solid #ccd;padding:8px 16px;margin:0 0 12px 0} .tl-site-nav a{margin-right:12px}
+.tl-site-nav a.launch{display:inline-block;padding:1px 8px;border:1px solid #888;border-radius:4px;
+text-decoration:none;color:#222} .tl-site-nav ul{margin:4px 0 0 0} .tl-site-nav .tl-err{color:#b00020}"""
 
 
 def _time(seconds: float | None) -> str:
@@ -276,7 +276,7 @@ def _index(entries: list[LessonEntry], links: Any) -> str:
         runs = "".join(f'<div><a href="{html.escape(r["page"])}">run: {html.escape(r["label"])}</a></div>'
                        for r in e.replays)
         rows.append(
-            f'<tr class="lesson"><td class="num">{e.number if e.number is not None else ""}</td>'
+            f'<tr class="lesson"><td class="num">{"" if e.number is None else f"{e.number:02d}"}</td>'
             f'<td><a class="title" href="{html.escape(e.page)}">{html.escape(e.title)}</a>'
             f'<div class="goal">{html.escape(e.goal)}</div>{status}{runs}</td>'
             f'<td class="num time" data-seconds="{"" if e.seconds is None else e.seconds}">{_time(e.seconds)}'
@@ -327,7 +327,7 @@ def build_site(outdir: str | os.PathLike[str], *, lessons: Sequence[str] | None 
     run under ``TL_LAB_FAST=1``. ``links``: a :class:`tl_lab.links.CourseLinks` for the launch links.
     ``executor`` replaces the kernel run (tests); ``timeout``: seconds allowed per cell.
     """
-    from tl_lab.app.pages import export_page
+    from tl_lab.app import pages
 
     outdir = Path(outdir)
     source = lessons_source() if source is None else Path(source)
@@ -371,20 +371,18 @@ def build_site(outdir: str | os.PathLike[str], *, lessons: Sequence[str] | None 
         echo(f"  {_time(entry.seconds)}" + (f", ERROR: {entry.error}" if entry.error else "")
              + (f", {len(entry.replays)} recorded run(s)" if entry.replays else ""))
     ordered = [entries[i.name] for i in available if i.name in entries]
-    links_key = json.dumps(asdict(links) if links is not None else None, sort_keys=True)
+    exporter = hashlib.sha256(Path(pages.__file__).read_bytes()).hexdigest()  # a new exporter renders anew
     for k, entry in enumerate(ordered):
         prev = ordered[k - 1] if k > 0 else None
         nxt = ordered[k + 1] if k + 1 < len(ordered) else None
         executed_nb = outdir / entry.executed
-        key = hashlib.sha256("\n".join([PAGE_VERSION, _sha256(executed_nb), links_key, json.dumps(asdict(entry)
-                             | {"page_key": "", "built_at": ""}, sort_keys=True), prev.page if prev else "",
-                             nxt.page if nxt else "", prev.title if prev else "", nxt.title if nxt else ""])
-                             .encode()).hexdigest()
+        nav = _nav(entry, prev, nxt, links)  # holds the time, the links, the neighbours and the replays
+        key = hashlib.sha256("\n".join([exporter, _sha256(executed_nb), nav]).encode()).hexdigest()
         page = outdir / entry.page
         if entry.page_key == key and page.is_file():
             continue
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(_decorate(export_page(executed_nb), _nav(entry, prev, nxt, links)), encoding="utf-8")
+        page.write_text(_decorate(pages.export_page(executed_nb), nav), encoding="utf-8")
         entry.page_key = key
     (outdir / "index.html").write_text(_index(ordered, links), encoding="utf-8")
     (outdir / MANIFEST).write_text(json.dumps({"format": MANIFEST_FORMAT, "lessons": {e.name: asdict(e)
