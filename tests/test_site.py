@@ -212,6 +212,23 @@ def test_choosing_lessons(tmp_path, source):
     assert "the lesson changed since this page was built" in (out / "index.html").read_text()
 
 
+def test_site_command_reports_and_exits_with_the_outcome(tmp_path, capsys, monkeypatch):
+    from tl_lab.app.cli import main
+
+    kernel = FakeKernel(seconds=3.0, fail={"10_zero_and_few_shot.ipynb"})
+    monkeypatch.setattr("tl_lab.app.site._bench_executor", lambda timeout: kernel)
+    out = tmp_path / "s"
+    assert main(["site", str(out), "--lessons", "10", "--fast"]) == 1
+    captured = capsys.readouterr()
+    assert "10_zero_and_few_shot.ipynb stopped with an error: ValueError: boom" in captured.err
+    assert kernel.ran == ["10_zero_and_few_shot.ipynb"] and kernel.fast == [True]
+    kernel.fail = set()
+    assert main(["site", str(out), "--lessons", "10", "--fast"]) == 0
+    assert f"site: {out / 'index.html'} (1 lesson(s) run, 0 unchanged)" in capsys.readouterr().out
+    assert main(["site", str(out), "--lessons", "10", "--fast"]) == 0
+    assert "(0 lesson(s) run, 1 unchanged)" in capsys.readouterr().out
+
+
 def test_site_command_options(tmp_path, capsys):
     from tl_lab.app.cli import build_parser, main
 
