@@ -15,27 +15,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 from tl_lab.app.lessons import FIRST_LESSON, lessons_source
-
-if TYPE_CHECKING:
-    from tl_lab.links import CourseLinks
+from tl_lab.app.links import CourseLinks
 
 __all__ = ["main", "copy_lessons"]
 
-def copy_lessons(dest: str | Path, *, overwrite: bool = False, links: "CourseLinks | None" = None) -> list[Path]:
+def copy_lessons(dest: str | Path, *, overwrite: bool = False) -> list[Path]:
     """Copy the lesson notebooks into ``dest``; an existing (possibly edited) copy is never overwritten unless asked.
 
     The same copy as the Lessons panel's: each notebook records the tl_lab version and fingerprint it came from
     (metadata ``tl_lab.copied_from``), so the panel can later tell the learner that a newer lesson exists. The
-    lessons are saved without outputs, the small files beside them come along, and with ``links`` (a hub) a
-    README lists each lesson's links: a content folder nbgitpuller can serve (:func:`tl_lab.app.lessons.copy_content`).
-    Returns the notebooks written.
+    lessons are saved without outputs and the small files beside them come along (a content folder nbgitpuller can
+    serve, :func:`tl_lab.app.lessons.copy_content`). Returns the notebooks written.
     """
     from tl_lab.app.lessons import copy_content
 
-    return copy_content(dest, overwrite=overwrite, links=links)["lessons"]
+    return copy_content(dest, overwrite=overwrite)["lessons"]
 
 
 def _lab_target() -> Path:
@@ -83,10 +78,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _course_links(args: argparse.Namespace, *, command: str) -> "CourseLinks | None":
+def _course_links(args: argparse.Namespace, *, command: str) -> CourseLinks | None:
     """The --repo/--hub/--branch/--path options as CourseLinks (None without --repo); a bad value exits with its fix."""
-    from tl_lab.links import CourseLinks
-
     if args.repo is None:
         if args.hub is not None:
             sys.exit(f"tl-lab {command}: --hub needs --repo, the git repository the hub pulls the lessons from "

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from tl_lab.app.links import CourseLinks
+
 __all__ = [
     "LESSONS_FOLDER",
     "LessonInfo",
@@ -501,7 +503,7 @@ def small_files(source: Path | None = None, *, limit: int = SMALL_FILE_BYTES) ->
     return small, large
 
 
-def content_readme(lessons: Iterable[LessonInfo], links: Any) -> str:
+def content_readme(lessons: Iterable[LessonInfo], links: CourseLinks) -> str:
     """A README (markdown) for a content folder: one row per lesson with its hub and Binder links.
 
     ``links`` is a :class:`tl_lab.links.CourseLinks` whose ``folder`` is where the content folder sits in the
@@ -526,7 +528,7 @@ def content_readme(lessons: Iterable[LessonInfo], links: Any) -> str:
 
 
 def copy_content(dest: str | os.PathLike[str], *, source: Path | None = None, names: Iterable[str] | None = None,
-                 overwrite: bool = False, links: Any = None) -> dict[str, list[Path]]:
+                 overwrite: bool = False, links: CourseLinks | None = None) -> dict[str, list[Path]]:
     """Write a content folder that nbgitpuller can serve: the lessons without outputs, the small files beside them
     (:func:`small_files`) and, given ``links`` (a :class:`tl_lab.links.CourseLinks` with a hub), a README listing
     each lesson's links. Nothing already in ``dest`` is replaced unless ``overwrite``.

@@ -49,6 +49,7 @@ from tl_lab.app.lessons import (
     read_notebook,
     small_files,
 )
+from tl_lab.app.links import CourseLinks
 
 __all__ = ["MANIFEST", "LessonEntry", "SiteReport", "build_site", "collect_replays", "select_lessons"]
 
@@ -226,7 +227,7 @@ def _time(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def _launch_html(links: Any, name: str, rel: str) -> str:
+def _launch_html(links: CourseLinks | None, name: str, rel: str) -> str:
     if links is None:
         return ""
     found = links.for_lesson(name)
@@ -237,7 +238,7 @@ def _launch_html(links: Any, name: str, rel: str) -> str:
     return "".join(parts)
 
 
-def _nav(entry: LessonEntry, prev: LessonEntry | None, nxt: LessonEntry | None, links: Any) -> str:
+def _nav(entry: LessonEntry, prev: LessonEntry | None, nxt: LessonEntry | None, links: CourseLinks | None) -> str:
     items = ['<a href="../index.html">All lessons</a>']
     if prev is not None:
         items.append(f'<a href="../{html.escape(prev.page)}">&larr; {html.escape(prev.title)}</a>')
@@ -265,7 +266,7 @@ def _decorate(page: str, nav: str) -> str:
     return page[: match.end()] + "\n" + nav + page[match.end():]
 
 
-def _index(entries: list[LessonEntry], links: Any) -> str:
+def _index(entries: list[LessonEntry], links: CourseLinks | None) -> str:
     rows = []
     for e in entries:
         status = ""
@@ -319,7 +320,8 @@ def _needs_run(old: LessonEntry | None, sha: str, fast: bool, outdir: Path) -> b
 
 
 def build_site(outdir: str | os.PathLike[str], *, lessons: Sequence[str] | None = None, fast: bool = False,
-               source: str | os.PathLike[str] | None = None, links: Any = None, executor: Executor | None = None,
+               source: str | os.PathLike[str] | None = None, links: CourseLinks | None = None,
+               executor: Executor | None = None,
                timeout: int = 900, echo: Callable[[str], None] = print) -> SiteReport:
     """Build (or update) the course site in ``outdir``; returns what was executed and what each lesson measured.
 
