@@ -189,6 +189,13 @@ def test_a_kernel_that_does_not_start_still_gives_a_page(tmp_path, source):
     assert ">not run<" in (tmp_path / "site" / "index.html").read_text()
 
 
+def test_the_record_format_is_the_one_runs_write():
+    from tl_lab.app.site import RECORD_FORMAT
+    from tl_lab.training.record import RECORD_FORMAT as WRITTEN
+
+    assert RECORD_FORMAT == WRITTEN
+
+
 def test_choosing_lessons(tmp_path, source):
     from tl_lab.app.lessons import packaged_lessons
 

@@ -55,7 +55,8 @@ __all__ = ["MANIFEST", "LessonEntry", "SiteReport", "build_site", "collect_repla
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tl_lab.site/1"
-RECORD_FORMAT = "tl_lab.run-record/1"  # tl_lab.training.record.RECORD_FORMAT, without importing the training layer
+RECORD_FORMAT = "tl_lab.run-record/1"  # tl_lab.training.record.RECORD_FORMAT (a test keeps them equal): importing
+# it would import tl_lab.training, hence torch, into a command that needs none of it
 _RECORD_MAX_BYTES = 20_000_000
 
 
@@ -153,6 +154,8 @@ def collect_replays(workdir: Path, dest: Path, *, prefix: str) -> list[dict[str,
             continue
         if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
             continue
+        if not isinstance(doc.get("label"), str):
+            continue  # not a record embed.replay can show (it needs at least the run's label)
         name = path.stem
         while f"{name}.html" in used:
             name = f"{path.parent.name}-{name}" if not name.startswith(path.parent.name) else f"{name}-2"
