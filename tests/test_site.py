@@ -60,8 +60,10 @@ class FakeKernel:
             target = workdir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(_record(label)))
-            if with_page:
-                target.with_suffix(".html").write_text(f"<html><body>replayed by the lesson: {label}</body></html>")
+            if with_page:  # True: replay's default file name; a name: a page titled as replay titles it
+                page = target.with_suffix(".html") if with_page is True else target.parent / with_page
+                page.write_text(f"<html><head><title>Run: {label}</title></head>"
+                                f"<body>replayed by the lesson: {label}</body></html>")
         (workdir / "tl_lab_runs").mkdir(exist_ok=True)
         (workdir / "tl_lab_runs" / "run.json").write_text(json.dumps({"config": {}}))  # fit's run.json: no record
         nbformat.write(nb, executed)
@@ -86,9 +88,10 @@ LINKS = CourseLinks(repo="https://github.com/me/course", hub="https://hub.exampl
 @pytest.mark.slow  # about 10 s: three pages with plotly.js and a replay
 def test_index_pages_and_manifest(tmp_path, source):
     out = tmp_path / "site"
-    kernel = FakeKernel(seconds=75.0, records={"01_second.ipynb": {"tl_lab_runs/lesson01/head_record.json":
-                                                                   ("frozen head", True),
-                                                                   "deep/other.json": ("fine tune", False)}})
+    kernel = FakeKernel(seconds=75.0, records={"01_second.ipynb": {
+        "tl_lab_runs/lesson01/head_record.json": ("frozen head", True),
+        "tl_lab_runs/lesson01/late_record.json": ("late & stages", "late.html"),  # as lesson 07 names its page
+        "deep/other.json": ("fine tune", False)}})
     report = build_site(out, source=source, executor=kernel, links=LINKS, echo=lambda s: None)
     assert kernel.ran == ["00_first.ipynb", "01_second.ipynb", "10_tenth.ipynb"] and kernel.fast == [False] * 3
     assert report.executed == kernel.ran and report.reused == [] and report.ok
@@ -115,8 +118,9 @@ def test_index_pages_and_manifest(tmp_path, source):
 
     # the run records became replay pages, linked from the lesson page and the index; fit's run.json did not
     runs = sorted(p.name for p in (out / "runs" / "01_second").iterdir())
-    assert runs == ["head_record.html", "other.html"]
+    assert runs == ["head_record.html", "late.html", "other.html"]
     assert "replayed by the lesson: frozen head" in (out / "runs" / "01_second" / "head_record.html").read_text()
+    assert "replayed by the lesson: late & stages" in (out / "runs" / "01_second" / "late.html").read_text()
     replayed = (out / "runs" / "01_second" / "other.html").read_text()  # replayed by the site: a real replay page
     assert "fine tune" in replayed and "tl-run-table" in replayed
     assert 'href="../runs/01_second/head_record.html">frozen head</a>' in page

@@ -137,14 +137,32 @@ def _source_hash(path: Path) -> str:
 # ------------------------------------------------------------------------------------------------ run records
 
 
+def _title(page: Path) -> str | None:
+    """The ``<title>`` of an HTML file (read from its first 4 kB, where save_html and replay write it)."""
+    try:
+        with page.open(encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    match = re.search(r"<title>(.*?)</title>", head, re.S)
+    return html.unescape(match.group(1)).strip() if match else None
+
+
 def collect_replays(workdir: Path, dest: Path, *, prefix: str) -> list[dict[str, str]]:
     """Replay pages for every run record (``format: tl_lab.run-record/1``) under ``workdir``, copied into ``dest``.
 
-    A record's page is the ``.html`` of the same name beside it when the lesson made one (``embed.replay``'s
-    default), else it is replayed here. Returns ``[{"label", "page", "record"}]``, ``page`` being ``prefix/<file>``.
+    A record's page is the one the lesson made with ``embed.replay``: the ``.html`` of the same name beside the
+    record (replay's default), else an ``.html`` under ``workdir`` titled ``Run: <label>`` (replay's default title,
+    as lesson 07's ``frozen_head.html``). A record the lesson did not replay is replayed here. Returns
+    ``[{"label", "page", "record"}]``, ``page`` being ``prefix/<file>``.
     """
     found = []
     used: set[str] = set()
+    titled = {}
+    for page in sorted(workdir.rglob("*.html")):
+        title = _title(page)
+        if title and title.startswith("Run: "):
+            titled.setdefault(title[len("Run: "):], page)
     for path in sorted(workdir.rglob("*.json")):
         try:
             if path.stat().st_size > _RECORD_MAX_BYTES:
@@ -156,20 +174,20 @@ def collect_replays(workdir: Path, dest: Path, *, prefix: str) -> list[dict[str,
             continue
         if not isinstance(doc.get("label"), str):
             continue  # not a record embed.replay can show (it needs at least the run's label)
-        name = path.stem
+        made = path.with_suffix(".html") if path.with_suffix(".html").is_file() else titled.get(doc["label"])
+        name = made.stem if made is not None else path.stem
         while f"{name}.html" in used:
             name = f"{path.parent.name}-{name}" if not name.startswith(path.parent.name) else f"{name}-2"
         used.add(f"{name}.html")
         dest.mkdir(parents=True, exist_ok=True)
         page = dest / f"{name}.html"
-        made = path.with_suffix(".html")
-        if made.is_file():
+        if made is not None:
             shutil.copyfile(made, page)
         else:
             from tl_lab.plots.embed import replay
 
             replay(path, page)
-        found.append({"label": str(doc.get("label") or doc.get("name") or path.stem), "page": f"{prefix}/{page.name}",
+        found.append({"label": doc["label"], "page": f"{prefix}/{page.name}",
                       "record": path.relative_to(workdir).as_posix()})
     return found
 
