@@ -504,26 +504,27 @@ def small_files(source: Path | None = None, *, limit: int = SMALL_FILE_BYTES) ->
 
 
 def content_readme(lessons: Iterable[LessonInfo], links: CourseLinks) -> str:
-    """A README (markdown) for a content folder: one row per lesson with its hub and Binder links.
+    """A README (markdown) for a content folder: one row per lesson with its hub (nbgitpuller) link.
 
-    ``links`` is a :class:`tl_lab.links.CourseLinks` whose ``folder`` is where the content folder sits in the
-    repository (``""``: it is the repository).
+    ``links`` is a :class:`tl_lab.links.CourseLinks` with a hub, whose ``folder`` is where the content folder sits in
+    the repository (``""``: it is the repository). No Binder links: a content repository carries no environment,
+    so Binder would start one without tl-lab; Binder links point at the tl_lab repository itself.
     """
+    if links.hub is None:
+        raise ValueError("a README of links needs the hub's URL (CourseLinks(hub=...))")
     rows = []
     for info in lessons:
-        found = links.for_lesson(info.name)
-        cells = [f"[open on the hub]({found['hub']})" if found["hub"] else "",
-                 f"[open on Binder]({found['binder']})" if found["binder"] else ""]
         title = info.title.replace("|", "\\|")
-        rows.append(f"| {info.number if info.number is not None else ''} | {title} | " + " | ".join(cells) + " |")
+        rows.append(f"| {'' if info.number is None else f'{info.number:02d}'} | {title} | "
+                    f"[open on the hub]({links.for_lesson(info.name)['hub']}) |")
     where = f"the folder `{links.folder}` of " if links.folder else ""
+    branch = f" (branch `{links.branch}`)" if links.branch else ""
     return "\n".join([
         "# tl_lab lessons", "",
-        f"These lessons are {where}the repository `{links.repo}`" + (f" (branch `{links.branch}`)." if links.branch
-                                                                       else "."),
-        "A hub link makes the hub pull the repository with nbgitpuller (it never overwrites a learner's edits) and "
-        "opens the lesson; a Binder link builds the repository's environment first.", "",
-        "| # | lesson | JupyterHub | Binder |", "|---|---|---|---|", *rows, "",
+        f"These lessons are {where}the repository `{links.repo}`{branch}. A link below makes the hub pull the "
+        "repository with nbgitpuller (it never overwrites a learner's edits) and opens the lesson. The hub needs "
+        "nbgitpuller and tl-lab installed.", "",
+        "| # | lesson | JupyterHub |", "|---|---|---|", *rows, "",
         "Made by `tl-lab lessons --copy`; the lessons are saved without outputs.", ""])
 
 
