@@ -73,13 +73,14 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "negative_transfer": ("tl_lab.experiments.domain_shift", "negative_transfer"),
     "widgets": ("tl_lab.widgets", None),
     "lesson": ("tl_lab.app.lesson", None),  # the lessons' helper: FAST switch, RESULT lines
+    "links": ("tl_lab.app.links", None),  # the module (also tl_lab.links): nbgitpuller and Binder links, no torch
 }
 
 __all__ = sorted(name for name in _LAZY if name not in ("widgets", "lesson"))
 
 if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab import widgets
-    from tl_lab.app import lesson
+    from tl_lab.app import lesson, links
     from tl_lab.app.doctor import doctor
     from tl_lab.backbones.cut import cut_at
     from tl_lab.backbones.registry import (

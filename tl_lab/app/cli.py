@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from tl_lab.app.lessons import FIRST_LESSON, lessons_source
+from tl_lab.app.links import CourseLinks
 
 __all__ = ["main", "copy_lessons"]
 
@@ -23,17 +24,13 @@ def copy_lessons(dest: str | Path, *, overwrite: bool = False) -> list[Path]:
     """Copy the lesson notebooks into ``dest``; an existing (possibly edited) copy is never overwritten unless asked.
 
     The same copy as the Lessons panel's: each notebook records the tl_lab version and fingerprint it came from
-    (metadata ``tl_lab.copied_from``), so the panel can later tell the learner that a newer lesson exists.
+    (metadata ``tl_lab.copied_from``), so the panel can later tell the learner that a newer lesson exists. The
+    lessons are saved without outputs and the small files beside them come along (a content folder nbgitpuller can
+    serve, :func:`tl_lab.app.lessons.copy_content`). Returns the notebooks written.
     """
-    from tl_lab.app.lessons import Workspace, copy_into, packaged_lessons
+    from tl_lab.app.lessons import copy_content
 
-    src, dest = lessons_source(), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        for info in packaged_lessons(src):
-            (dest / info.name).unlink(missing_ok=True)
-    result = copy_into(Workspace(dest, allow_hidden=True), src, dest="")
-    return [dest / api_path for api_path in result["copied"]]
+    return copy_content(dest, overwrite=overwrite)["lessons"]
 
 
 def _lab_target() -> Path:
@@ -81,14 +78,65 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _course_links(args: argparse.Namespace, *, command: str) -> CourseLinks | None:
+    """The --repo/--hub/--branch/--path options as CourseLinks (None without --repo); a bad value exits with its fix."""
+    if args.repo is None:
+        if args.hub is not None:
+            sys.exit(f"tl-lab {command}: --hub needs --repo, the git repository the hub pulls the lessons from "
+                     "(e.g. --repo https://github.com/OWNER/REPO)")
+        return None
+    try:
+        return CourseLinks(repo=args.repo, hub=args.hub, branch=args.branch, folder=args.path)
+    except ValueError as exc:
+        sys.exit(f"tl-lab {command}: {exc}")
+
+
+def _add_link_options(parser: argparse.ArgumentParser, *, path_default: str, path_help: str) -> None:
+    parser.add_argument("--hub", metavar="URL", help="JupyterHub with nbgitpuller, e.g. https://hub.example.edu")
+    parser.add_argument("--repo", metavar="URL", help="git repository holding the lessons, e.g. "
+                        "https://github.com/OWNER/REPO (Binder links too when it is on GitHub)")
+    parser.add_argument("--branch", default=None, help="branch of --repo (default: the repository's default branch)")
+    parser.add_argument("--path", default=path_default, help=path_help)
+
+
 def _cmd_lessons(args: argparse.Namespace) -> int:
     if args.copy:
-        copied = copy_lessons(args.copy, overwrite=args.overwrite)
-        print(f"copied {len(copied)} lesson(s) to {args.copy}" + ("" if copied else " (all were already there)"))
+        from tl_lab.app.lessons import copy_content
+
+        links = _course_links(args, command="lessons")
+        if links is not None and links.hub is None:
+            sys.exit("tl-lab lessons: the README of links needs --hub too (the JupyterHub the links open)")
+        done = copy_content(args.copy, overwrite=args.overwrite, links=links)
+        copied = done["lessons"]
+        print(f"copied {len(copied)} lesson(s) to {args.copy}" + ("" if copied else " (all were already there)")
+              + " without outputs" * bool(copied))
+        for path in done["files"]:
+            print(f"  wrote {path}")
+        for path in done["kept"]:
+            print(f"  kept {path} (already there; --overwrite replaces it)")
+        for path in done["large"]:
+            print(f"  left out {path} ({path.stat().st_size / 1e6:.1f} MB: too large for a content repository)")
     else:
         for nb in sorted(lessons_source().glob("*.ipynb")):
             print(nb.name)
     return 0
+
+
+def _cmd_site(args: argparse.Namespace) -> int:
+    from tl_lab.app.lessons import UnknownLessonError
+    from tl_lab.app.site import build_site
+
+    links = _course_links(args, command="site")
+    try:
+        report = build_site(args.outdir, lessons=args.lessons, fast=args.fast, links=links, timeout=args.timeout)
+    except (UnknownLessonError, FileNotFoundError, NotADirectoryError) as exc:
+        print(f"tl-lab site: {exc}", file=sys.stderr)
+        return 2
+    print(f"site: {report.index} ({len(report.executed)} lesson(s) run, {len(report.reused)} unchanged)")
+    failed = [e for e in report.lessons if e.error]
+    for e in failed:
+        print(f"  {e.name} stopped with an error: {e.error}", file=sys.stderr)
+    return 0 if not failed else 1
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -127,7 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     les = sub.add_parser("lessons", help="list the lessons or copy them to a writable folder")
     les.add_argument("--copy", metavar="DIR", help="copy the lesson notebooks into DIR")
     les.add_argument("--overwrite", action="store_true", help="replace lessons already in DIR")
+    _add_link_options(les, path_default="", path_help="where DIR sits inside --repo (default: DIR is the repository)")
     les.set_defaults(func=_cmd_lessons)
+
+    site = sub.add_parser("site", help="run the lessons and write an offline static course site")
+    site.add_argument("outdir", metavar="OUTDIR", help="folder for the site (reused: only changed lessons run again)")
+    site.add_argument("--lessons", nargs="+", metavar="NN", help="lessons to build, by number or name (default: all)")
+    site.add_argument("--fast", action="store_true", help="run the lessons with TL_LAB_FAST=1 (smaller, same code)")
+    site.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    _add_link_options(site, path_default="notebooks",
+                      path_help="the lessons' folder inside --repo (default: notebooks)")
+    site.set_defaults(func=_cmd_site)
 
     tr = sub.add_parser("train", help="rerun a recorded run configuration (run.json or its config)")
     tr.add_argument("config", help="a run.json written by fit, or a JSON file holding a Run.config")

@@ -33,19 +33,26 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from tl_lab.app.links import CourseLinks
+
 __all__ = [
     "LESSONS_FOLDER",
     "LessonInfo",
     "LessonPathError",
     "UnknownLessonError",
     "Workspace",
+    "SMALL_FILE_BYTES",
     "catalog",
+    "content_readme",
+    "copy_content",
     "copy_into",
     "is_completed",
     "lesson_fingerprint",
     "lesson_info",
     "open_lesson",
     "packaged_lessons",
+    "small_files",
+    "strip_outputs",
 ]
 
 LESSONS_FOLDER = "tl_lab_lessons"
@@ -386,11 +393,33 @@ def _write_new(path: Path, nb: dict[str, Any]) -> None:
         os.unlink(tmp)
 
 
+def strip_outputs(nb: dict[str, Any]) -> dict[str, Any]:
+    """``nb`` with every code cell's outputs and execution count removed (in place; returned for chaining).
+
+    A lesson handed out must start clean: saved outputs would show results the learner did not produce, and (with
+    widget state) can weigh megabytes.
+
+        >>> nb = {"cells": [{"cell_type": "code", "source": "1", "outputs": [{"text": "1"}], "execution_count": 3}],
+        ...       "metadata": {"widgets": {}}}
+        >>> strip_outputs(nb)["cells"][0], "widgets" in nb["metadata"]
+        ({'cell_type': 'code', 'source': '1', 'outputs': [], 'execution_count': None}, False)
+    """
+    for cell in nb.get("cells", []):
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    meta = nb.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("widgets", None)  # saved widget state belongs to outputs
+    return nb
+
+
 def _copy_one(info: LessonInfo, source: Path, target: Path) -> None:
     nb = read_notebook(source / info.name)
     if nb is None:
         raise LessonPathError(f"the packaged lesson {info.name} is not a readable notebook; reinstall tl-lab",
                               status=500)
+    strip_outputs(nb)
     meta = nb.setdefault("metadata", {})
     meta.setdefault("tl_lab", {})["copied_from"] = {"version": _version(), "fingerprint": info.fingerprint}
     _write_new(target, nb)
@@ -451,3 +480,97 @@ def open_lesson(ws: Workspace, source: Path | None = None, name: str | None = No
     result = copy_into(ws, source, folder if folder is not None else _join(hint, LESSONS_FOLDER))
     result["path"] = _join(result["folder"], info.name)
     return result
+
+
+# ------------------------------------------------------------------------------------------------ content folder
+
+SMALL_FILE_BYTES = 1_000_000
+"""Files beside the lessons up to this size travel with a content copy; larger ones are named, not copied (a git
+repository that nbgitpuller clones for every learner should stay small)."""
+
+
+def small_files(source: Path | None = None, *, limit: int = SMALL_FILE_BYTES) -> tuple[list[Path], list[Path]]:
+    """``(small, large)``: the files beside the lessons in ``source`` (not notebooks, not hidden, not caches), split
+    at ``limit`` bytes. The lessons build what they use from tl_lab's embedded data, so today this is their README."""
+    source = lessons_source() if source is None else Path(source)
+    small, large = [], []
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if not path.is_file() or path.suffix == ".ipynb" or any(p.startswith(".") or p == "__pycache__"
+                                                                 for p in rel.parts):
+            continue
+        (small if path.stat().st_size <= limit else large).append(rel)
+    return small, large
+
+
+def content_readme(lessons: Iterable[LessonInfo], links: CourseLinks) -> str:
+    """A README (markdown) for a content folder: one row per lesson with its hub (nbgitpuller) link.
+
+    ``links`` is a :class:`tl_lab.links.CourseLinks` with a hub, whose ``folder`` is where the content folder sits in
+    the repository (``""``: it is the repository). No Binder links: a content repository carries no environment,
+    so Binder would start one without tl-lab; Binder links point at the tl_lab repository itself.
+    """
+    if links.hub is None:
+        raise ValueError("a README of links needs the hub's URL (CourseLinks(hub=...))")
+    rows = []
+    for info in lessons:
+        title = info.title.replace("|", "\\|")
+        rows.append(f"| {'' if info.number is None else f'{info.number:02d}'} | {title} | "
+                    f"[open on the hub]({links.for_lesson(info.name)['hub']}) |")
+    where = f"the folder `{links.folder}` of " if links.folder else ""
+    branch = f" (branch `{links.branch}`)" if links.branch else ""
+    return "\n".join([
+        "# tl_lab lessons", "",
+        f"These lessons are {where}the repository `{links.repo}`{branch}. A link below makes the hub pull the "
+        "repository with nbgitpuller (it never overwrites a learner's edits) and opens the lesson. The hub needs "
+        "nbgitpuller and tl-lab installed.", "",
+        "| # | lesson | JupyterHub |", "|---|---|---|", *rows, "",
+        "Made by `tl-lab lessons --copy`; the lessons are saved without outputs.", ""])
+
+
+def copy_content(dest: str | os.PathLike[str], *, source: Path | None = None, names: Iterable[str] | None = None,
+                 overwrite: bool = False, links: CourseLinks | None = None) -> dict[str, list[Path]]:
+    """Write a content folder that nbgitpuller can serve: the lessons without outputs, the small files beside them
+    (:func:`small_files`) and, given ``links`` (a :class:`tl_lab.links.CourseLinks` with a hub), a README listing
+    each lesson's links. Nothing already in ``dest`` is replaced unless ``overwrite``.
+
+    Returns ``{"lessons": [...], "files": [...], "kept": [...], "large": [...]}`` (paths written, paths left as they
+    were, files beside the lessons too large to copy).
+    """
+    import shutil
+
+    source = lessons_source() if source is None else Path(source)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    lessons = packaged_lessons(source)
+    chosen = lessons if names is None else [_find(lessons, n) for n in names]
+    small, large = small_files(source)
+    readme = dest / "README.md" if links is not None else None
+    if overwrite:
+        for info in chosen:
+            (dest / info.name).unlink(missing_ok=True)
+        for rel in small:
+            (dest / rel).unlink(missing_ok=True)
+        if readme is not None:
+            readme.unlink(missing_ok=True)
+    result = copy_into(Workspace(dest, allow_hidden=True), source, dest="", names=[i.name for i in chosen])
+    written = [dest / p for p in result["copied"]]
+    kept = [dest / p for p in result["kept"]]
+    files = []
+    if readme is not None:
+        if readme.exists():
+            kept.append(readme)
+        else:
+            readme.write_text(content_readme(chosen, links), encoding="utf-8")
+            files.append(readme)
+    for rel in small:
+        target = dest / rel
+        if target == readme:
+            continue  # the links README takes the place of the lessons' own
+        if target.exists():
+            kept.append(target)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target)
+        files.append(target)
+    return {"lessons": written, "files": files, "kept": kept, "large": [source / rel for rel in large]}

@@ -1,0 +1,110 @@
+"""The course site (``tl-lab site``) opened from file:// in Chromium with every http(s) request refused: the index
+lists the lessons with their times and launch links, each lesson page draws every figure its executed notebook
+holds, and a recorded run's replay page draws its curves.
+
+The site (lesson 00 under TL_LAB_FAST=1 and a tiny lesson that records a run) is built into pytest's cache folder,
+so a second run of this test re-renders the pages but executes nothing (the site's own manifest is the cache);
+``pytest --cache-clear`` builds it from scratch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+LOCAL = ("file:", "data:", "blob:", "about:")
+
+
+@pytest.fixture(scope="module")
+def course_site(request, tmp_path_factory) -> Path:
+    from test_site import write_recording_lesson  # tests/test_site.py: the tiny lesson that records a run
+
+    from tl_lab.app.lessons import lessons_source
+    from tl_lab.app.site import build_site
+    from tl_lab.links import CourseLinks
+
+    cache = getattr(request.config, "cache", None)
+    base = Path(cache.mkdir("tl_lab_course_site")) if cache is not None else tmp_path_factory.mktemp("course_site")
+    source = base / "src"
+    source.mkdir(exist_ok=True)
+    shutil.copyfile(lessons_source() / "00_start_here.ipynb", source / "00_start_here.ipynb")
+    write_recording_lesson(source / "99_records.ipynb")
+    report = build_site(base / "site", source=source, fast=True,
+                        links=CourseLinks(repo="https://github.com/me/tl_lab", hub="https://hub.example.edu",
+                                          folder="notebooks"))
+    assert report.ok, [(e.name, e.error) for e in report.lessons]
+    return base / "site"
+
+
+def _offline(page) -> list[str]:
+    """Refuse and count every request that is not for a local file."""
+    attempted: list[str] = []
+
+    def only_files(route):
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            attempted.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    page.context.route("**/*", only_files)
+    return attempted
+
+
+def _drawn(page) -> int:
+    """plotly figures drawn: a .js-plotly-plot holding an SVG with a visible size and at least one trace."""
+    return page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].filter(gd => {
+        const svg = gd.querySelector('svg.main-svg'); const box = svg && svg.getBoundingClientRect();
+        return box && box.width > 100 && box.height > 100 && gd.data && gd.data.length > 0; }).length""")
+
+
+def test_course_site_offline(course_site, page, screenshot_dir):
+    import json
+
+    import nbformat
+
+    attempted = _offline(page)
+    manifest = json.loads((course_site / "manifest.json").read_text())["lessons"]
+    page.goto((course_site / "index.html").as_uri())
+    rows = page.locator("tr.lesson")
+    assert rows.count() == 2
+    assert "Start here" in rows.nth(0).inner_text()
+    seconds = manifest["00_start_here.ipynb"]["seconds"]
+    assert rows.nth(0).locator("td.time").get_attribute("data-seconds") == str(seconds)
+    assert rows.nth(0).locator("a.launch").count() == 2  # hub and Binder
+    page.screenshot(path=str(screenshot_dir / "test_course_site_index.png"), full_page=True)
+
+    # lesson 00: every figure of the executed notebook is drawn
+    executed = nbformat.read(course_site / manifest["00_start_here.ipynb"]["executed"], as_version=4)
+    figures = sum("application/vnd.plotly.v1+json" in o.get("data", {})
+                  for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert figures >= 2
+    rows.nth(0).locator("a.title").click()
+    page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=figures)
+    assert page.locator(".js-plotly-plot").count() == figures
+    assert _drawn(page) == figures
+    assert "RESULT" in page.locator("body").inner_text()
+    nav = page.locator("nav.tl-site-nav")
+    assert "Measured time" in nav.inner_text() and nav.locator("a.launch").count() == 2
+    page.screenshot(path=str(screenshot_dir / "test_course_site_lesson.png"))
+
+    # the recording lesson links its replay; the replay draws the recorded curves
+    page.goto((course_site / manifest["99_records.ipynb"]["page"]).as_uri())
+    page.locator("nav.tl-site-nav ul.tl-replays a").first.click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1")
+    assert _drawn(page) == 1
+    points = page.evaluate("() => Math.max(...document.querySelector('.js-plotly-plot').data"
+                           ".map(t => (t.x || []).length))")
+    assert points == 3  # the three recorded epochs
+    assert "tiny run" in page.locator("table.tl-run-table").inner_text()
+
+    bad = page.console_log.harmful()
+    assert not bad, "browser console errors:\n" + "\n".join(bad)
+    assert attempted == [], f"the site tried to reach the network: {attempted}"
+    # the guard works: a request the page makes now is refused and counted
+    page.evaluate("() => fetch('https://cdn.plot.ly/probe.js').catch(() => null)")
+    assert attempted == ["https://cdn.plot.ly/probe.js"]
