@@ -194,3 +194,54 @@ def test_a_corrupt_progress_file_reads_as_empty_and_is_replaced_atomically(tmp_p
     assert json.loads(path.read_text())["lessons"] == {"00": {"q3": {
         "kind": "choice", "passed": True, "checked_at": json.loads(path.read_text())["lessons"]["00"]["q3"]["checked_at"]}}}
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]  # no temporary file left behind
+
+
+def test_tl_lab_progress_command_prints_the_table_and_json(capsys):
+    from tl_lab.app.cli import main
+
+    exercises.lesson("00").q3.check(0)
+    assert main(["progress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "lesson  checked  questions"
+    assert out[1] == f"00{1:>13}  {exercises.totals()['00']:>9}"
+    assert out[-1].startswith("(kept in ") and out[-1].endswith("nothing is sent anywhere)")
+    assert main(["progress", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["lessons"]["00"]["checked"] == 1 and doc["lessons"]["00"]["questions"]["q3"]["passed"] is True
+    assert doc["lessons"]["03"] == {"checked": 0, "total": exercises.totals()["03"], "questions": {}}
+
+
+def test_a_learner_copy_without_solutions_drops_solution_cells_and_hides_solutions_but_still_checks(
+        tmp_path, monkeypatch):
+    import nbformat
+
+    from tl_lab.app.lessons import copy_content
+
+    source = tmp_path / "src"
+    source.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("ex = exercises.lesson('03')"),
+        nbformat.v4.new_code_cell("ex.q2.check(tl_lab.FreezePlan('stage6', bn='eval'))", metadata={"tags": ["solution"]}),
+        nbformat.v4.new_markdown_cell("Try it yourself."),
+    ])
+    nbformat.write(nb, source / "03_fine_tuning_and_freezing.ipynb")
+    full, learner = tmp_path / "full", tmp_path / "learner"
+    copy_content(full, source=source)
+    done = copy_content(learner, source=source, solutions=False)
+    kept = nbformat.read(learner / "03_fine_tuning_and_freezing.ipynb", 4)
+    assert [c.source for c in kept.cells] == ["ex = exercises.lesson('03')", "Try it yourself."]
+    assert len(nbformat.read(full / "03_fine_tuning_and_freezing.ipynb", 4).cells) == 3  # the default keeps them
+    assert learner / ".tl_lab_no_solutions" in done["files"] and not (full / ".tl_lab_no_solutions").exists()
+
+    q = exercises.lesson("03").q2
+    assert "FreezePlan('stage6', bn='eval')" in q.solution()
+    monkeypatch.chdir(learner)  # a kernel started beside the learner's copy
+    assert q.solution().startswith("Your instructor left the solutions out of this copy")
+    assert "FreezePlan" not in q.solution()
+    assert q.check(tl_lab_plan("stage5")).message.startswith("That plan also trains stage5")
+
+
+def tl_lab_plan(stage):
+    import tl_lab
+
+    return tl_lab.FreezePlan(stage, bn="eval")

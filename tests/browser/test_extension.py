@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from tests.browser.conftest import write_notebook
 from tl_lab.app import lessons
 
 pytestmark = pytest.mark.browser
@@ -88,7 +89,11 @@ def test_lessons_panel_shows_checked_questions_from_a_check_run_in_a_kernel(lab,
 
     name03 = next(r["name"] for r in catalog["lessons"] if r["number"] == 3)
     total03 = totals()["03"]
-    _open_lab(lab)
+    write_notebook(lab.server.root / "check_one.ipynb", [
+        "from tl_lab import exercises\nex = exercises.lesson('03')\nr = ex.q4.check(0)\nassert r.correct is True, r",
+        "assert ex.q4.check(1).correct is False  # a later miss keeps the pass",
+    ])
+    lab.open_notebook("check_one.ipynb")  # one page for the whole test: navigating away aborts the page's polls
     lab.page.locator(".jp-SideBar [data-id='tl-lab-lessons']").click()
     checks = lab.page.locator(f".tl-lab-lesson[data-name='{name03}'] .tl-lab-lesson-checks")
     checks.wait_for(state="visible")
@@ -96,11 +101,8 @@ def test_lessons_panel_shows_checked_questions_from_a_check_run_in_a_kernel(lab,
     lessons_without = [r["name"] for r in catalog["lessons"] if f"{r['number']:02d}" not in totals()]
     assert lab.page.locator(f".tl-lab-lesson[data-name='{lessons_without[0]}'] .tl-lab-lesson-checks").count() == 0
 
-    lab.run_new_notebook("check_one.ipynb", [
-        "from tl_lab import exercises\nex = exercises.lesson('03')\nr = ex.q4.check(0)\nassert r.correct is True, r",
-        "assert ex.q4.check(1).correct is False  # a later miss keeps the pass",
-    ])
-    lab.page.locator(".jp-SideBar [data-id='tl-lab-lessons']").click()
+    lab.run_all_cells(timeout=120)
+    assert lab.error_outputs() == [], lab.error_outputs()
     lab.page.locator(".tl-lab-refresh").click()
     lab.page.wait_for_function(
         "([sel, text]) => { const e = document.querySelector(sel); return !!e && e.textContent === text; }",

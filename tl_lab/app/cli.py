@@ -5,6 +5,7 @@
     tl-lab lessons --copy DIR  # copy the lessons somewhere writable
     tl-lab train CONFIG.json   # rerun a recorded Run.config outside Jupyter
     tl-lab bench [--quick]     # side-by-side speed ratios, peak memory, JSON
+    tl-lab progress [--json]   # checked questions passed per lesson (local file, never sent)
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def _cmd_lessons(args: argparse.Namespace) -> int:
         links = _course_links(args, command="lessons")
         if links is not None and links.hub is None:
             sys.exit("tl-lab lessons: the README of links needs --hub too (the JupyterHub the links open)")
-        done = copy_content(args.copy, overwrite=args.overwrite, links=links)
+        done = copy_content(args.copy, overwrite=args.overwrite, links=links, solutions=not args.no_solutions)
         copied = done["lessons"]
         print(f"copied {len(copied)} lesson(s) to {args.copy}" + ("" if copied else " (all were already there)")
               + " without outputs" * bool(copied))
@@ -153,6 +154,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from tl_lab.app.progress_report import render
+
+    print(render(as_json=args.json))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from tl_lab.app.bench import main as bench_main
 
@@ -175,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     les = sub.add_parser("lessons", help="list the lessons or copy them to a writable folder")
     les.add_argument("--copy", metavar="DIR", help="copy the lesson notebooks into DIR")
     les.add_argument("--overwrite", action="store_true", help="replace lessons already in DIR")
+    les.add_argument("--no-solutions", action="store_true",
+                     help="a learner copy: leave out solution cells and the checked questions' solutions")
     _add_link_options(les, path_default="", path_help="where DIR sits inside --repo (default: DIR is the repository)")
     les.set_defaults(func=_cmd_lessons)
 
@@ -194,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
+
+    pr = sub.add_parser("progress", help="checked questions passed per lesson (kept locally, never sent)")
+    pr.add_argument("--json", action="store_true", help="print every lesson's questions as JSON")
+    pr.set_defaults(func=_cmd_progress)
 
     be = sub.add_parser("bench", help="measure speed ratios side by side and write JSON")
     be.add_argument("--quick", action="store_true", help="smaller workloads (about a minute)")

@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from tl_lab.app.links import CourseLinks
+from tl_lab.exercises.questions import NO_SOLUTIONS_MARKER
 
 __all__ = [
     "LESSONS_FOLDER",
@@ -529,10 +530,15 @@ def content_readme(lessons: Iterable[LessonInfo], links: CourseLinks) -> str:
 
 
 def copy_content(dest: str | os.PathLike[str], *, source: Path | None = None, names: Iterable[str] | None = None,
-                 overwrite: bool = False, links: CourseLinks | None = None) -> dict[str, list[Path]]:
+                 overwrite: bool = False, links: CourseLinks | None = None,
+                 solutions: bool = True) -> dict[str, list[Path]]:
     """Write a content folder that nbgitpuller can serve: the lessons without outputs, the small files beside them
     (:func:`small_files`) and, given ``links`` (a :class:`tl_lab.links.CourseLinks` with a hub), a README listing
     each lesson's links. Nothing already in ``dest`` is replaced unless ``overwrite``.
+
+    ``solutions=False`` writes a learner copy without solutions: cells tagged ``solution`` are left out of the
+    lessons written, and a marker file (:data:`NO_SOLUTIONS_MARKER`) makes ``q.solution()`` of the checked questions
+    say so in kernels started there; the checks themselves still work (they run inside tl_lab).
 
     Returns ``{"lessons": [...], "files": [...], "kept": [...], "large": [...]}`` (paths written, paths left as they
     were, files beside the lessons too large to copy).
@@ -573,4 +579,13 @@ def copy_content(dest: str | os.PathLike[str], *, source: Path | None = None, na
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / rel, target)
         files.append(target)
+    if not solutions:
+        for path in written:
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            nb["cells"] = [c for c in nb.get("cells", []) if "solution" not in c.get("metadata", {}).get("tags", [])]
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        marker = dest / NO_SOLUTIONS_MARKER
+        marker.write_text("tl_lab: the solutions of the checked questions are left out of this copy.\n",
+                          encoding="utf-8")
+        files.append(marker)
     return {"lessons": written, "files": files, "kept": kept, "large": [source / rel for rel in large]}

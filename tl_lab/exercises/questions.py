@@ -31,12 +31,14 @@ import html
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 __all__ = ["CheckResult", "Question", "Predict", "Number", "Choice", "Code", "Outcome", "binomial_se",
            "beyond_noise", "Results"]
 
 Kind = Literal["predict", "number", "choice", "code"]
+NO_SOLUTIONS_MARKER = ".tl_lab_no_solutions"  # written by tl-lab lessons --copy DIR --no-solutions (app/lessons.py)
 Results = Mapping[str, float]  # a lesson's measured numbers: lesson.results()
 
 
@@ -103,6 +105,11 @@ class Question:
         return self.hints[min(level, len(self.hints)) - 1]
 
     def solution(self) -> str:
+        """The worked solution, unless this is a learner copy made with ``tl-lab lessons --copy --no-solutions``
+        (a marker file beside the notebook, in the kernel's working folder)."""
+        if (Path.cwd() / NO_SOLUTIONS_MARKER).exists():
+            return (f"Your instructor left the solutions out of this copy. Try {self.id}.hint(1), {self.id}.hint(2) "
+                    f"..., and {self.id}.check(...) tells you what is wrong with each attempt.")
         return self.solution_text or "No written solution: the lesson's text above explains it."
 
     def check(self, *args: Any, **kwargs: Any) -> CheckResult:  # pragma: no cover - each kind defines it
