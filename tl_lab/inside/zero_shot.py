@@ -50,7 +50,6 @@ import difflib
 import re
 import time
 import warnings
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -60,9 +59,17 @@ import torch
 import torch.nn.functional as F
 
 from tl_lab._checks import check_choice
+from tl_lab._eval_mode import eval_mode
+from tl_lab._memo import WeakMemo
 from tl_lab.backbones.samples import imagenet_categories
 from tl_lab.inside.stage_features import _weights_key
-from tl_lab.inside.wordnet import Sense, imagenet_wnids, known_lemmas, normalize_term, senses
+from tl_lab.inside.wordnet import (
+    Sense,
+    imagenet_wnids,
+    known_lemmas,
+    normalize_term,
+    senses,
+)
 
 if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
@@ -328,9 +335,8 @@ def _check_imagenet_head(backbone: Backbone) -> None:
                      f"{why}. Use tl_lab.load_backbone({backbone.name!r}) (no num_classes, pretrained=True).")
 
 
-# model -> {key of the images and size: (weights key, probabilities)}; weak on the model like stage_features' cache
-_PROBS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, tuple[weakref.ref, tuple, np.ndarray]]]" = \
-    weakref.WeakKeyDictionary()
+# per model (weakly), images tensor, size and state of the weights: the ImageNet probabilities (read-only)
+_PROBS: WeakMemo[np.ndarray] = WeakMemo(per_owner=8)  # a few splits at a few sizes per model
 
 
 def imagenet_probabilities(backbone: Backbone, images: torch.Tensor, *, image_size: int | None = None,
@@ -344,35 +350,27 @@ def imagenet_probabilities(backbone: Backbone, images: torch.Tensor, *, image_si
     model = backbone.model
     size = image_size or int(images.shape[-1])
     backbone.check_input_size(size)
-    key = (id(images), images.data_ptr(), tuple(images.shape), images._version, size)
-    weights = _weights_key([model])
-    cached = _PROBS.setdefault(model, {}).get(key)
-    if cached is not None and cached[0]() is images and cached[1] == weights:  # the same tensor, still alive
-        return cached[2]
-    probs = _forward_probabilities(backbone, images, size, batch_size)
-    probs.setflags(write=False)
-    per_model = _PROBS[model]
-    if len(per_model) > 8:  # a few splits at a few sizes; forget the oldest
-        del per_model[next(iter(per_model))]
-    per_model[key] = (weakref.ref(images), weights, probs)
-    return probs
+    key = (id(images), images.data_ptr(), tuple(images.shape), images._version, size, _weights_key([model]))
+
+    def forward() -> np.ndarray:
+        probs = _forward_probabilities(backbone, images, size, batch_size)
+        probs.setflags(write=False)
+        return probs
+
+    return _PROBS.get(model, key, forward, alive=(images,))
 
 
 def _forward_probabilities(backbone: Backbone, images: torch.Tensor, size: int, batch_size: int) -> np.ndarray:
     model = backbone.model
     dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out = []
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             for lo in range(0, len(images), batch_size):
                 x = backbone.normalize(images[lo : lo + batch_size].to(dev))
                 if size != x.shape[-1]:
                     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
                 out.append(torch.softmax(model(x).float(), dim=1).cpu())
-    finally:
-        model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 1000), np.float32)
 
 
