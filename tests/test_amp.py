@@ -18,8 +18,8 @@ def digits():
 
 
 def _fit_watching(data, monkeypatch, **kw):
-    """fit with conv_head training (every batch runs a convolution and the head), recording the head's output dtype
-    in training forwards and every scaler the optimizer step received."""
+    """fit of the head on cached features, recording the head's output dtype in training forwards and every scaler
+    the optimizer step received."""
     bb = load_backbone(num_classes=10, seed=0)
     dtypes, scalers = [], []
     bb.model.get_submodule("head").classifier.register_forward_hook(
@@ -31,7 +31,7 @@ def _fit_watching(data, monkeypatch, **kw):
         scalers.append(None if scaler is None else scaler.get_scale())
 
     monkeypatch.setattr(loop, "optimizer_step", watched)
-    run = loop.fit(bb, data, plan=FreezePlan("conv_head"), epochs=8, batch_size=25, progress=False,
+    run = loop.fit(bb, data, plan=FreezePlan("head"), epochs=20, batch_size=25, progress=False,
                    save_checkpoints=False, device="cpu", **kw)
     return run, dtypes, scalers
 
@@ -55,17 +55,16 @@ def test_bfloat16_autocast_runs_on_a_cpu_and_the_run_learns(digits, monkeypatch)
     assert dtypes and set(dtypes) == {torch.bfloat16}  # the training forward ran inside bfloat16 autocast
     assert scalers and set(scalers) == {None}  # bfloat16 needs no loss scaling
     assert run.config["amp"] is True and run.timings["amp"] is True
-    assert run.history[-1]["train_loss"] < 0.5 * run.history[0]["train_loss"]
-    assert run.best["test_acc"] > 0.6 and abs(run.best["test_acc"] - full.best["test_acc"]) < 0.1
+    assert run.history[-1]["train_loss"] < 0.75 * run.history[0]["train_loss"], [h["train_loss"] for h in run.history]
+    assert run.best["test_acc"] > 0.45 and abs(run.best["test_acc"] - full.best["test_acc"]) < 0.05, (run.best, full.best)  # chance: 0.1
 
 
-@pytest.mark.slow
 def test_float16_with_a_grad_scaler_runs_on_a_cpu_and_the_run_learns(digits, monkeypatch):
     run, dtypes, scalers = _fit_watching(digits, monkeypatch, amp="float16")
     assert dtypes and set(dtypes) == {torch.float16}
     # every step went through the scaler: scale(loss).backward(), step, update; its scale stays 2**16 while the
     # gradients are finite (it halves at an overflow)
-    assert len(scalers) == 8 * 4 and all(s is not None and s >= 1.0 for s in scalers)
+    assert len(scalers) == 20 * 4 and all(s is not None and s >= 1.0 for s in scalers)
     assert scalers[0] == 2.0 ** 16
-    assert run.history[-1]["train_loss"] < 0.5 * run.history[0]["train_loss"]
-    assert run.best["test_acc"] > 0.6
+    assert run.history[-1]["train_loss"] < 0.75 * run.history[0]["train_loss"], [h["train_loss"] for h in run.history]
+    assert run.best["test_acc"] > 0.45, run.best

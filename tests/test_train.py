@@ -384,7 +384,7 @@ def test_an_out_of_memory_retry_restarts_the_epoch_from_its_starting_weights(dig
     the weights epoch 1 ended with, at half the batch size, with a note. On a CPU too (a patched step raises it)."""
     bb = load_backbone("efficientnet_lite0", num_classes=10)
     original = bb.model.forward_range
-    weight = bb.model.get_submodule("head").classifier.weight
+    weight = bb.model.get_submodule("head").classifier[-1].weight
     seen = {"calls": 0}
     ended: list[torch.Tensor] = []
     retried: list[torch.Tensor] = []

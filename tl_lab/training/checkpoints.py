@@ -172,8 +172,12 @@ class Keeper:
         self.unwritable: str | None = None  # why the run folder stopped taking checkpoints (a full disk), if it did
 
     def state(self) -> dict[str, torch.Tensor]:
-        """The tensors a checkpoint holds, copied to the CPU (also the snapshot an out-of-memory retry restores)."""
+        """The tensors a checkpoint holds, on the CPU (for a model on the CPU: the model's own tensors, not copies)."""
         return model_state_to_save(self.model, full=self.full, keys=self.keys)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of :meth:`state` that later training steps do not change: what an out-of-memory retry restores."""
+        return {k: v.clone() for k, v in self.state().items()}
 
     def keep_best(self, extra: dict[str, Any]) -> Path | None:
         """Keep the current weights as the best: ``best.safetensors`` in the run folder, else a copy in memory.
@@ -188,7 +192,7 @@ class Keeper:
                 return self.best
             except (OSError, SafetensorError) as exc:
                 self._cannot_write(exc)
-        self.best = {k: v.clone() for k, v in self.state().items()}
+        self.best = self.snapshot()
         return None
 
     def save_last(self, optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> Path | None:

@@ -262,7 +262,7 @@ def fit(
     model.train()
     try:
         while at.epoch < s.epochs:
-            snapshot = keeper.state()  # an out-of-memory retry restarts the epoch from these weights
+            snapshot = keeper.snapshot()  # an out-of-memory retry restarts the epoch from these weights
             t_epoch = time.perf_counter()
             try:
                 stats = train_one_epoch(module, opt, sched, feed, batching, at, each)
