@@ -180,8 +180,9 @@ def fit(
         terms: other loss terms (:class:`~tl_lab.training.terms.LossTerm`), added to the loss after the learner
             keywords' own; each adds ``term_<name>`` to the history rows and its config to ``run.config["terms"]``.
     Returns:
-        A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy) and
-        ``run.best["test_acc"]`` their test accuracy, also when the run was stopped.
+        A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy, or the last
+        epoch when a term asks: ``keep="last"``) and ``run.best["test_acc"]`` their test accuracy, also when the
+        run was stopped.
     """
     t_start = time.perf_counter()
     s = FitSettings(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,

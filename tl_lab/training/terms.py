@@ -232,7 +232,7 @@ class MultiTask(Objective):
 
 
 def learner_terms(data: DatasetSplits, *, label_smoothing: float = 0.0, tasks: Any = None, retain: Any = None,
-                  adapt_to: Any = None, terms: Sequence[LossTerm] = ()) -> tuple[Objective, list[LossTerm]]:
+                  adapt_to: Any = None, terms: Sequence[LossTerm] | None = ()) -> tuple[Objective, list[LossTerm]]:
     """``fit``'s learner keywords (``tasks=``, ``retain=``, ``adapt_to=``) plus ``terms=`` as one objective and a
     list of terms, checked: each term an object with ``loss``, names unique, one ``keep`` policy."""
     objective: Objective = CrossEntropy(label_smoothing)
@@ -252,7 +252,7 @@ def learner_terms(data: DatasetSplits, *, label_smoothing: float = 0.0, tasks: A
         from tl_lab.training.domain_confusion import DomainConfusion
 
         out.append(DomainConfusion(adapt_to))
-    out += list(terms)
+    out += list(terms or ())
     check_terms(out)
     return objective, out
 
