@@ -13,6 +13,7 @@ from tl_lab.data.datasets import load_dataset
 from tl_lab.data.procedural import COLOUR_CLASSES, POSITION_CLASSES, SHAPE_CLASSES, shape_targets
 from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.loop import batch_loss, fit
+from tl_lab.training.terms import Batch, MultiTask
 from tl_lab.training.multitask import Tasks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,7 +85,7 @@ def test_the_loss_is_the_weighted_sum_of_each_heads_cross_entropy_on_its_own_lab
     y = tasks.labels(shapes.train, torch.arange(8))
     assert torch.equal(y[:, 1], shapes.train.targets["colour"][:8])
     direct = F.cross_entropy(logits[:, :6], y[:, 0]) + 0.5 * F.cross_entropy(logits[:, 6:], y[:, 1])
-    loss = batch_loss(logits, y, tasks=tasks)
+    loss = batch_loss(MultiTask(tasks), (), Batch(logits, y)).total
     assert loss.item() == pytest.approx(direct.item(), rel=1e-6)
     # each head's logits get the gradient of its own task's term only
     (grad,) = torch.autograd.grad(loss, logits)

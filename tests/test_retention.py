@@ -117,8 +117,11 @@ def test_a_resumed_run_with_a_remedy_gives_the_uninterrupted_history(digits, tmp
     resumed = fit("efficientnet_lite0", digits, resume=tmp_path / "cut", **kw)
     assert [h["train_loss"] for h in resumed.history] == pytest.approx([h["train_loss"] for h in full.history],
                                                                        rel=1e-5)
-    with pytest.raises(ValueError, match=r"these differ: retain"):
-        fit("efficientnet_lite0", digits, resume=tmp_path / "cut", **{**kw, "retain": ["l2sp" if method == "lwf" else "lwf"]})
+    other = "l2sp" if method == "lwf" else "lwf"
+    with pytest.raises(ValueError, match=rf"these differ: terms \(was {method} [\d.]+, now {other} [\d.]+\)"):
+        fit("efficientnet_lite0", digits, resume=tmp_path / "cut", **{**kw, "retain": [other]})
+    with pytest.raises(ValueError, match=rf"these differ: terms \(was {method} [\d.]+, now none\)"):
+        fit("efficientnet_lite0", digits, resume=tmp_path / "cut", **{**kw, "retain": None})
 
 
 def test_a_rerun_repeats_the_remedies_with_their_strengths(digits, tmp_path):
@@ -134,10 +137,11 @@ def test_a_rerun_repeats_the_remedies_with_their_strengths(digits, tmp_path):
 
 
 def test_retention_terms_in_batch_loss(digits):
-    """batch_loss adds exactly the retention's value; with no weights moved, LwF/EWC/L2-SP add 0."""
+    """batch_loss adds exactly each remedy's value; with no weights moved, LwF/EWC/L2-SP add 0."""
     from tl_lab.backbones.registry import load_backbone
     from tl_lab.training.feed import Feed, Precision
-    from tl_lab.training.retention import Retention
+    from tl_lab.training.retention import retain_terms
+    from tl_lab.training.terms import Batch, CrossEntropy, Taps, TermContext
 
     bb = load_backbone(num_classes=10)
     plan = FreezePlan("stage7", bn="eval")
@@ -145,27 +149,37 @@ def test_retention_terms_in_batch_loss(digits):
     layout.apply(bb.model, lr=1e-3)
     feed = Feed(bb, digits, cache_after="stage6", why="test", device=torch.device("cpu"),
                 precision=Precision.choose(torch.device("cpu"), False), augment=None, memory_cap_mb=64, cache_dir=None)
-    ret = Retention.build([Retain("lwf", 1.0), Retain("ewc", 10.0), Retain("l2sp", 1.0)], bb, layout, feed)
+    terms = retain_terms([Retain("lwf", 1.0), Retain("ewc", 10.0), Retain("l2sp", 1.0)])
+    for t in terms:
+        t.setup(TermContext(bb, digits, layout, feed, torch.device("cpu")))
+    taps = Taps(bb.model, [tap for t in terms for tap in t.taps])
     x, y = feed.inputs("train", torch.arange(8), step=0), feed.labels("train", torch.arange(8))
     bb.model.eval()
-    logits = feed.suffix(x)
-    plain = batch_loss(logits, y)
-    torch.testing.assert_close(batch_loss(logits, y, retention=ret, inputs=x), plain, atol=1e-5, rtol=0)
-    assert all(abs(v) < 1e-5 for v in ret.last.values()) and set(ret.last) == {"lwf", "ewc", "l2sp"}
-    assert sum(f.sum().item() for f in ret.fisher.values()) > 0
+
+    def loss():
+        with taps.capture() as tapped:
+            logits = feed.suffix(x)
+        return batch_loss(CrossEntropy(), terms, Batch(logits, y, x, tapped))
+
+    plain = loss()
+    torch.testing.assert_close(plain.total, plain.task, atol=1e-5, rtol=0)
+    assert all(abs(t.last) < 1e-5 for t in terms) and set(plain.terms) == {"lwf", "ewc", "l2sp"}
+    assert sum(f.sum().item() for f in terms[1].fisher.values()) > 0
     with torch.no_grad():  # move the trainable body: every term grows, by more for a bigger move
         for n, p in bb.model.named_parameters():
             if n.startswith("stage7."):
                 p.add_(0.01 * torch.randn_like(p))
-    small = dict(ret.last) if batch_loss(feed.suffix(x), y, retention=ret, inputs=x) is not None else None
+    small = loss()
+    assert small.total.item() == pytest.approx(small.task.item() + sum(v.item() for v in small.terms.values()))
     with torch.no_grad():
         for n, p in bb.model.named_parameters():
             if n.startswith("stage7."):
                 p.add_(0.05 * torch.randn_like(p))
-    batch_loss(feed.suffix(x), y, retention=ret, inputs=x)
+    big = loss()
     for k in ("lwf", "ewc", "l2sp"):
-        assert 0 < small[k] < ret.last[k], k
-    ret.close()
+        assert 0 < small.terms[k].item() < big.terms[k].item(), k
+    taps.close()
+    assert not bb.model.get_submodule(bb.head).classifier._forward_pre_hooks
 
 
 def test_bad_remedies_are_clear_errors():

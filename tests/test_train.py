@@ -377,3 +377,82 @@ def test_resume_with_augmentation_gives_the_uninterrupted_history(tmp_path):
         assert [h[key] for h in resumed.history] == pytest.approx([h[key] for h in full.history], rel=1e-5), key
     assert [h["lr"] for h in resumed.history] == [h["lr"] for h in full.history]  # the schedule continued exactly
     assert resumed.best["test_acc"] == pytest.approx(full.best["test_acc"])
+
+
+def test_an_out_of_memory_retry_restarts_the_epoch_from_its_starting_weights(digits10, tmp_path):
+    """An OutOfMemoryError in the second batch of epoch 2 (after one step moved the weights): the retry starts from
+    the weights epoch 1 ended with, at half the batch size, with a note. On a CPU too (a patched step raises it)."""
+    bb = load_backbone("efficientnet_lite0", num_classes=10)
+    original = bb.model.forward_range
+    weight = bb.model.get_submodule("head").classifier[-1].weight
+    seen = {"calls": 0}
+    ended: list[torch.Tensor] = []
+    retried: list[torch.Tensor] = []
+
+    def oom_once(x, *, start=None, end=None):
+        if torch.is_grad_enabled():
+            seen["calls"] += 1
+            if seen["calls"] == 4 + 2:  # epoch 2 (4 batches of 25 per epoch), batch 2
+                raise torch.OutOfMemoryError("out of memory (simulated)")
+            if seen["calls"] == 4 + 3:  # the retried epoch's first batch
+                retried.append(weight.detach().clone())
+        return original(x, start=start, end=end)
+
+    bb.model.forward_range = oom_once
+
+    def at_epoch_end(event):
+        if isinstance(event, EpochEnd) and event.epoch == 0:
+            ended.append(weight.detach().clone())
+
+    run = fit(bb, digits10, plan=FreezePlan(trainable_from="conv_head"), epochs=2, batch_size=25, progress=False,
+              run_dir=tmp_path, callbacks=[at_epoch_end], device="cpu")
+    assert torch.equal(retried[0], ended[0])  # not the weights after the failed epoch's first step
+    assert run.config["batch_size"] == 12
+    assert run.notes.count("CPU ran out of memory in epoch 2; retried it with batch size 12") == 1
+    assert len(run.history) == 2
+
+
+def test_a_full_disk_keeps_training_and_keeps_the_best_weights_in_memory(digits10, tmp_path, monkeypatch):
+    """From epoch 2 every checkpoint write fails as on a full disk: the run ends normally, its model holds the best
+    weights (those of the same run with a writable folder) and a note names the folder and one checkpoint's size."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    import tl_lab.training.checkpoints as checkpoints
+    import tl_lab.training.run as run_module
+
+    kw = dict(plan=FreezePlan("conv_head"), epochs=4, batch_size=25, lr=0.05)
+    ok = _fit(digits10, tmp_path / "ok", run_dir=tmp_path / "ok", **kw)
+    stored = sum(t.numel() * t.element_size() for t in load_checkpoint(ok.checkpoint)[0].values())
+    writes = {"n": 0}
+    save = checkpoints.save_file
+
+    def disk_fills_up(tensors, filename, metadata=None):
+        writes["n"] += 1
+        if writes["n"] > 2:  # epoch 1's best and last went through
+            open(filename, "wb").write(b"partial")
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save(tensors, filename, metadata=metadata)
+
+    def no_room(info):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "save_file", disk_fills_up)
+    full = _fit(digits10, tmp_path, run_dir=tmp_path / "full", **kw)
+    assert len(full.history) == 4 and not full.stopped_early
+    assert [h["val_acc"] for h in full.history] == [h["val_acc"] for h in ok.history]
+    assert full.best["epoch"] == ok.best["epoch"] > 1 and full.best["test_acc"] == ok.best["test_acc"]
+    for name, p in full.model.state_dict().items():
+        assert torch.equal(p, ok.model.state_dict()[name]), name
+    note = next(n for n in full.notes if n.startswith("checkpoints could not be written"))
+    assert str(tmp_path / "full") in note and "the disk holding it is full" in note
+    assert f"one checkpoint needs about {stored / 1e6:.1f} MB" in note
+    assert full.checkpoint is None and not (tmp_path / "full" / "best.tmp").exists()
+    # run.json on the full disk as well: an OSError(ENOSPC); the run still returns with a note
+    monkeypatch.setattr(run_module, "_dumps_run", no_room)
+    writes["n"] = 0
+    again = _fit(digits10, tmp_path, run_dir=tmp_path / "again", **kw)
+    assert again.best["test_acc"] == ok.best["test_acc"]
+    assert any(n.startswith(f"run.json could not be written to {tmp_path / 'again'} (No space left on device)")
+               for n in again.notes)

@@ -1,7 +1,8 @@
 """Rerun a recorded run outside Jupyter, on one process or many (``tl-lab train CONFIG.json [--nproc N]``).
 
 ``fit`` writes everything needed to repeat a run into ``run.json`` (``Run.config``): backbone, plan, data and its
-arguments, seed, hyperparameters. This module rebuilds the same call. With ``--nproc N`` it hands over to PyTorch's
+arguments, seed, hyperparameters, the objective and every loss term (``config["terms"]``, rebuilt with
+:func:`tl_lab.training.terms.terms_from_config`). This module rebuilds the same call. With ``--nproc N`` it hands over to PyTorch's
 own launcher, ``torchrun`` (``python -m torch.distributed.run``), which starts N workers; each runs
 :func:`run_from_config` under DistributedDataParallel (gloo on CPUs, NCCL on GPUs): a distributed sampler splits
 every epoch's shuffled images across ranks, gradients are averaged, and only rank 0 logs and writes checkpoints.
@@ -56,8 +57,11 @@ def run_from_config(cfg: dict, *, run_dir: str | Path | None = None, epochs: int
     from tl_lab.data.datasets import load_dataset
     from tl_lab.training.freeze import FreezePlan
     from tl_lab.training.loop import fit
-    from tl_lab.training.retention import Retain
+    from tl_lab.training.terms import terms_from_config
 
+    # the objective (multi-task heads) and every loss term (remedies, domain confusion ...), rebuilt from their
+    # records first: a term that cannot be rebuilt is refused by name before anything loads or trains
+    learner = terms_from_config(cfg)
     data_args = dict(cfg["data"])
     relabel = data_args.pop("relabel", None)
     data = load_dataset(data_args.pop("name"), **data_args)
@@ -66,10 +70,7 @@ def run_from_config(cfg: dict, *, run_dir: str | Path | None = None, epochs: int
     backbone = load_backbone(cfg["backbone"], pretrained=cfg.get("pretrained", True), num_classes=cfg["num_classes"],
                              seed=cfg.get("seed", 0))
     kwargs = {k: cfg[k] for k in _FIT_KEYS if k in cfg}
-    if cfg.get("retain"):  # forgetting remedies, with their strengths
-        kwargs["retain"] = [Retain.from_label(label) for label in cfg["retain"]]
-    if cfg.get("tasks"):  # a multi-task run: the same tasks and loss weights
-        kwargs["tasks"] = {name: task["weight"] for name, task in cfg["tasks"].items()}
+    kwargs.update(learner)
     if epochs is not None:
         kwargs["epochs"] = epochs
     kwargs.update(overrides)

@@ -8,13 +8,17 @@ resumed run ends exactly where an uninterrupted one would.
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
+
+from tl_lab.training.terms import CONFIG_KEYS, describe_terms
 
 __all__ = ["CheckpointMismatchError", "Keeper", "state_keys", "model_state_to_save", "save_checkpoint", "load_checkpoint",
            "apply_model_state", "load_last", "resume_into", "checkpoint_size", "load_onto_pretrained"]
@@ -136,6 +140,10 @@ def apply_model_state(model: nn.Module, state: dict[str, torch.Tensor], *, expec
     model.load_state_dict(state, strict=False)
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
 def _few(items: list[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + (f" … (+{len(items) - n} more)" if len(items) > n else "")
 
@@ -161,27 +169,61 @@ class Keeper:
             keys = tuple(k for k in keys if k in params or id(model.get_submodule(k.rpartition(".")[0])) not in locked)
         self.keys = keys
         self.best: Path | dict[str, torch.Tensor] | None = None
+        self.unwritable: str | None = None  # why the run folder stopped taking checkpoints (a full disk), if it did
 
     def state(self) -> dict[str, torch.Tensor]:
-        """The tensors a checkpoint holds, copied to the CPU (also the snapshot an out-of-memory retry restores)."""
+        """The tensors a checkpoint holds, on the CPU (for a model on the CPU: the model's own tensors, not copies)."""
         return model_state_to_save(self.model, full=self.full, keys=self.keys)
 
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of :meth:`state` that later training steps do not change: what an out-of-memory retry restores."""
+        return {k: v.clone() for k, v in self.state().items()}
+
     def keep_best(self, extra: dict[str, Any]) -> Path | None:
-        """Keep the current weights as the best: ``best.safetensors`` in the run folder, else a copy in memory."""
-        if self.run_dir is None:
-            self.best = {k: v.clone() for k, v in self.state().items()}
-            return None
-        self.best = save_checkpoint(self.run_dir / "best.safetensors", self.model, full=self.full, keys=self.keys,
-                                    extra=extra)
-        return self.best
+        """Keep the current weights as the best: ``best.safetensors`` in the run folder, else a copy in memory.
+
+        When the folder stops taking files (a full disk), the copy goes to memory and :attr:`unwritable` says why:
+        what was trained is never lost to a failed write.
+        """
+        if self.run_dir is not None:
+            try:
+                self.best = save_checkpoint(self.run_dir / "best.safetensors", self.model, full=self.full,
+                                            keys=self.keys, extra=extra)
+                return self.best
+            except (OSError, SafetensorError) as exc:
+                self._cannot_write(exc)
+        self.best = self.snapshot()
+        return None
 
     def save_last(self, optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> Path | None:
         """``last.safetensors``: weights, optimizer state and RNG, what ``fit(resume=run_dir)`` continues from."""
         if self.run_dir is None:
             return None
-        return save_checkpoint(self.run_dir / "last.safetensors", self.model, full=self.full, keys=self.keys,
-                               optimizer=optimizer, extra=extra)
+        try:
+            return save_checkpoint(self.run_dir / "last.safetensors", self.model, full=self.full, keys=self.keys,
+                                   optimizer=optimizer, extra=extra)
+        except (OSError, SafetensorError) as exc:
+            self._cannot_write(exc, optimizer)
+            return None
 
+    def _cannot_write(self, exc: BaseException, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Stop writing checkpoints into ``run_dir`` and say which folder refused, why, and what one checkpoint needs."""
+        folder, self.run_dir = self.run_dir, None
+        for name in ("best.tmp", "last.tmp"):  # a half-written file only takes more of the space that ran out
+            (folder / name).unlink(missing_ok=True)
+        weights = sum(t.numel() * t.element_size() for t in self.state().values())
+        moments = 0
+        if optimizer is not None:
+            moments = sum(v.numel() * v.element_size() for st in optimizer.state.values() for v in st.values()
+                          if torch.is_tensor(v))
+        full = "No space left" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC
+        why = "the disk holding it is full (no space left on device)" if full else f"writing failed ({exc})"
+        self.unwritable = (
+            f"checkpoints could not be written to {folder}: {why}; one checkpoint needs about {_mb(weights)} "
+            f"(best.safetensors; last.safetensors with the optimizer state about {_mb(weights + moments)}). The run "
+            f"trains on and keeps its best weights in memory (run.model holds them when it ends); free space there or "
+            f"pass run_dir= on another disk to keep files"
+        )
     def restore_best(self) -> bool:
         """Load the kept best weights into the model; False when nothing was kept."""
         if self.best is None:
@@ -201,7 +243,7 @@ def load_last(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, A
 
 
 _RESUME_KEYS = ("backbone", "pretrained", "num_classes", "plan", "data", "epochs", "lr", "batch_size", "weight_decay",
-                "optimizer", "schedule", "augment", "label_smoothing", "seed", "retain", "tasks")
+                "optimizer", "schedule", "augment", "label_smoothing", "seed", *CONFIG_KEYS)  # the objective, the terms
 
 
 def resume_into(run: Any, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: Path) -> int:
@@ -212,7 +254,7 @@ def resume_into(run: Any, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: P
     if diff:
         raise ValueError(
             "resume needs the same settings as the stopped run; these differ: "
-            + ", ".join(f"{k} (was {saved['config'].get(k)!r}, now {run.config.get(k)!r})" for k in diff)
+            + ", ".join(f"{k} (was {_shown(k, saved['config'])}, now {_shown(k, run.config)})" for k in diff)
         )
     apply_model_state(run.model, state)
     opt_state = info["optimizer"]
@@ -227,6 +269,10 @@ def resume_into(run: Any, opt: torch.optim.Optimizer, keeper: Keeper, run_dir: P
     if best.exists():
         run.checkpoint = keeper.best = best
     return int(info["extra"]["epoch"])
+
+
+def _shown(key: str, config: dict) -> str:
+    return describe_terms(config.get(key)) if key == "terms" else repr(config.get(key))
 
 
 def checkpoint_size(path: str | Path, model: nn.Module) -> dict[str, float]:

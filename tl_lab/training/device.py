@@ -132,16 +132,11 @@ def distributed(module: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
 
 
 def all_reduce_sums(stats: dict, dev: torch.device) -> dict:
-    """An epoch's ``loss_sum``, ``correct``, ``seen`` (and a multi-task run's ``per_task`` correct counts) summed
-    over every rank; the other entries of ``stats`` as they are."""
+    """An epoch's ``sums`` (losses, correct counts, images seen: ``stats["sums"]``) summed over every rank; the other
+    entries of ``stats`` as they are."""
     import torch.distributed as dist
 
-    per_task = stats.get("per_task", {})
-    values = [stats["loss_sum"], stats["correct"], stats["seen"], *per_task.values()]
-    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    sums = stats["sums"]
+    t = torch.tensor(list(sums.values()), dtype=torch.float64, device=dev)
     dist.all_reduce(t)
-    summed = t.tolist()
-    out = {**stats, "loss_sum": summed[0], "correct": summed[1], "seen": int(summed[2])}
-    if per_task:
-        out["per_task"] = dict(zip(per_task, summed[3:]))
-    return out
+    return {**stats, "sums": dict(zip(sums, t.tolist()))}

@@ -17,9 +17,11 @@ to 1. Where tl_lab differs from the paper: the domain classifier reads a body st
 a ReLU, a single logit with binary cross-entropy, equivalent to their two-way softmax); the learning rate follows
 ``fit``'s schedule, not the paper's ``mu_p = mu_0 / (1 + 10 p)^0.75``.
 
-Used through ``fit(..., adapt_to=unlabelled_target_images)``: the loop adds :meth:`DomainConfusion.loss` to each
-batch's label loss and writes :meth:`DomainConfusion.epoch_metrics` (the domain classifier's accuracy, which
-falls towards 0.5 as the features become domain-invariant) into the epoch's history row.
+Used through ``fit(..., adapt_to=unlabelled_target_images)`` (or ``adapt_to=UnlabelledTarget(shift, n)``, which a
+rerun can rebuild): :class:`DomainConfusion` is a loss term (:mod:`tl_lab.training.terms`); the loop adds its
+loss to each batch's label loss and writes its epoch metrics (the domain classifier's accuracy, which falls
+towards 0.5 as the features become domain-invariant) into the epoch's history row. The run keeps the checkpoint
+with the best source validation accuracy by default; ``DomainConfusion(target, keep="last")`` keeps the last.
 
 Example::
 
@@ -34,21 +36,24 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import math
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tl_lab.data.datasets import ImageSplit
+from tl_lab.data.datasets import DatasetSplits, ImageSplit
 from tl_lab.training.adapt_bn import target_images
+from tl_lab.training.terms import KEEPS, Batch, Keep, LossTerm, Tap, TermContext
 
 if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
 
 __all__ = ["GradReverse", "grad_reverse", "dann_lambda", "DomainClassifier", "domain_loss", "DomainConfusion",
-           "domain_features", "domain_separability"]
+           "UnlabelledTarget", "domain_features", "domain_separability"]
 
 DANN_GAMMA = 10.0  # the paper's gamma in lambda_p = 2 / (1 + exp(-gamma p)) - 1
 
@@ -117,63 +122,93 @@ def domain_loss(
     return loss, correct, len(labels)
 
 
-class DomainConfusion:
-    """What ``fit(..., adapt_to=...)`` adds to the loop: the domain classifier, its target batches, its history.
+@dataclass(frozen=True)
+class UnlabelledTarget:
+    """Target images described so a rerun can rebuild them: ``n`` unlabelled images of the run's own dataset under
+    ``shift``, none from its splits (:func:`~tl_lab.data.shifts.unlabelled_target` with ``seed``).
 
-    Args:
-        backbone: the network being trained (its model must already be on ``device``).
-        target: unlabelled target images (``ImageSplit``, labels ignored, or uint8 ``(N, 3, H, W)``), same size
-            as the training images.
-        stage: the body stage whose pooled output the domain classifier reads (default: the last body stage).
-        weight: multiplies the domain loss (1 in the paper).
-        seed: the order in which target batches are drawn.
-
-    The source features are captured by a forward hook on ``stage`` during the loop's own forward pass; the
-    target batch runs through the body up to ``stage`` once more. Call :meth:`close` to remove the hook.
+    ``fit(..., adapt_to=UnlabelledTarget("inverted", n=200))`` records ``{"shift", "n", "seed"}`` in run.json and
+    ``tl-lab train run.json`` draws the same images again; images given as an ``ImageSplit`` or tensor cannot be
+    rebuilt from run.json (the rerun then refuses, saying so).
     """
 
-    def __init__(self, backbone: Backbone, target: ImageSplit | torch.Tensor, *, stage: str | None = None,
-                 hidden: int = 256, weight: float = 1.0, seed: int = 0, device: torch.device | str = "cpu") -> None:
-        self.images = target_images(target)
-        self.backbone = backbone
-        self.stage = stage if stage is not None else backbone.body_stages[-1]
+    shift: str
+    n: int = 200
+    seed: int = 0
+
+    def images(self, data: DatasetSplits) -> ImageSplit:
+        from tl_lab.data.shifts import unlabelled_target
+
+        return unlabelled_target(data, self.shift, n=self.n, seed=self.seed)
+
+
+class DomainConfusion(LossTerm):
+    """Domain confusion (DANN) as a loss term (:mod:`tl_lab.training.terms`): ``fit(..., adapt_to=target)`` or
+    ``fit(..., terms=[DomainConfusion(target, keep="last")])``.
+
+    Args:
+        target: unlabelled target images: an :class:`UnlabelledTarget` (rebuilt from the run's data; a rerun
+            repeats it), or an ``ImageSplit`` (labels ignored) or uint8 ``(N, 3, H, W)`` tensor, same size as the
+            training images.
+        stage: the body stage whose pooled output the domain classifier reads (default: the last body stage).
+        weight: multiplies the domain loss (1 in the paper). ``hidden``: the classifier's hidden units.
+        keep: which checkpoint the run keeps: ``"best_val"`` (default: the best source validation accuracy, as for
+            every run) or ``"last"`` (the weights after the last epoch: source validation accuracy does not measure
+            how well the target is served, and the confusion keeps improving late in the schedule).
+
+    The source features are the loop's tap of ``stage`` during its own forward pass (it runs the whole network:
+    ``full_forward``); the target batch runs through the body up to ``stage`` once more. History rows add
+    ``domain_acc`` (towards 0.5 = confused), ``domain_loss`` and ``dann_lambda``.
+    """
+
+    name = "domain_confusion"
+    full_forward = True
+
+    def __init__(self, target: UnlabelledTarget | ImageSplit | torch.Tensor, *, stage: str | None = None,
+                 hidden: int = 256, weight: float = 1.0, keep: Keep = "best_val") -> None:
+        if not weight > 0:
+            raise ValueError(f"the domain loss weight must be > 0; got {weight}")
+        if keep not in KEEPS:
+            raise ValueError(f"keep must be one of {', '.join(map(repr, KEEPS))}; got {keep!r}")
+        self.target, self.weight, self.hidden, self.keep = target, float(weight), int(hidden), keep
+        self.stage = stage
+        self.images = target_images(target) if not isinstance(target, UnlabelledTarget) else None
+        self.taps: tuple[Tap, ...] = ()
+        self.lambd = 0.0
+        self._reset()
+
+    def setup(self, ctx: TermContext) -> None:
+        """Build the domain classifier (seeded) on ``ctx.device``; refuse a plan under which the body cannot move."""
+        backbone = self.backbone = ctx.backbone
+        if ctx.world > 1:
+            raise ValueError("adapt_to (domain confusion) runs in one process only; call fit without torchrun")
+        if isinstance(self.target, UnlabelledTarget):
+            self.images = target_images(self.target.images(ctx.data))
+        self.stage = self.stage if self.stage is not None else backbone.body_stages[-1]
         if self.stage not in backbone.body_stages:
             raise ValueError(f"adapt_stage {self.stage!r} is not a body stage of {backbone.name}; choose from: "
                              f"{', '.join(backbone.body_stages)}")
-        if not weight > 0:
-            raise ValueError(f"the domain loss weight must be > 0; got {weight}")
-        self.weight = float(weight)
-        channels = backbone.stage_shapes(int(self.images.shape[-1]))[self.stage][0]
-        self.device = torch.device(device)
-        with torch.random.fork_rng(devices=[]):  # seeded, without moving the global random state the loop uses
-            torch.manual_seed(seed)
-            self.classifier = DomainClassifier(channels, hidden).to(self.device)
-        self._gen = torch.Generator().manual_seed(seed + 7919)
-        self._order = torch.empty(0, dtype=torch.long)
-        self._source: torch.Tensor | None = None
-        self._hook = backbone.model.get_submodule(self.stage).register_forward_hook(self._capture)
-        self._reset()
-
-    def check_plan(self, trainable: tuple[str, ...], image_size: int) -> None:
-        """Refuse a plan under which the body cannot move, or target images of another size than the data."""
-        stages = self.backbone.stages
+        stages, trainable = backbone.stages, ctx.layout.trainable_stages
         if stages.index(trainable[0]) > stages.index(self.stage):
-            self.close()
             raise ValueError(f"domain confusion trains the body up to {self.stage!r}, but the plan freezes it (first "
                              f"trainable stage {trainable[0]!r}); use FreezePlan.fine_tune() or trainable_from at or "
                              f"before {self.stage!r}")
-        if self.images.shape[-1] != image_size:
-            self.close()
+        size = int(ctx.data.train.images.shape[-1])
+        if self.images.shape[-1] != size:
             raise ValueError(f"the target images are {self.images.shape[-1]} px but the training images are "
-                             f"{image_size} px; load both with the same image_size")
+                             f"{size} px; load both with the same image_size")
+        channels = backbone.stage_shapes(int(self.images.shape[-1]))[self.stage][0]
+        self.device = ctx.device
+        with torch.random.fork_rng(devices=[]):  # seeded, without moving the global random state the loop uses
+            torch.manual_seed(ctx.seed)
+            self.classifier = DomainClassifier(channels, self.hidden).to(self.device)
+        self._gen = torch.Generator().manual_seed(ctx.seed + 7919)
+        self._order = torch.empty(0, dtype=torch.long)
+        self.taps = (Tap(self.stage),)
 
-    def param_group(self, lr: float) -> dict:
+    def param_groups(self, lr: float) -> list[dict]:
         """The domain classifier's optimizer group, shaped like the plan's (``stage``, ``lr_mult``)."""
-        return {"params": list(self.classifier.parameters()), "stage": "domain_classifier", "lr_mult": 1.0, "lr": lr}
-
-    def _capture(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        if torch.is_grad_enabled():  # the loop's training forward, not evaluation
-            self._source = output
+        return [{"params": list(self.classifier.parameters()), "stage": "domain_classifier", "lr_mult": 1.0, "lr": lr}]
 
     def _next_target(self, n: int) -> torch.Tensor:
         if len(self._order) < n:
@@ -182,17 +217,14 @@ class DomainConfusion:
         idx, self._order = self._order[:n], self._order[n:]
         return self.images[idx]
 
-    def loss(self, progress: float) -> torch.Tensor:
+    def loss(self, batch: Batch) -> torch.Tensor:
         """``weight * L_domain`` for the batch the loop just ran forward and a fresh target batch of the same size."""
-        if self._source is None:
-            raise RuntimeError("DomainConfusion.loss needs the loop's forward pass first (none was captured)")
-        source = self.backbone.pooled(self._source)
+        source = self.backbone.pooled(batch.taps[self.taps[0]])
         target_x = self.backbone.normalize(self._next_target(len(source)).to(self.device))
         with torch.autocast(self.device.type, enabled=False):
             target = self.backbone.pooled(self.backbone.model.forward_range(target_x, end=self.stage).float())
-        self.lambd = dann_lambda(min(max(progress, 0.0), 1.0))
+        self.lambd = dann_lambda(min(max(batch.progress, 0.0), 1.0))
         loss, correct, count = domain_loss(self.classifier, source.float(), target, self.lambd)
-        self._source = None
         self._correct += correct
         self._count += count
         self._loss_sum += loss.item() * count
@@ -208,11 +240,28 @@ class DomainConfusion:
     def _reset(self) -> None:
         self._correct = self._count = 0
         self._loss_sum = 0.0
-        self.lambd = getattr(self, "lambd", 0.0)
+
+    def config(self) -> dict:
+        """What run.json records: the target's recipe (None when given as images), its size and a fingerprint."""
+        target = asdict(self.target) if isinstance(self.target, UnlabelledTarget) else None
+        images = self.images
+        digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:16] if images is not None else None
+        return {"kind": "domain_confusion", "name": self.name, "target": target,
+                "images": None if images is None else len(images), "sha256": digest, "stage": self.stage,
+                "weight": self.weight, "hidden": self.hidden, "keep": self.keep}
+
+    @classmethod
+    def from_config(cls, config: dict) -> DomainConfusion:
+        if not config.get("target"):
+            raise ValueError(f"cannot rerun: this run's domain confusion trained towards {config.get('images')} "
+                             "target images given as images (an ImageSplit or tensor), which run.json cannot hold; "
+                             "rerun it from Python with the same images, or train with "
+                             "adapt_to=UnlabelledTarget(shift, n, seed), which a rerun rebuilds")
+        return cls(UnlabelledTarget(**config["target"]), stage=config.get("stage"), hidden=config.get("hidden", 256),
+                   weight=config.get("weight", 1.0), keep=config.get("keep", "best_val"))
 
     def close(self) -> None:
-        """Remove the forward hook from the backbone."""
-        self._hook.remove()
+        """Nothing hooks the model (the loop taps it); kept for the term protocol."""
 
 
 @torch.no_grad()

@@ -20,15 +20,24 @@ from tl_lab.backbones.staged import ClassifierHead
 from tl_lab.data.datasets import DatasetSplits
 from tl_lab.training.augment import BatchAugment
 from tl_lab.training.feature_cache import PrefixCache, build_prefix_cache
-from tl_lab.training.multitask import Tasks
-from tl_lab.training.run import evaluate_batches, evaluate_model
+from tl_lab.training.run import evaluate_model
+from tl_lab.training.terms import CrossEntropy, Objective
 
 __all__ = ["Feed", "Precision"]
 
 
 @dataclass(frozen=True)
 class Precision:
-    """Mixed precision, decided once per run: bfloat16 autocast where supported, float16 plus a GradScaler otherwise."""
+    """Mixed precision, decided once per run: an autocast context and, for float16, a GradScaler.
+
+    ``amp``: ``"auto"`` turns it on on CUDA only (bfloat16 where the GPU supports it, else float16 with a scaler);
+    ``True`` also on a CPU (bfloat16 autocast: oneDNN runs it fast on CPUs with AVX-512 BF16 or AMX, slower than
+    float32 elsewhere); ``"bfloat16"`` or ``"float16"`` choose the type on any device (float16 always with a
+    ``torch.amp.GradScaler`` for that device, which scales the loss so small float16 gradients do not flush to 0).
+
+        >>> Precision.choose(torch.device("cpu"), True).autocast.fast_dtype
+        torch.bfloat16
+    """
 
     autocast: torch.autocast | None
     scaler: torch.amp.GradScaler | None
@@ -38,8 +47,12 @@ class Precision:
         use = (device.type == "cuda") if amp == "auto" else bool(amp)
         if not use:
             return cls(None, None)
-        dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-        return cls(torch.autocast(device.type, dtype=dtype), torch.amp.GradScaler("cuda") if dtype == torch.float16 else None)
+        if amp in ("bfloat16", "float16"):
+            dtype = getattr(torch, str(amp))
+        else:
+            dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        return cls(torch.autocast(device.type, dtype=dtype), scaler)
 
     @property
     def enabled(self) -> bool:
@@ -55,14 +68,16 @@ class Feed:
     Args:
         cache_after: the last frozen stage whose outputs may be cached (None: no cache), and ``why`` says why not.
         augment: a :class:`BatchAugment` for training batches (only without a cache: augmented inputs change).
-        tasks: multi-task runs: labels are ``(N, tasks)`` and evaluation reports each task.
+        objective: what the labels ask for (:mod:`tl_lab.training.terms`): it reads the labels (``(N, tasks)`` in a
+            multi-task run) and sums up evaluation (each task's accuracy too).
     """
 
     def __init__(self, backbone: Backbone, data: DatasetSplits, *, cache_after: str | None, why: str,
                  device: torch.device, precision: Precision, augment: BatchAugment | None = None,
-                 memory_cap_mb: float = 1024.0, cache_dir: str | Path | None = None, tasks: Tasks | None = None) -> None:
+                 memory_cap_mb: float = 1024.0, cache_dir: str | Path | None = None,
+                 objective: Objective | None = None) -> None:
         self.backbone, self.data, self.device, self.precision, self.augment = backbone, data, device, precision, augment
-        self.tasks = tasks
+        self.objective = objective if objective is not None else CrossEntropy()
         self.notes: list[str] = []
         self.prefix: PrefixCache | None = None
         if cache_after is None:
@@ -97,9 +112,7 @@ class Feed:
 
     def labels(self, split: str, index: torch.Tensor) -> torch.Tensor:
         """Labels ``(B,)`` of rows ``index``; ``(B, tasks)`` in a multi-task run."""
-        rows = getattr(self.data, split)
-        y = self.tasks.labels(rows, index) if self.tasks is not None else rows.labels[index]
-        return y.to(self.device, non_blocking=True)
+        return self.objective.labels(getattr(self.data, split), index).to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict:
@@ -107,14 +120,15 @@ class Feed:
         if not len(getattr(self.data, split)):
             return {"loss": float("nan"), "acc": float("nan"), "n": 0}
         if self.prefix is None:
-            return evaluate_model(self.backbone, getattr(self.data, split), device=self.device, tasks=self.tasks)
+            return evaluate_model(self.backbone, getattr(self.data, split), device=self.device,
+                                  tasks=self.objective.tasks)
         model = self.backbone.model
         model.train(False, stages=self.running)
         try:
             n = len(getattr(self.data, split))
             batches = ((self._logits(self.inputs(split, idx)), self.labels(split, idx))
                        for idx in torch.arange(n).split(256))
-            return self.tasks.evaluate_batches(batches) if self.tasks is not None else evaluate_batches(batches)
+            return self.objective.evaluate_batches(batches)
         finally:
             model.train(True, stages=self.running)
 

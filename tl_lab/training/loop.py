@@ -5,19 +5,34 @@ Read :func:`fit` top to bottom; its steps are named functions in this file, in t
 1. **prepare**: check the arguments (:class:`~tl_lab.training.settings.FitSettings`, one message per argument),
    decide once what trains (``plan.summary(backbone)``: stages, LR factors, BatchNorm modes) and whether the frozen
    prefix can be cached (:func:`~tl_lab.training.feature_cache.cache_plan`), pick the device, make the :class:`Run`.
-2. **inputs**: :class:`~tl_lab.training.feed.Feed`, the one place the feature cache is built and used; the
-   forgetting remedies (:class:`~tl_lab.training.retention.Retention`), built from the pretrained weights.
-3. **optimizer and schedule**: :func:`~tl_lab.training.schedule.build_optimizer` and
-   :func:`~tl_lab.training.schedule.build_scheduler` (``torch.optim.lr_scheduler``, stepped every batch); resume.
+2. **inputs**: :class:`~tl_lab.training.feed.Feed`, the one place the feature cache is built and used; the loss
+   terms set up (:meth:`~tl_lab.training.terms.LossTerm.setup`: the forgetting remedies' anchors and teacher from
+   the pretrained weights, domain confusion's classifier) and the stage outputs they read tapped once per batch
+   (:class:`~tl_lab.training.terms.Taps`).
+3. **optimizer and schedule**: :func:`~tl_lab.training.schedule.build_optimizer` (the plan's groups plus the terms'
+   own) and :func:`~tl_lab.training.schedule.build_scheduler` (``torch.optim.lr_scheduler``, stepped every batch);
+   resume.
 4. **train**: per epoch, :func:`train_one_epoch` (each batch: :func:`batch_loss`, :func:`optimizer_step`, the stop
-   check), :func:`evaluate` on the validation split, :func:`keep_if_best` (where the best checkpoint is chosen),
-   ``last.safetensors`` and ``run.json``, then the ``EpochEnd`` event.
+   check), :func:`evaluate` on the validation split, :func:`keep_if_best` (where the kept checkpoint is chosen:
+   best validation accuracy, or the last epoch when a term asks), ``last.safetensors`` and ``run.json``, then the
+   ``EpochEnd`` event.
 5. **finish**: :func:`finish` restores the kept checkpoint and measures its test accuracy (after a Stop too).
 
+**One objective, a list of terms.** The loss of a batch is :func:`batch_loss`: the objective (cross-entropy, or the
+multi-task heads' weighted sum: :class:`~tl_lab.training.terms.Objective`) plus the sum of the terms
+(:class:`~tl_lab.training.terms.LossTerm`). ``fit`` translates its learner keywords once (``retain=`` -> LwF / EWC /
+L2-SP terms, ``adapt_to=`` -> a domain-confusion term, ``tasks=`` -> the multi-task objective) and takes any other
+term through ``terms=[...]``; nothing in this file names a feature, so a new regulariser never edits it. Each
+term's ``config()`` is recorded once (:func:`~tl_lab.training.terms.record_terms`): run.json, the resume check and
+``tl-lab train`` read it from there. History rows hold ``train_loss`` (the total), ``train_task_loss`` (the
+objective alone) and ``term_<name>`` per term, plus what terms add (``domain_acc`` ...).
+
 Faults end the run cleanly with a typed :class:`~tl_lab.training.events.StopCause` and a reason for people: a
-stop request, Ctrl-C, a non-finite loss (with a learning rate to try instead). A CUDA out-of-memory error retries
-the epoch with half the batch size. Listeners receive ``FitStart``, ``BatchEnd``, ``EpochEnd``, ``Stopped`` and
-``FitEnd`` events and never change the loop.
+stop request, Ctrl-C, a non-finite loss (with a learning rate to try instead). A device out of memory
+(``torch.OutOfMemoryError``) retries the epoch from its starting weights with half the batch size; a run folder
+that stops taking files (a full disk) leaves the best weights in memory and a note naming the folder and the
+size of one checkpoint. Listeners receive ``FitStart``, ``BatchEnd``, ``EpochEnd``, ``Stopped`` and ``FitEnd``
+events and never change the loop.
 
 Example::
 
@@ -38,10 +53,9 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from tl_lab.backbones.registry import Backbone, load_backbone
@@ -55,7 +69,6 @@ from tl_lab.training.device import (
     pick_device,
     rank_device,
 )
-from tl_lab.training.domain_confusion import DomainConfusion
 from tl_lab.training.events import (
     BatchEnd,
     Callback,
@@ -70,8 +83,6 @@ from tl_lab.training.events import (
 from tl_lab.training.feature_cache import cache_plan
 from tl_lab.training.feed import Feed, Precision
 from tl_lab.training.freeze import FreezePlan
-from tl_lab.training.multitask import Tasks
-from tl_lab.training.retention import Retain, Retention
 from tl_lab.training.run import Run, data_config, start_run
 from tl_lab.training.schedule import build_optimizer, build_scheduler
 from tl_lab.training.settings import (
@@ -83,6 +94,21 @@ from tl_lab.training.settings import (
     check_switches,
     suggest_lr,
 )
+from tl_lab.training.terms import (
+    Batch,
+    Keep,
+    Loss,
+    LossTerm,
+    Objective,
+    Taps,
+    TermContext,
+    keep_policy,
+    learner_terms,
+    record_terms,
+)
+
+if TYPE_CHECKING:
+    from tl_lab.training.retention import Retain
 
 __all__ = ["fit", "train_one_epoch", "evaluate", "batch_loss", "keep_if_best", "data_config"]
 
@@ -106,7 +132,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     stop: StopToken | Any | None = None,
     device: str | torch.device = "auto",
-    amp: bool | Literal["auto"] = "auto",
+    amp: bool | Literal["auto", "bfloat16", "float16"] = "auto",
     cache: bool | Literal["auto"] = "auto",
     memory_cap_mb: float = 1024.0,
     cache_dir: str | Path | None = None,
@@ -121,6 +147,7 @@ def fit(
     retain: Sequence[Retain | str] | Retain | str | None = None,  # forgetting remedies (retention.py)
     adapt_to: Any = None,  # domain confusion (DANN): unlabelled target images (domain_confusion.py)
     tasks: Sequence[str] | dict[str, float] | None = None,  # multi-task heads on one body (multitask.py)
+    terms: Sequence[LossTerm] = (),  # any other loss term (terms.py)
 ) -> Run:
     """Train ``backbone`` (a Backbone, trained in place, or a registered name) on ``data`` under ``plan``.
 
@@ -132,14 +159,16 @@ def fit(
             ``schedule="step"`` decays by ``gamma`` every ``step_size`` epochs.
         augment: random flips and shifts of each training batch (turns the feature cache off).
         callbacks: callables receiving :mod:`tl_lab.training.events` events. ``stop``: a StopToken / threading.Event.
-        device: "auto" picks cuda, then mps, then cpu. ``amp``: mixed precision ("auto": on CUDA only).
+        device: "auto" picks cuda, then mps, then cpu. ``amp``: mixed precision ("auto": on CUDA only; True: also
+            on a CPU, with bfloat16; "bfloat16" / "float16": that type, float16 with a GradScaler).
         cache: cache the frozen prefix's outputs ("auto": whenever the inputs are deterministic).
         run_dir: where checkpoints and run.json go (default ``tl_lab_runs/<name>``). ``resume``: a run_dir to
             continue from its last checkpoint, with the same settings.
         pretrained: used only when ``backbone`` is a name (False gives the from-scratch baseline).
         retain: forgetting remedies added to the loss (:mod:`tl_lab.training.retention`): ``"lwf"``, ``"ewc"``,
             ``"l2sp"`` or :class:`~tl_lab.training.retention.Retain` objects with a strength.
-        adapt_to: unlabelled target-domain images (``ImageSplit`` or uint8 ``(N, 3, H, W)``, labels ignored) for
+        adapt_to: unlabelled target-domain images (``ImageSplit`` or uint8 ``(N, 3, H, W)``, labels ignored, or
+            :class:`~tl_lab.training.domain_confusion.UnlabelledTarget`, which a rerun can rebuild) for
             domain confusion (DANN, :mod:`tl_lab.training.domain_confusion`): a domain classifier on the last body
             stage behind a gradient-reversal layer; ``train_loss`` then includes its loss and each history row adds
             ``domain_acc``, ``domain_loss`` and ``dann_lambda``. Turns the feature cache off; the body must train.
@@ -148,9 +177,12 @@ def fit(
             layer becomes one linear classifier per task on the shared body; the loss is the weighted sum of the
             tasks' cross-entropies; history rows add ``train_acc_<task>`` and ``val_acc_<task>``, ``run.best``
             adds ``val_acc_<task>`` and ``test_acc_<task>``, and ``val_acc`` / ``test_acc`` are the tasks' mean.
+        terms: other loss terms (:class:`~tl_lab.training.terms.LossTerm`), added to the loss after the learner
+            keywords' own; each adds ``term_<name>`` to the history rows and its config to ``run.config["terms"]``.
     Returns:
-        A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy) and
-        ``run.best["test_acc"]`` their test accuracy, also when the run was stopped.
+        A :class:`~tl_lab.training.run.Run`; its model holds the kept weights (best validation accuracy, or the last
+        epoch when a term asks: ``keep="last"``) and ``run.best["test_acc"]`` their test accuracy, also when the
+        run was stopped.
     """
     t_start = time.perf_counter()
     s = FitSettings(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
@@ -161,20 +193,18 @@ def fit(
     if isinstance(backbone, str):
         backbone = load_backbone(backbone, pretrained=pretrained, num_classes=len(data.classes), seed=seed)
     check_data(backbone, data)
-    multitask = None  # one head per task on the shared body: installed before the plan counts what trains
-    if tasks is not None:
-        if retain is not None or adapt_to is not None:
-            raise ValueError("tasks= (multi-task heads) cannot be combined with retain= or adapt_to= in one run; "
-                             "run them separately")
-        multitask = Tasks.build(tasks, data)
-        multitask.install(backbone, seed=s.seed)
+    # the learner keywords, translated once: the objective and the loss terms (terms.py)
+    objective, terms = learner_terms(data, label_smoothing=s.label_smoothing, tasks=tasks, retain=retain,
+                                     adapt_to=adapt_to, terms=terms)
+    objective.prepare(backbone, seed=s.seed)  # before the plan counts what trains (multi-task: one head per task)
 
     # ---- 1. prepare: what trains (decided once), the cache decision, automatic settings, device, the Run -------
     layout = plan.summary(backbone)
     if not layout.trainable_stages:
         raise ValueError("this plan leaves nothing to train; choose trainable_from='head' or an earlier stage")
-    if adapt_to is not None:  # domain confusion reads the last body stage during every batch's full forward pass
-        cache_after, cache_why = None, "off: domain confusion (adapt_to) runs the whole network every batch"
+    full = [t.name for t in terms if t.full_forward]
+    if full:  # a term reads the network inside what the cache would skip
+        cache_after, cache_why = None, f"off: the loss term {', '.join(full)} runs the whole network every batch"
     else:
         cache_after, cache_why = cache_plan(layout, augment=s.augment) if cache is not False else (None, "off: cache=False")
     s, notes = s.resolved(head_on_cached_features=cache_after is not None and layout.trainable_stages == (backbone.head,),
@@ -188,35 +218,33 @@ def fit(
     groups = layout.apply(model, lr=s.lr)
     run = start_run(backbone, data, plan, layout, s, precision.enabled, notes=notes, name=name, run_dir=run_dir,
                     resume=resume, writes=save_checkpoints and rank == 0)  # under torchrun only rank 0 writes files
+    run.tasks = objective.tasks
     keeper = Keeper(model, changing=layout.changing_stages, full=not run.config["pretrained"], run_dir=run.run_dir)
-    if multitask is not None:
-        run.tasks, run.config["tasks"] = multitask, multitask.to_config()
 
-    confusion = None  # domain confusion (DANN): a domain classifier trained through a gradient-reversal layer
-    if adapt_to is not None:
-        if world > 1:
-            raise ValueError("adapt_to (domain confusion) runs in one process only; call fit without torchrun")
-        confusion = DomainConfusion(backbone, adapt_to, seed=s.seed, device=dev)
-        confusion.check_plan(layout.trainable_stages, int(data.train.images.shape[-1]))
-        groups = [*groups, confusion.param_group(s.lr)]
-        run.config["adapt_to"] = {"images": len(confusion.images), "stage": confusion.stage}
-
-    # ---- 2. inputs: the cached frozen prefix when there is one (the only place the cache is used) --------------
+    # ---- 2. inputs: the cached frozen prefix when there is one (the only place the cache is used); the terms ---
     feed = Feed(backbone, data, cache_after=cache_after, why=cache_why, device=dev, precision=precision,
                 augment=BatchAugment(data.image_size, seed=s.seed) if s.augment else None,
-                memory_cap_mb=memory_cap_mb, cache_dir=cache_dir, tasks=multitask)
+                memory_cap_mb=memory_cap_mb, cache_dir=cache_dir, objective=objective)
     run.cache = feed.description
     run.notes.extend(feed.notes)
     module = distributed(feed.suffix, dev) if world > 1 else feed.suffix
-    # forgetting remedies (None unless retain= is given): built here, from the pretrained weights, before a resume
-    # loads the stopped ones (their anchors, teacher and Fisher must be the original network's)
-    retention = Retention.build(retain, backbone, layout, feed)
-    if retention is not None:
-        run.config["retain"] = [r.label() for r in retention.remedies]
+    # each term set up once, from the pretrained weights, before a resume loads the stopped ones (the forgetting
+    # remedies' anchors, teacher and Fisher must be the original network's)
+    ctx = TermContext(backbone, data, layout, feed, device=dev, seed=s.seed, world=world)
+    taps = None
+    try:
+        for t in terms:
+            t.setup(ctx)
+        taps = Taps(model, [tap for t in terms for tap in t.taps])
+        record_terms(run.config, objective, terms)  # run.json, the resume check and rerun read them from here
+        groups = [*groups, *(g for t in terms for g in t.param_groups(s.lr))]
 
-    # ---- 3. optimizer and schedule (and where a resumed run left off) ------------------------------------------
-    opt = build_optimizer(s.optimizer, groups, lr=s.lr, weight_decay=s.weight_decay, momentum=s.momentum)
-    start_epoch = resume_into(run, opt, keeper, Path(resume)) if resume is not None else 0
+        # ---- 3. optimizer and schedule (and where a resumed run left off) --------------------------------------
+        opt = build_optimizer(s.optimizer, groups, lr=s.lr, weight_decay=s.weight_decay, momentum=s.momentum)
+        start_epoch = resume_into(run, opt, keeper, Path(resume)) if resume is not None else 0
+    except BaseException:
+        _close(terms, taps)
+        raise
     sampler = DistributedSampler(range(len(data.train)), num_replicas=world, rank=rank, shuffle=True, seed=s.seed)
     batching = _Batching(sampler, s.batch_size)
     schedule_at = partial(build_scheduler, opt, s.schedule, lr=s.lr, epochs=s.epochs, step_size=s.step_size,
@@ -228,31 +256,32 @@ def fit(
     # ---- 4. train, epoch by epoch ------------------------------------------------------------------------------
     _emit(callbacks, FitStart(run.name, s.epochs, start_epoch, batching.batches, run.config, run.cache))
     bar = _progress(progress, s.epochs * batching.batches, start_epoch * batching.batches)
+    each = _Each(objective, tuple(terms), taps, precision, s.epochs, tuple(callbacks), stop, bar)
+    keep = keep_policy(terms)
     at = _Position(start_epoch)
     stopped: Stopped | None = None
     model.train()
     try:
         while at.epoch < s.epochs:
-            snapshot = keeper.state() if dev.type == "cuda" else None  # an out-of-memory retry restarts from here
+            snapshot = keeper.snapshot()  # an out-of-memory retry restarts the epoch from these weights
             t_epoch = time.perf_counter()
             try:
-                stats = train_one_epoch(module, opt, sched, feed, batching, at, precision=precision,
-                                        label_smoothing=s.label_smoothing, callbacks=callbacks, stop=stop, bar=bar,
-                                        epochs=s.epochs, retention=retention, confusion=confusion, tasks=multitask)
-            except torch.cuda.OutOfMemoryError:
-                batching = _halve_batch(run, batching, at.epoch, min_batch_size, model, snapshot, opt)
+                stats = train_one_epoch(module, opt, sched, feed, batching, at, each)
+            except torch.OutOfMemoryError:
+                batching = _halve_batch(run, batching, at.epoch, min_batch_size, model, snapshot, opt, dev)
                 sched = schedule_at(steps_per_epoch=batching.batches, start_step=at.epoch * batching.batches)
                 continue
             if world > 1:
                 stats = all_reduce_sums(stats, dev)
             val = evaluate(feed, "val")
             metrics = _epoch_metrics(at.epoch, stats, val, seconds=time.perf_counter() - t_epoch)
-            if confusion is not None:
-                metrics.update(confusion.epoch_metrics())  # the domain classifier's accuracy: towards 0.5 = confused
+            for t in terms:
+                metrics.update(t.epoch_metrics())  # e.g. domain confusion's domain_acc: towards 0.5 = confused
             run.history.append(metrics)
-            is_best = keep_if_best(run, keeper, metrics)
+            is_best = keep_if_best(run, keeper, metrics, keep=keep)
             at.epoch += 1
             run.last_checkpoint = keeper.save_last(opt, {"epoch": at.epoch}) or run.last_checkpoint
+            _note_unwritable(run, keeper)
             run.save_json()
             _emit(callbacks, EpochEnd(at.epoch - 1, s.epochs, metrics, is_best))
             if bar is not None:
@@ -267,16 +296,14 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-        if retention is not None:
-            retention.close()
-        if confusion is not None:
-            confusion.close()
+        _close(terms, taps)
     if stopped is not None:
         run.stopped_early, run.stop_reason, run.stop_cause = True, stopped.reason, stopped.cause
         _emit(callbacks, stopped)
 
     # ---- 5. finish: the kept checkpoint's test accuracy, timings, FitEnd ---------------------------------------
     finish(run, feed, keeper, at, batching.batches, stopped)
+    _note_unwritable(run, keeper)
     run.timings = {"cache_s": feed.cache_seconds, "train_s": sum(h["seconds"] for h in run.history),
                    "total_s": time.perf_counter() - t_start, "device": str(dev), "amp": precision.enabled}
     run.save_json()
@@ -288,26 +315,14 @@ def fit(
 # ---- the steps ---------------------------------------------------------------------------------------------------
 
 
-def batch_loss(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0,
-               retention: Retention | None = None, inputs: torch.Tensor | None = None,
-               confusion: DomainConfusion | None = None, progress: float = 0.0,
-               tasks: Tasks | None = None) -> torch.Tensor:
-    """The loss one batch trains on: cross-entropy (with optional label smoothing; with ``tasks``, the weighted sum
-    of each task's), plus the forgetting remedies' terms and the domain-confusion loss when the run uses them
-    (``progress`` in [0, 1] sets DANN's lambda).
+def batch_loss(objective: Objective, terms: Sequence[LossTerm], batch: Batch) -> Loss:
+    """The loss one batch trains on: the objective (cross-entropy, or the tasks' weighted sum) plus every term.
 
-    The one place to add loss terms (a domain-confusion or retention penalty): everything else in the loop treats
-    the returned scalar as the batch's loss.
+    ``Loss.total`` is what trains; ``Loss.task`` and ``Loss.terms`` (by name) are its parts, for the history.
     """
-    if tasks is not None:  # multi-task: one head per task, labels (N, tasks)
-        loss = tasks.loss(logits, labels, label_smoothing=label_smoothing)
-    else:
-        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-    if retention is not None:  # forgetting remedies (LwF, EWC, L2-SP): tl_lab.training.retention
-        loss = loss + retention(inputs)
-    if confusion is not None:  # domain confusion (DANN): the domain loss behind the gradient reversal
-        loss = loss + confusion.loss(progress)
-    return loss
+    task = objective.loss(batch.logits, batch.labels)
+    parts = {t.name: t.loss(batch) for t in terms}
+    return Loss(task + sum(parts.values()) if parts else task, task, parts)
 
 
 def optimizer_step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler, loss: torch.Tensor,
@@ -325,52 +340,48 @@ def optimizer_step(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.L
 
 
 def train_one_epoch(module: torch.nn.Module, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-                    feed: Feed, batching: _Batching, at: _Position, *, precision: Precision, label_smoothing: float,
-                    callbacks: Sequence[Callback], stop: Any, bar: Any, epochs: int,
-                    retention: Retention | None = None, confusion: DomainConfusion | None = None,
-                    tasks: Tasks | None = None) -> dict:
+                    feed: Feed, batching: _Batching, at: _Position, each: _Each) -> dict:
     """One pass over the training images in this epoch's seeded order; returns sums for the epoch's metrics.
 
     Raises :class:`_Stop` after the batch in which a stop was requested, or at a non-finite loss.
     """
     order = batching.order(at.epoch)
     t0 = time.perf_counter()
-    loss_sum, correct, seen = 0.0, 0, 0
-    per_task = dict.fromkeys(tasks.names, 0) if tasks is not None else None  # correct counts per task
+    sums: dict[str, float] = {"loss": 0.0, "task": 0.0, "correct": 0.0, "seen": 0.0}
     lrs: dict[str, float] = {}
     for b in range(batching.batches):
         at.batch = b
         idx = order[b * batching.local : (b + 1) * batching.local]
         x = feed.inputs("train", idx, step=at.epoch * batching.batches + b)
         y = feed.labels("train", idx)
-        with precision.context():
+        with each.taps.capture() as tapped, each.precision.context():
             logits = module(x).float()
-        loss = batch_loss(logits, y, label_smoothing=label_smoothing, retention=retention, inputs=x,
-                          confusion=confusion, progress=(at.epoch + b / batching.batches) / epochs, tasks=tasks)
-        if not torch.isfinite(loss):
-            raise _Stop(StopCause.NON_FINITE_LOSS, f"the loss became {loss.item()} at epoch {at.epoch + 1}, batch {b + 1}")
+        loss = batch_loss(each.objective, each.terms,
+                          Batch(logits, y, x, tapped, progress=(at.epoch + b / batching.batches) / each.epochs))
+        if not torch.isfinite(loss.total):
+            raise _Stop(StopCause.NON_FINITE_LOSS,
+                        f"the loss became {loss.total.item()} at epoch {at.epoch + 1}, batch {b + 1}")
         lrs = {g["stage"]: g["lr"] for g in opt.param_groups}  # the rates this batch trains with
         head_lr = opt.param_groups[-1]["lr"]
-        optimizer_step(opt, sched, loss, precision.scaler)
+        optimizer_step(opt, sched, loss.total, each.precision.scaler)
         n = len(idx)
-        if per_task is not None:  # multi-task: the mean over tasks of the correct counts
-            counts = tasks.correct(logits, y)
-            for name, c in counts.items():
-                per_task[name] += c
-            batch_correct = sum(counts.values()) / len(counts)
-        else:
-            batch_correct = (logits.argmax(1) == y).sum().item()
-        loss_sum, correct, seen = loss_sum + loss.item() * n, correct + batch_correct, seen + n
-        _emit(callbacks, BatchEnd(at.epoch, b, batching.batches, loss.item(), batch_correct / n, seen, head_lr))
-        if bar is not None:
-            bar.set_description(f"epoch {at.epoch + 1}/{epochs}", refresh=False)
-            bar.update(1)
-        if stop_requested(stop):
-            raise _Stop(StopCause.REQUESTED, getattr(stop, "reason", "stop requested"))
-    stats = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": time.perf_counter() - t0, "lr": lrs}
-    if per_task is not None:
-        stats["per_task"] = per_task
-    return stats
+        batch_correct, named = each.objective.correct(logits, y)
+        parts = {"loss": loss.total.item(), "task": loss.task.item(),
+                 **{f"term_{k}": v.item() for k, v in loss.terms.items()}}
+        for key, value in parts.items():
+            sums[key] = sums.get(key, 0.0) + value * n
+        for key, c in named.items():
+            sums[f"correct_{key}"] = sums.get(f"correct_{key}", 0.0) + c
+        sums["correct"] += batch_correct
+        sums["seen"] += n
+        _emit(each.callbacks, BatchEnd(at.epoch, b, batching.batches, parts["loss"], batch_correct / n,
+                                       int(sums["seen"]), head_lr))
+        if each.bar is not None:
+            each.bar.set_description(f"epoch {at.epoch + 1}/{each.epochs}", refresh=False)
+            each.bar.update(1)
+        if stop_requested(each.stop):
+            raise _Stop(StopCause.REQUESTED, getattr(each.stop, "reason", "stop requested"))
+    return {"sums": sums, "seconds": time.perf_counter() - t0, "lr": lrs}
 
 
 def evaluate(feed: Feed, split: str) -> dict:
@@ -378,20 +389,26 @@ def evaluate(feed: Feed, split: str) -> dict:
     return feed.evaluate(split)
 
 
-def keep_if_best(run: Run, keeper: Keeper, metrics: dict) -> bool:
-    """Where the best checkpoint is chosen: the highest validation accuracy, ties to the lower validation loss.
+def keep_if_best(run: Run, keeper: Keeper, metrics: dict, *, keep: Keep = "best_val") -> bool:
+    """Where the kept checkpoint is chosen.
 
-    Without a validation split, training accuracy and loss decide. An epoch whose loss is not finite (weights
-    blown up by too high a learning rate) is never kept.
+    ``keep="best_val"`` (the default): the highest validation accuracy, ties to the lower validation loss; without
+    a validation split, training accuracy and loss decide. ``keep="last"`` (a term may ask for it): every epoch
+    replaces the kept one. An epoch whose loss is not finite (weights blown up by too high a learning rate) is never
+    kept.
     """
     acc, loss = metrics["val_acc"], metrics["val_loss"]
     if math.isnan(acc):  # no validation split
         acc, loss = metrics["train_acc"], metrics["train_loss"]
     b = run.best
-    if not math.isfinite(loss) or (b and (acc < b["val_acc"] or (acc == b["val_acc"] and loss >= b["val_loss"]))):
+    if not math.isfinite(loss):
+        return False
+    if keep == "best_val" and b and (acc < b["val_acc"] or (acc == b["val_acc"] and loss >= b["val_loss"])):
         return False
     run.best = {"epoch": metrics["epoch"], "val_acc": acc, "val_loss": loss, "train_acc": metrics["train_acc"],
                 **{k: v for k, v in metrics.items() if k.startswith("val_acc_")}}  # multi-task: per task
+    if keep == "last":
+        run.best["kept"] = "last"
     run.checkpoint = keeper.keep_best({"epoch": metrics["epoch"], "metrics": _plain(metrics)})
     return True
 
@@ -400,7 +417,8 @@ def finish(run: Run, feed: Feed, keeper: Keeper, at: _Position, batches: int, st
     """Put the kept weights back in the model and measure them on the test split (after a Stop too).
 
     Stopped inside the first epoch (no epoch finished): what was learned so far becomes the kept checkpoint,
-    marked ``partial``. After a non-finite loss nothing unfinished is kept: those weights are unusable.
+    marked ``partial``. After a non-finite loss nothing unfinished is kept: those weights are unusable. Under
+    ``keep="last"`` the kept weights are the last finished epoch's (:func:`keep_if_best` replaced them each epoch).
     """
     if stopped is not None and stopped.cause is not StopCause.NON_FINITE_LOSS and not run.best:
         val = evaluate(feed, "val")
@@ -423,6 +441,20 @@ class _Stop(Exception):
     def __init__(self, cause: StopCause, reason: str) -> None:
         super().__init__(reason)
         self.cause, self.reason = cause, reason
+
+
+@dataclass(frozen=True)
+class _Each:
+    """What every batch of the run uses, fixed for the run."""
+
+    objective: Objective
+    terms: tuple[LossTerm, ...]
+    taps: Taps
+    precision: Precision
+    epochs: int
+    callbacks: tuple[Callback, ...]
+    stop: Any
+    bar: Any
 
 
 @dataclass
@@ -454,18 +486,19 @@ class _Batching:
 
 
 def _halve_batch(run: Run, batching: _Batching, epoch: int, min_batch_size: int, model: torch.nn.Module,
-                 snapshot: dict | None, opt: torch.optim.Optimizer) -> _Batching:
-    """After CUDA ran out of memory: restore the epoch's starting weights and retry it with half the batch."""
+                 snapshot: dict, opt: torch.optim.Optimizer, dev: torch.device) -> _Batching:
+    """After the device ran out of memory: restore the epoch's starting weights and retry it with half the batch."""
     size = batching.size // 2
+    where = "GPU" if dev.type == "cuda" else dev.type.upper()
     if size < min_batch_size:
         raise RuntimeError(
-            f"out of GPU memory even at batch size {batching.size}; free GPU memory (restart other "
-            f"kernels), use a smaller backbone or image_size, or device='cpu'"
+            f"out of {where} memory even at batch size {batching.size}; free {where} memory (restart other "
+            f"kernels), use a smaller backbone or image_size" + (", or device='cpu'" if dev.type != "cpu" else "")
         ) from None
-    if snapshot is not None:
-        model.load_state_dict(snapshot, strict=False)
+    model.load_state_dict(snapshot, strict=False)
     opt.state.clear()
-    run.notes.append(f"CUDA ran out of memory in epoch {epoch + 1}; retried it with batch size {size}")
+    run.notes.append(f"{'CUDA' if dev.type == 'cuda' else where} ran out of memory in epoch {epoch + 1}; retried it "
+                     f"with batch size {size}")
     run.config["batch_size"] = size
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -473,18 +506,40 @@ def _halve_batch(run: Run, batching: _Batching, epoch: int, min_batch_size: int,
 
 
 def _epoch_metrics(epoch: int, stats: dict, val: dict, *, seconds: float) -> dict:
-    seen = stats["seen"]
+    """The history row: ``train_loss`` (the total), ``train_task_loss`` (the objective alone), ``term_<name>`` per
+    term (means per example), accuracies (``train_acc_<task>``, ``val_acc_<task>`` in a multi-task run), time, LRs."""
+    sums = stats["sums"]
+    seen = sums["seen"]
     metrics = {
         "epoch": epoch + 1,
-        "train_loss": stats["loss_sum"] / seen, "train_acc": stats["correct"] / seen,
+        "train_loss": sums["loss"] / seen, "train_acc": sums["correct"] / seen,
         "val_loss": val["loss"], "val_acc": val["acc"],
         "seconds": seconds, "images_per_s": seen / max(stats["seconds"], 1e-9),
         "lr": stats["lr"],
+        "train_task_loss": sums["task"] / seen,
     }
-    for name, c in stats.get("per_task", {}).items():  # multi-task: each task's accuracies
-        metrics[f"train_acc_{name}"] = c / seen
-        metrics[f"val_acc_{name}"] = val.get(f"acc_{name}", float("nan"))
+    metrics.update({k: v / seen for k, v in sums.items() if k.startswith("term_")})
+    for key, c in sums.items():
+        if key.startswith("correct_"):  # multi-task: each task's accuracies
+            name = key[len("correct_"):]
+            metrics[f"train_acc_{name}"] = c / seen
+            metrics[f"val_acc_{name}"] = val.get(f"acc_{name}", float("nan"))
     return metrics
+
+
+def _close(terms: Sequence[LossTerm], taps: Taps | None) -> None:
+    if taps is not None:
+        taps.close()
+    for t in terms:
+        t.close()
+
+
+def _note_unwritable(run: Run, keeper: Keeper) -> None:
+    """Once the run folder stops taking files (a full disk): say so once; the run trains on, keeping its best in memory."""
+    if keeper.unwritable and keeper.unwritable not in run.notes:
+        run.notes.append(keeper.unwritable)
+        if run.checkpoint is not None and keeper.best is not None and not isinstance(keeper.best, Path):
+            run.checkpoint = None  # the kept weights live in memory now
 
 
 def _emit(callbacks: Sequence[Callback], event: Any) -> None:

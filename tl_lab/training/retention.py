@@ -1,8 +1,9 @@
 """Keeping the old task while learning a new one: loss terms that pull the network back towards what it knew.
 
 Fine-tuning on a new task (task B) moves the pretrained body and the ImageNet task (task A) is partly forgotten
-(McCloskey & Cohen 1989). Each remedy here adds one term to the batch's loss, ``loss = CE_B + sum of terms``,
-through :func:`tl_lab.training.loop.batch_loss`; each has a strength:
+(McCloskey & Cohen 1989). Each remedy here adds one term to the batch's loss, ``loss = CE_B + sum of terms``: a
+:class:`RetainTerm` (a loss term of :mod:`tl_lab.training.terms`, ``term_<method>`` in the history); each has a
+strength:
 
 - **LwF**, Learning without Forgetting (Li & Hoiem 2016, ECCV/TPAMI): the original network's ImageNet outputs on
   the *new* images are the targets of a distillation term, ``KL(softmax(z0 / T) || softmax(z / T))`` with
@@ -43,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tl_lab.training.terms import Batch, LossTerm, Tap, TermContext
+
 if TYPE_CHECKING:
-    from tl_lab.backbones.registry import Backbone
-    from tl_lab.training.feed import Feed
     from tl_lab.training.freeze import FreezeSummary
 
-__all__ = ["Remedy", "REMEDIES", "REMEDY_NAMES", "DEFAULT_STRENGTH", "Retain", "Retention", "check_remedies",
+__all__ = ["Remedy", "REMEDIES", "REMEDY_NAMES", "DEFAULT_STRENGTH", "Retain", "RetainTerm", "retain_terms", "check_remedies",
            "lwf_loss", "l2sp_penalty", "ewc_penalty", "diagonal_fisher"]
 
 Remedy = Literal["lwf", "ewc", "l2sp"]
@@ -196,84 +197,93 @@ class _Teacher(nn.Module):
         return self.model.forward_range(x, start=self.start)
 
 
-class Retention:
-    """The remedies of one run: ``retention(inputs)`` is the batch's extra loss (a scalar tensor).
+class RetainTerm(LossTerm):
+    """One remedy as a loss term of the loop (:mod:`tl_lab.training.terms`): ``strength * term`` each batch.
 
-    Built once in ``fit`` after the plan is applied (:meth:`build`): it copies the original network (the teacher),
-    records the original trainable body weights (the anchors) and, for EWC, their Fisher information on the
-    training images. LwF reads the current body's features from a forward hook on the head's classifier, so it
-    costs one extra (no-grad) forward of the teacher per batch and no second forward of the student.
+    :meth:`setup` runs once in ``fit`` after the plan is applied: it records the original trainable body weights
+    (the anchors) and, for LwF and EWC, copies the original network with its ImageNet head (the teacher) and, for
+    EWC, their Fisher information on the training images. LwF reads the current body's features from the input of
+    the head's classifier, tapped by the loop during its own forward pass, so it costs one extra (no-grad) forward
+    of the teacher per batch and no second forward of the student. ``last`` holds the latest batch's value.
     """
 
-    def __init__(self, remedies: Sequence[Retain], model: nn.Module, names: Sequence[str],
-                 teacher: _Teacher | None, imagenet: nn.Module | None, classifier: nn.Module | None,
-                 fisher: dict[str, torch.Tensor] | None) -> None:
-        self.remedies = tuple(remedies)
-        self.model = model
-        self.names = tuple(names)
-        self.anchors = {n: p.detach().clone() for n, p in model.named_parameters() if n in set(names)}
-        self.teacher, self.imagenet, self.fisher = teacher, imagenet, fisher
-        self.features: torch.Tensor | None = None
-        self.last: dict[str, float] = {}
-        self._hook = classifier.register_forward_pre_hook(self._keep) if classifier is not None else None
+    def __init__(self, remedy: Retain | str) -> None:
+        self.remedy = remedy if isinstance(remedy, Retain) else Retain(remedy)
+        self.name = self.remedy.method
+        self.taps: tuple[Tap, ...] = ()
+        self.teacher: _Teacher | None = None
+        self.imagenet: nn.Module | None = None
+        self.fisher: dict[str, torch.Tensor] | None = None
+        self.anchors: dict[str, torch.Tensor] = {}
+        self.model: nn.Module | None = None
+        self.last = float("nan")
 
-    def _keep(self, module: nn.Module, args: tuple) -> None:
-        self.features = args[0]
-
-    def close(self) -> None:
-        """Remove the feature hook (fit calls it when the run ends)."""
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-
-    @classmethod
-    def build(cls, remedies: Sequence[Retain | str] | Retain | str | None, backbone: "Backbone",
-              layout: "FreezeSummary", feed: "Feed") -> "Retention | None":
-        """The run's remedies (None when there are none); checks they fit the plan and the backbone."""
-        remedies = check_remedies(remedies, layout, pretrained=backbone.meta.get("pretrained", True))
-        if not remedies:
-            return None
-        model = backbone.model
+    def setup(self, ctx: TermContext) -> None:
+        backbone, layout, feed = ctx.backbone, ctx.layout, ctx.feed
+        check_remedies([self.remedy], layout, pretrained=backbone.meta.get("pretrained", True))
+        model = self.model = backbone.model
         body = tuple(f"{s}." for s in layout.trainable_stages if s != backbone.head)
         names = [n for n, p in model.named_parameters() if p.requires_grad and n.startswith(body)]
-        teacher = imagenet = classifier = fisher = None
-        if any(r.method in ("lwf", "ewc") for r in remedies):
-            from tl_lab.backbones.registry import load_backbone
+        self.anchors = {n: p.detach().clone() for n, p in model.named_parameters() if n in set(names)}
+        if self.remedy.method == "l2sp":
+            return
+        from tl_lab.backbones.registry import load_backbone
 
-            reference = load_backbone(backbone.name)
-            if reference.meta.get("categories") is None:
-                raise ValueError(f"LwF and EWC need the original ImageNet head; {backbone.name} has none "
-                                 "(use 'l2sp', or a backbone with ImageNet weights)")
-            device = next(model.parameters()).device
-            imagenet = reference.model.get_submodule(reference.head).classifier.to(device).eval()
-            for p in imagenet.parameters():
-                p.requires_grad_(False)
-            classifier = model.get_submodule(backbone.head).classifier
-            teacher = _Teacher(model, feed.suffix.start, feed.suffix.classifier is not None, backbone.head,
-                               imagenet).to(device).eval()
-            if any(r.method == "ewc" for r in remedies):
-                n = len(feed.data.train)
-                batches = (feed.inputs("train", torch.arange(i, min(i + 32, n)), step=0) for i in range(0, n, 32))
-                fisher = diagonal_fisher(teacher, batches, ["model." + k for k in names])
-                fisher = {k[len("model."):]: v for k, v in fisher.items()}
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-        return cls(remedies, model, names, teacher, imagenet, classifier, fisher)
+        reference = load_backbone(backbone.name)
+        if reference.meta.get("categories") is None:
+            raise ValueError(f"LwF and EWC need the original ImageNet head; {backbone.name} has none "
+                             "(use 'l2sp', or a backbone with ImageNet weights)")
+        device = next(model.parameters()).device
+        self.imagenet = reference.model.get_submodule(reference.head).classifier.to(device).eval()
+        for p in self.imagenet.parameters():
+            p.requires_grad_(False)
+        self.teacher = _Teacher(model, feed.suffix.start, feed.suffix.classifier is not None, backbone.head,
+                                self.imagenet).to(device).eval()
+        if self.remedy.method == "ewc":
+            n = len(feed.data.train)
+            batches = (feed.inputs("train", torch.arange(i, min(i + 32, n)), step=0) for i in range(0, n, 32))
+            fisher = diagonal_fisher(self.teacher, batches, ["model." + k for k in names])
+            self.fisher = {k[len("model."):]: v for k, v in fisher.items()}
+            self.teacher = None  # EWC needed the teacher for its Fisher only
+        else:
+            self.taps = (Tap(f"{backbone.head}.classifier", "input"),)  # the pooled features the head reads
+        for p in (self.teacher.parameters() if self.teacher is not None else ()):
+            p.requires_grad_(False)
 
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The sum of the remedies' terms for this batch (after the student's forward on ``inputs``)."""
-        params = [(n, p) for n, p in self.model.named_parameters() if n in self.anchors]
-        total = None
-        for r in self.remedies:
-            if r.method == "lwf":
-                with torch.no_grad():
-                    target = self.teacher(inputs)
-                term = lwf_loss(self.imagenet(self.features.float()), target, temperature=r.temperature)
-            elif r.method == "l2sp":
-                term = l2sp_penalty(params, self.anchors)
-            else:
-                term = ewc_penalty(params, self.anchors, self.fisher)
-            term = r.strength * term.to(inputs.device)
-            self.last[r.method] = float(term.detach())
-            total = term if total is None else total + term
-        return total
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """``strength`` times the remedy's term for this batch (after the student's forward on ``batch.inputs``)."""
+        r = self.remedy
+        if r.method == "lwf":
+            with torch.no_grad():
+                target = self.teacher(batch.inputs)
+            term = lwf_loss(self.imagenet(batch.taps[self.taps[0]].float()), target, temperature=r.temperature)
+        else:
+            params = [(n, p) for n, p in self.model.named_parameters() if n in self.anchors]
+            term = (l2sp_penalty(params, self.anchors) if r.method == "l2sp"
+                    else ewc_penalty(params, self.anchors, self.fisher))
+        term = r.strength * term.to(batch.logits.device)
+        self.last = float(term.detach())
+        return term
+
+    def config(self) -> dict:
+        r = self.remedy
+        return {"kind": "retain", "name": self.name, "label": r.label(), "method": r.method, "strength": r.strength,
+                "temperature": r.temperature}
+
+    @classmethod
+    def from_config(cls, config: dict) -> RetainTerm:
+        if "method" in config:
+            return cls(Retain(config["method"], config["strength"], config.get("temperature", 2.0)))
+        return cls(Retain.from_label(config["label"]))
+
+    def close(self) -> None:
+        self.teacher = self.imagenet = None
+
+
+def retain_terms(remedies: Sequence[Retain | str] | Retain | str | None) -> list[RetainTerm]:
+    """``fit(retain=...)`` as loss terms, one per remedy (their names ``lwf``, ``ewc``, ``l2sp`` must differ)."""
+    if remedies is None:
+        return []
+    if isinstance(remedies, (str, Retain)):
+        remedies = [remedies]
+    return [RetainTerm(r) for r in remedies]

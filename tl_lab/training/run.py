@@ -141,8 +141,15 @@ class Run:
             return None
         path = Path(self.run_dir) / "run.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(_dumps_run(self.to_json()))
-        tmp.replace(path)
+        try:
+            tmp.write_text(_dumps_run(self.to_json()))
+            tmp.replace(path)
+        except OSError as exc:  # a full disk: the run and its notes stay in memory; say so once
+            tmp.unlink(missing_ok=True)
+            note = f"run.json could not be written to {self.run_dir} ({exc.strerror or exc}); the run is in memory only"
+            if note not in self.notes:
+                self.notes.append(note)
+            return None
         return path
 
 

@@ -135,8 +135,8 @@ def check_data(backbone: Backbone, data: DatasetSplits) -> None:
 def check_switches(*, cache: Any, amp: Any, memory_cap_mb: Any, min_batch_size: Any) -> None:
     if cache not in (True, False, "auto"):
         raise ValueError(f"cache must be True, False or 'auto'; got {cache!r}")
-    if amp not in (True, False, "auto"):
-        raise ValueError(f"amp must be True, False or 'auto'; got {amp!r}")
+    if not any(amp is ok or (isinstance(amp, str) and amp == ok) for ok in (True, False, "auto", "bfloat16", "float16")):
+        raise ValueError(f"amp must be True, False, 'auto', 'bfloat16' or 'float16'; got {amp!r}")
     if isinstance(memory_cap_mb, bool) or not isinstance(memory_cap_mb, (int, float)) or memory_cap_mb < 0:
         raise ValueError(f"memory_cap_mb must be a number >= 0 (0 keeps the cache on disk); got {memory_cap_mb!r}")
     if isinstance(min_batch_size, bool) or not isinstance(min_batch_size, int) or min_batch_size < 1:
