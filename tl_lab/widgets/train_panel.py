@@ -109,8 +109,9 @@ class TrainPanel(W.VBox):
 
         narrow = {"description_width": "110px"}
         self.data_choice = DataChoice(self.state)
-        self.dataset, self.folder, self.shots = self.data_choice.dataset, self.data_choice.folder, self.data_choice.shots
-        self.skipped, self.skipped_list = self.data_choice.skipped, self.data_choice.skipped_list
+        dc = self.data_choice
+        self.dataset, self.folder, self.shots, self.skipped, self.skipped_list = (
+            dc.dataset, dc.folder, dc.shots, dc.skipped, dc.skipped_list)
         self.train_button = W.Button(description="Train", button_style="primary", icon="play",
                                      tooltip="start a run with these settings")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
@@ -148,7 +149,8 @@ class TrainPanel(W.VBox):
                    "best checkpoint. Accuracies are on held-out images, next to the raw-pixel baseline."),
             self.data_choice, self.settings,
             W.HBox([self.train_button, self.stop_button, self.resume_button]), self.progress, self.status,
-            self.chart, W.HTML("<b>Runs</b> (best checkpoint by validation accuracy; test accuracy at that checkpoint)"),
+            self.chart,
+            W.HTML("<b>Runs</b> (best checkpoint by validation accuracy; test accuracy at that checkpoint)"),
             self.table,
         ])
         self.add_class("tl-train-panel")
@@ -206,7 +208,7 @@ class TrainPanel(W.VBox):
         self.kept.now(run)
         self._record(run)
 
-    # ---- the data ------------------------------------------------------------------------------
+    # ---- the data -------------------------------------------------------------------------------------------
     def _on_data_choice(self, change: dict) -> None:
         self.data_choice.chosen(change)
         if self.worker.busy:  # a run or a load is going on: the next run loads (and measures) what was chosen
