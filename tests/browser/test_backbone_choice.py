@@ -3,6 +3,8 @@ backbones and draws the score bars; the picker above it lists the three embedded
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.browser.conftest import write_notebook
@@ -55,7 +57,8 @@ CHECK_CHART = """() => {
   const box = slot.getBoundingClientRect();
   return {shown: box.height > 100 && box.width > 300,
           points: gd && gd.data ? gd.data.filter(t => t.type === 'scatter' && (t.x || []).length > 1)
-                                          .map(t => t.x.length) : []};
+                                          .map(t => t.x.length) : [], traces: gd && gd.data ? gd.data.length : -1,
+          box: [box.width, box.height], display: getComputedStyle(slot).display};
 }"""
 
 
@@ -77,9 +80,10 @@ def test_verification_charts_come_back_after_a_second_score(lab):
         assert lab.js(CHECK_CHART)["shown"] is False, f"score {attempt}: the last verification is hidden"
         chooser.locator("button.tl-verify-backbones").click()
         lab.page.wait_for_function(f"() => ({status})().startsWith('Trained')", timeout=300_000)
-        lab.page.wait_for_function(f"() => {{ const c = ({CHECK_CHART})(); return c && c.shown && "
-                                   f"c.points.length >= 1; }}", timeout=60_000)  # fmt: skip
-        chart = lab.js(CHECK_CHART)
-        assert chart["points"] and all(n == 2 for n in chart["points"]), (attempt, chart)  # pretrained + random
+        deadline = time.monotonic() + 60  # plotly.js applies the figure a moment after the kernel sent it
+        while not ((chart := lab.js(CHECK_CHART)) and chart["shown"] and chart["points"]) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert chart["shown"] and chart["points"], (attempt, chart)
+        assert all(n == 2 for n in chart["points"]), (attempt, chart)  # pretrained + random init
     lab.screenshot("verified-twice", chooser.locator(".tl-ranking-figure").nth(1))
     lab.assert_clean_console()
