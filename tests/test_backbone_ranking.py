@@ -177,5 +177,76 @@ def test_chooser_scores_then_verifies_with_numbers_from_the_library():
     assert chooser.status.kind == "ok", chooser.status.text
     tau = chooser.result.kendall_tau
     assert f"logme {tau['logme']:+.2f}" in chooser.status.text
-    assert chooser.check_fig.widget is not None and chooser.cost_fig.widget is not None
+    records = chooser.result.to_records()
+    logme = [t for t in chooser.check_fig.widget.data if t.x and len(t.x) == len(records)][0]
+    assert list(logme.x) == pytest.approx([r["logme"] for r in records])  # the chart shows the measured numbers
+    assert list(logme.y) == pytest.approx([r["test_acc"] for r in records])
+    assert chooser.check_fig.widget in chooser.check_fig.children and chooser.check_fig.layout.display == ""
     assert [r.name for r in state.runs] == [r.name for r in chooser.result.runs] and len(state.runs) == 2
+
+
+def _ranking(records, *, trained):
+    from tl_lab.experiments.backbone_ranking import RankingResult
+
+    rows = [{**r, "imagenet_top1": None, "train_seconds": 2.0 if trained else None,
+             "test_acc": r["test_acc"] if trained else None} for r in records]
+    return RankingResult("backbone_ranking", rows, 1.0, config={"dataset": "clipart", "raw_pixels_test_acc": 0.3},
+                         metrics=("logme", "leep"))
+
+
+def _shown(slot):
+    """The figure a FigureSlot puts on the page: its widget, when it is among the slot's children and shown."""
+    if slot.widget is None or slot.widget not in slot.children or slot.layout.display == "none":
+        return None
+    return slot.widget
+
+
+def test_chooser_shows_the_verification_again_after_a_second_score(monkeypatch):
+    """Score, verify, score again, verify again: the second verification's charts are on the page with its own
+    numbers (the slots' FigureWidgets stay among their children; the first verification is cleared and hidden)."""
+    from tl_lab.widgets import backbone_choice
+    from tl_lab.widgets.state import LabState
+
+    second = [{**r, "logme": r["logme"] - 0.5, "test_acc": r["test_acc"] / 2} for r in RECORDS]
+    scorings = iter([RECORDS, second])
+    current = []  # the records of the last scoring: what its verification measures
+
+    def score(*_a, **_k):
+        current[:] = next(scorings)
+        return _ranking(current, trained=False)
+
+    monkeypatch.setattr(backbone_choice, "rank_backbones", score)
+    monkeypatch.setattr(backbone_choice, "verify_ranking", lambda *_a, **_k: _ranking(current, trained=True))
+    monkeypatch.setattr(LabState, "data", lambda self, *a, **k: None)
+    chooser = backbone_choice.BackboneChooser(state=LabState(dataset="clipart", shots=3))
+    assert _shown(chooser.check_fig) is None and _shown(chooser.cost_fig) is None  # nothing verified yet
+    for records in (RECORDS, second):
+        chooser.score_button.click()
+        chooser.wait(60)
+        assert chooser.status.kind == "ok", chooser.status.text
+        # a new scoring: the last verification is gone from the page (and from a saved snapshot)
+        assert _shown(chooser.check_fig) is None and _shown(chooser.cost_fig) is None
+        assert chooser.check_fig.widget is None or list(chooser.check_fig.widget.data) == []
+        chooser.verify_button.click()
+        chooser.wait(60)
+        assert chooser.status.kind == "ok", chooser.status.text
+        check, cost = _shown(chooser.check_fig), _shown(chooser.cost_fig)
+        assert check is not None and cost is not None, "the verification charts must be displayed"
+        points = [t for t in check.data if t.type == "scatter" and t.x is not None and len(t.x) == len(records)]
+        assert [list(t.x) for t in points] == [pytest.approx([r[m] for r in records]) for m in ("logme", "leep")]
+        assert all(list(t.y) == pytest.approx([r["test_acc"] for r in records]) for t in points)
+        cost_points = [t for t in cost.data if t.type == "scatter" and t.y is not None and len(t.y) == len(records)]
+        assert cost_points and list(cost_points[0].y) == pytest.approx([r["test_acc"] for r in records])
+
+
+def test_chooser_buttons_show_an_error_instead_of_failing_silently(monkeypatch):
+    from tl_lab.widgets import backbone_choice
+    from tl_lab.widgets.state import LabState
+
+    def refuse(*_a, **_k):
+        raise RuntimeError("the worker could not start")
+
+    chooser = backbone_choice.BackboneChooser(state=LabState(dataset="clipart", shots=3))
+    monkeypatch.setattr(chooser.worker, "start", refuse)
+    chooser.score_button.click()
+    assert chooser.status.kind == "error" and chooser.status.text == "Error: RuntimeError: the worker could not start"

@@ -17,6 +17,7 @@ from PIL import Image
 
 from tl_lab import plots
 from tl_lab.plots.style import OKABE_ITO, STRATEGY_COLORS, subtitle_of
+from tl_lab.plots.training import term_keys, term_label
 
 STAGES = ["stem", "stage1", "stage2", "stage3"]
 
@@ -219,6 +220,52 @@ def test_empty_training_figure_is_extended_live():
     assert unknown.layout.xaxis.range[0] == 0 and unknown.layout.xaxis2.range[0] == 0
     with pytest.raises(ValueError, match="no run 'other'"):
         plots.append_epoch(fig, {"epoch": 3}, label="other")
+
+
+def _history_with_terms(n):
+    """History rows as the loop with loss terms writes them: train_loss is the total the optimiser minimised
+    (task loss + LwF's distillation term), train_task_loss the objective alone, term_<name> each term's mean."""
+    return [{"epoch": e, "train_loss": 2.0 / e + 2.0, "train_task_loss": 2.0 / e, "term_lwf": 2.0 - 0.1 * e,
+             "val_loss": 2.1 / e, "train_acc": 0.5 + e / 20, "val_acc": 0.4 + e / 20} for e in range(1, n + 1)]
+
+
+def test_training_curves_plot_the_task_loss_against_validation_and_the_terms_apart():
+    runs = [{"label": "LwF", "history": _history_with_terms(3)}, {"label": "plain", "history": _history(2)}]
+    fig = plots.training_curves(runs)
+    by = {(t.meta["run"], t.meta["metric"]): t for t in fig.data}
+    assert list(by) == [("LwF", m) for m in plots.TRAINING_METRICS] + [("LwF", "term_lwf")] + [
+        ("plain", m) for m in plots.TRAINING_METRICS]
+    # the dashed training curve beside val_loss is the task loss (2/e), not the total (2/e + 2)
+    assert np.allclose(by["LwF", "train_loss"].y, [2.0, 1.0, 2 / 3]) and by["LwF", "train_loss"].yaxis == "y"
+    assert np.allclose(by["plain", "train_loss"].y, [1.0, 0.5])  # no task loss recorded: train_loss, as before
+    term = by["LwF", "term_lwf"]
+    assert list(term.x) == [1, 2, 3] and np.allclose(term.y, [1.9, 1.8, 1.7])
+    assert term.yaxis == "y3" and term.xaxis == "x3" and term.line.dash == "dot" and term.showlegend
+    assert term.name == "LwF: LwF: distance to the original network's outputs"
+    assert term.line.color == by["LwF", "val_loss"].line.color  # the run's colour
+    assert fig.layout.yaxis3.title.text == "added loss terms" and fig.layout.xaxis3.matches == "x2"
+    domains = [fig.layout.yaxis.domain, fig.layout.yaxis3.domain, fig.layout.yaxis2.domain]  # top to bottom
+    assert all(a[0] > b[1] for a, b in zip(domains, domains[1:])), domains  # three panels, none overlapping
+    assert "dotted: loss terms added to it" in subtitle_of(fig).replace("<br>", " ")
+    plain = plots.training_curves([runs[1]])  # no terms: two panels, the usual subtitle
+    assert "yaxis3" not in plain.layout and subtitle_of(plain) == "solid: validation · dashed: training"
+    assert term_keys(_history_with_terms(1) + [{"term_domain": 0.1}]) == ["term_lwf", "term_domain"]
+    assert term_label("term_domain") == "domain confusion" and term_label("term_new_idea") == "new idea"
+
+
+def test_a_live_figure_gains_the_terms_panel_at_the_first_epoch_that_has_terms():
+    fig = plots.empty_training_figure("live", epochs=5)
+    assert "yaxis3" not in fig.layout
+    history = _history_with_terms(3)
+    plots.append_epochs(fig, history[:1])
+    plots.append_epochs(fig, history[1:])
+    same = plots.training_curves([{"label": "live", "history": history}])
+    assert [t.meta for t in fig.data] == [t.meta for t in same.data]
+    for a, b in zip(fig.data, same.data):
+        assert list(a.x) == list(b.x) and np.allclose(a.y, b.y) and a.yaxis == b.yaxis
+    assert fig.layout.yaxis3.domain == same.layout.yaxis3.domain and fig.layout.height == same.layout.height
+    assert subtitle_of(fig) == subtitle_of(same)
+    assert tuple(fig.layout.xaxis.range) == (0.5, 5.5), "the planned length still fixes the epoch axis"
 
 
 def test_data_efficiency_averages_seeds_with_error_bars():

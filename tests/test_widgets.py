@@ -23,6 +23,8 @@ from tl_lab.widgets import (
     TrainPanel,
     TransferLab,
 )
+from tl_lab.widgets import keep_old_task as keep_old_task_module
+from tl_lab.widgets import train_chart as train_chart_module
 from tl_lab.widgets import train_panel as train_panel_module
 from tl_lab.widgets.common import Throttle
 from tl_lab.widgets.inside import read_upload
@@ -37,6 +39,11 @@ def _count(html_text: str) -> int:
 def _row_count(table_html: str) -> int:
     body = table_html.split("<tbody>")[1]
     return body.count("<tr>")
+
+
+def _drawn(row: dict, metric: str) -> float:
+    """What the chart's curve ``metric`` shows for a history row: the training curve is the task's loss alone."""
+    return row.get("train_task_loss", row["train_loss"]) if metric == "train_loss" else row[metric]
 
 
 # ---- StageFreezer -----------------------------------------------------------------------------------------------
@@ -83,6 +90,29 @@ def test_freezing_from_a_middle_stage_defaults_the_body_lr_to_the_fine_tune_reci
     given = StageFreezer("efficientnet_lite0", plan=FreezePlan("stage6"))  # a plan given in code is kept as it is
     given.set_trainable_from("stage4")
     assert given.plan.lr_mult == {}
+
+
+def test_freezer_says_why_lora_or_bitfit_changes_nothing_while_only_the_head_trains():
+    f = StageFreezer("efficientnet_lite0")
+    head_only = f.trainable
+    f.params.value = "lora:4"
+    assert f.plan == FreezePlan("head") and f.trainable == head_only  # nothing changed: and the freezer says why
+    assert f.status.kind == "warn" and f.status.text == (
+        "'LoRA, rank 4' changes nothing yet: LoRA adapts the body's layers (small low-rank matrices beside their "
+        "frozen weights), but this plan trains only the head (which always trains whole). Click a body stage (e.g. "
+        "conv_head, the last one) to train it and the stages after it this way.")
+    f.params.value = "bias"
+    assert f.status.text.startswith("'biases only' changes nothing yet: it trains the biases inside the trainable "
+                                    "body stages, but this plan trains only the head")
+    f.params.value = "lora:4"
+    f.set_trainable_from("conv_head")  # the stage the message offers: now LoRA adapts it
+    assert f.plan == FreezePlan("conv_head", params="lora", lora_rank=4, lr_mult={"body": f.plan.lr_mult["body"]})
+    assert f.trainable == FreezePlan("conv_head", params="lora", lora_rank=4).summary(f.backbone).trainable > head_only
+    assert f.status.kind == "info" and "changes nothing" not in f.status.text
+    f.set_trainable_from("head")
+    assert f.status.kind == "warn" and "'LoRA, rank 4' changes nothing yet" in f.status.text
+    f.params.value = "all"
+    assert f.status.text == ""
 
 
 def test_freezer_bn_policy_and_learning_rates_reach_the_plan():
@@ -144,8 +174,8 @@ def test_failed_pick_in_the_dashboard_shows_the_backbone_the_other_tabs_use(no_n
 @pytest.mark.slow
 def test_train_panel_trains_in_the_background_and_the_chart_equals_the_history(tmp_path, monkeypatch):
     draws = []
-    real = train_panel_module.append_epochs
-    monkeypatch.setattr(train_panel_module, "append_epochs", lambda fig, rows, label: (draws.append(len(rows)),
+    real = train_chart_module.append_epochs
+    monkeypatch.setattr(train_chart_module, "append_epochs", lambda fig, rows, label: (draws.append(len(rows)),
                                                                                        real(fig, rows, label=label)))
     panel = TrainPanel(dataset="digits", shots=5, run_dir=tmp_path, update_interval=5.0)
     panel.epochs.value = 40
@@ -156,7 +186,7 @@ def test_train_panel_trains_in_the_background_and_the_chart_equals_the_history(t
     assert len(run.history) == 40
     by_metric = {t.meta["metric"]: t for t in panel.figure.data}
     for metric in ("train_loss", "val_loss", "train_acc", "val_acc"):
-        assert list(by_metric[metric].y) == pytest.approx([h[metric] for h in run.history])
+        assert list(by_metric[metric].y) == pytest.approx([_drawn(h, metric) for h in run.history])
         assert list(by_metric[metric].x) == [float(h["epoch"]) for h in run.history]
     assert sum(draws) == 40 and len(draws) <= 4, f"redraws must be throttled, got {draws}"
     assert panel.status.text.startswith("Finished") and "raw pixels" in panel.status.text
@@ -196,7 +226,7 @@ def test_stop_takes_effect_within_a_batch_and_keeps_the_best_checkpoint(tmp_path
     assert run.stopped_early and "stopped from the panel" in run.stop_reason
     assert len(run.history) == 2, "the stop request is honoured in the next batch, not at the end of the run"
     assert panel.status.text.startswith("Stopped") and str(run.checkpoint) in panel.status.text
-    assert run.checkpoint.exists() and panel.stop_latency_s is not None
+    assert run.checkpoint.exists() and 0 < panel.stop_latency_s <= panel.row_latency_s  # click, Stopped, row
     assert run.best["test_acc"] == pytest.approx(run.evaluate("test")["acc"])  # the kept checkpoint, measured
     assert f"{run.best['test_acc']:.3f}" in panel.table.value
     assert not panel.resume_button.disabled
@@ -333,13 +363,28 @@ def test_choosing_your_folder_offers_its_shots_and_shows_the_skipped_files(tmp_p
 
 
 def test_a_shots_error_is_said_in_the_widgets_words(tmp_path):
-    from tl_lab.widgets.train_panel import _in_widget_words
+    from tl_lab.data.datasets import NotEnoughImages
+    from tl_lab.widgets.train_options import in_widget_words
 
-    with pytest.raises(ValueError) as error:
-        tl_lab.load_dataset("folder", root=_folder_of_two_classes(tmp_path / "mine"), shots=10)
-    said = str(_in_widget_words(error.value))
+    root = _folder_of_two_classes(tmp_path / "mine")
+    with pytest.raises(NotEnoughImages) as error:
+        tl_lab.load_dataset("folder", root=root, shots=10)
+    # the data layer's fields, and its message (which names load_dataset's arguments) kept as it was
+    assert (error.value.shots, error.value.most_shots, error.value.smallest_class) == (10, 4, "cats")
+    assert isinstance(error.value, ValueError) and str(error.value) == (
+        f"shots=10 is more than the 4 training images available per class in {error.value.dataset!r} (smallest "
+        "class: 'cats'); use shots <= 4, a smaller val_per_class, or shots=None for all")
+    said = str(in_widget_words(error.value))
     assert said == "this data has only 4 training images per class (smallest class: 'cats'): choose 'shots per " \
                    "class' 4 or fewer, or 'all'"
+    # decided by the type, not by reading the text: another ValueError that quotes the same words is left alone
+    other = ValueError("use shots <= 3 (smallest class: 'x')")
+    assert in_widget_words(other) is other
+    panel = TrainPanel(dataset="folder", root=str(root), shots=2, run_dir=tmp_path)
+    panel.wait(60)
+    panel.state.shots = 10  # more than the folder has, set behind the menu's back: the panel says it in its words
+    panel.train_button.click()
+    assert panel.status.kind == "error" and panel.status.text == f"Error: ValueError: {said}"
 
 
 def test_stop_with_nothing_training_says_so():
@@ -363,8 +408,8 @@ def test_a_remedy_reaches_fit_and_the_table_shows_how_much_of_imagenet_each_run_
     from tl_lab.inside.old_task import PHOTOS, TEST, old_task_agreement
 
     threads = []
-    real = train_panel_module.old_task_agreement
-    monkeypatch.setattr(train_panel_module, "old_task_agreement",
+    real = keep_old_task_module.old_task_agreement
+    monkeypatch.setattr(keep_old_task_module, "old_task_agreement",
                         lambda *a, **k: (threads.append(threading.current_thread().name), real(*a, **k))[1])
     panel = TrainPanel(dataset="digits", shots=2, image_size=32, run_dir=tmp_path)
     panel.wait(60)
@@ -399,7 +444,7 @@ def test_a_remedy_reaches_fit_and_the_table_shows_how_much_of_imagenet_each_run_
     assert kept[TEST]["top1_agreement"] < 1.0  # the body moved: some ImageNet answers changed
     assert _row_cells(panel.table.value, panel._label_of(tuned))[4:7] == [
         "LwF 1", f"{kept[PHOTOS]['top1_agreement']:.3f}", f"{kept[TEST]['top1_agreement']:.3f}"]
-    assert threads == ["tl-lab-worker", "tl-lab-worker"]  # measured in the background, after each run
+    assert threads == ["tl-lab-old-task", "tl-lab-old-task"]  # measured in the background, after each run
     assert "raw pixels (logistic regression)" in panel.table.value and _row_count(panel.table.value) == 3
     # Resume continues it with the same remedy (fit builds the remedy from the pretrained weights, then resumes)
     assert not panel.resume_button.disabled and "Resume continues" in panel.status.text
@@ -450,6 +495,76 @@ def test_a_remedy_the_plan_cannot_use_is_refused_before_training_and_so_is_a_bad
         TrainPanel(dataset="digits", retain="replay")
 
 
+def test_the_runs_row_arrives_before_the_old_task_is_measured(tmp_path, monkeypatch):
+    """Measuring "ImageNet kept" (a forward pass of the photos and test images) must not hold up the run's row:
+    the measurement here blocks on an Event, and the row, the status and the buttons are there before it ends."""
+    import threading
+
+    from tl_lab.inside.old_task import PHOTOS, TEST
+
+    release, started = threading.Event(), threading.Event()
+    real = keep_old_task_module.old_task_agreement
+
+    def blocked(*args, **kwargs):
+        started.set()
+        assert release.wait(120), "the test never released the measurement"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(keep_old_task_module, "old_task_agreement", blocked)
+    panel = TrainPanel(dataset="digits", shots=2, image_size=32, epochs=1, run_dir=tmp_path)
+    panel.wait(60)
+    panel.train_button.click()
+    panel.worker.wait(120)  # the run's job ended: fit returned and its row was written
+    assert panel.last_error is None, panel.status.text
+    run = panel.runs[-1]
+    assert started.wait(60) and not release.is_set()  # the measurement is under way, and blocked
+    label = panel._label_of(run)
+    assert _row_cells(panel.table.value, label)[:7] == [
+        label, "digits, 2-shot", f"{run.best['val_acc']:.3f}", f"{run.best['test_acc']:.3f}", "none", "measuring…",
+        "measuring…"]
+    assert f"{label}: measuring what it kept of ImageNet in the background" in panel.table.value
+    assert panel.status.text.startswith("Finished") and "ImageNet kept: measuring…" in panel.status.text
+    assert not panel.train_button.disabled  # the learner can start the next run meanwhile
+    release.set()
+    assert panel.wait(120) is run and not panel.kept.busy
+    kept = real(run, reference=panel.state.backbone())
+    assert _row_cells(panel.table.value, label)[5:7] == [f"{kept[PHOTOS]['top1_agreement']:.3f}",
+                                                         f"{kept[TEST]['top1_agreement']:.3f}"] == ["1.000", "1.000"]
+    assert "measuring" not in panel.table.value
+    assert "ImageNet kept 1.000 (photos), 1.000 (test images)" in panel.status.text  # its end message, completed
+
+
+def test_the_live_chart_draws_the_task_loss_against_validation_and_each_term_apart(tmp_path):
+    """The contract of the loss terms: EpochEnd metrics keep train_loss (the total) and add train_task_loss and
+    term_<name>; the chart's training curve is the task loss and each term has its own panel and legend entry."""
+    from tl_lab.training.events import EpochEnd, FitEnd, FitStart
+
+    panel = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path, update_interval=60.0)
+    rows = [{"epoch": e, "train_loss": 4.0 + 0.1 * e, "train_task_loss": 2.2 - 0.1 * e, "term_lwf": 1.9 + 0.2 * e,
+             "term_domain": 0.5, "val_loss": 2.0 - 0.05 * e, "train_acc": 0.3 + 0.1 * e, "val_acc": 0.25 + 0.1 * e}
+            for e in (1, 2, 3)]
+    config = {"backbone": "efficientnet_lite0", "plan_label": "fine-tune all", "data": {"name": "digits", "shots": 2}}
+    panel._on_event(FitStart("run-a", 3, 0, 2, config, "off"))
+    for i, row in enumerate(rows):
+        panel._on_event(EpochEnd(i, 3, row, False))
+    panel._on_event(FitEnd(None))
+    by_metric = {t.meta["metric"]: t for t in panel.figure.data}
+    assert list(by_metric) == ["train_loss", "val_loss", "train_acc", "val_acc", "term_lwf", "term_domain"]
+    assert list(by_metric["train_loss"].y) == pytest.approx([2.1, 2.0, 1.9])  # the task loss, not the total 4.x
+    assert list(by_metric["val_loss"].y) == pytest.approx([1.95, 1.9, 1.85])
+    assert by_metric["train_loss"].yaxis == by_metric["val_loss"].yaxis == "y"
+    lwf, domain = by_metric["term_lwf"], by_metric["term_domain"]
+    assert list(lwf.x) == [1.0, 2.0, 3.0] and list(lwf.y) == pytest.approx([2.1, 2.3, 2.5])
+    assert list(domain.y) == pytest.approx([0.5, 0.5, 0.5])
+    assert lwf.yaxis == domain.yaxis == "y3" and panel.figure.layout.yaxis3.title.text == "added loss terms"
+    label = "lite0, fine-tune all, 2-shot, digits"
+    assert lwf.name == f"{label}: LwF: distance to the original network's outputs"
+    assert domain.name == f"{label}: domain confusion" and lwf.line.dash == "dot"
+    assert "task's loss alone" in panel.figure.layout.title.text
+    # the chart's saved state (what a reloaded page draws) holds the terms too
+    assert [t["meta"]["metric"] for t in panel.figure._widget_data][-2:] == ["term_lwf", "term_domain"]
+
+
 def test_throttle_lets_through_at_most_once_per_interval():
     t = Throttle(60.0)
     assert t.ready() and not t.ready() and t.ready(force=True)
@@ -481,14 +596,23 @@ def test_feature_explorer_draws_maps_and_filters_and_reports_bad_uploads():
 
 
 @pytest.mark.slow
-def test_feature_explorer_probes_and_embedding_on_digits():
+def test_feature_explorer_probes_and_embedding_on_digits(monkeypatch):
+    from tl_lab.widgets import inside as inside_module
+
+    measured = []  # what the library returned to the widget: the chart must show exactly these numbers
+    real = inside_module.probe_stages
+    monkeypatch.setattr(inside_module, "probe_stages", lambda *a, **k: measured.append(real(*a, **k)) or measured[-1])
     ex = FeatureExplorer(dataset="digits", shots=5)
     ex.probe_button.click()
     ex.wait(300)
     assert ex.status.kind == "ok", ex.status.text
-    assert "raw pixels" in ex.status.text
-    ys = [t for t in ex.probe_fig.figure.data if t.name == "linear probe"][0].y
-    assert len(ys) == len(tl_lab.load_backbone().body_stages) and all(0 <= y <= 1 for y in ys)
+    best = measured[0].best_stage
+    assert ex.status.text == (f"Probes done: best stage {best} (test acc {measured[0].curve('test')[best]:.3f}); raw "
+                              f"pixels {measured[0].baseline_test_acc:.3f}.")
+    probe = [t for t in ex.probe_fig.figure.data if t.name == "linear probe"][0]
+    records = measured[0].to_records()
+    assert list(probe.x) == [r["stage"] for r in records] == list(tl_lab.load_backbone().body_stages)
+    assert list(probe.y) == pytest.approx([r["test_acc"] for r in records])
     ex.stage.value = "stage5"
     ex.embed_button.click()
     ex.wait(300)
@@ -529,7 +653,10 @@ def test_compare_runs_cka_is_one_where_nothing_trained(head_run):
     assert cmp.status.kind == "ok", cmp.status.text
     # a frozen-head run leaves every body stage as it was: CKA 1 everywhere (a real check of the wiring)
     assert all(v == pytest.approx(1.0, abs=1e-4) for v in cmp.result.per_stage.values())
-    assert len(cmp.figure.figure.data) >= 1 and "raw pixels" in cmp.table.value
+    curve = cmp.figure.figure.data[0]  # the chart shows the measured CKA of every stage
+    assert list(curve.x) == list(cmp.result.per_stage) and list(curve.y) == pytest.approx(
+        list(cmp.result.per_stage.values()))
+    assert "raw pixels" in cmp.table.value
     cmp.b.value = cmp.a.value
     cmp.compare_button.click()
     assert cmp.status.kind == "error" and "the same" in cmp.status.text

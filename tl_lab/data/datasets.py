@@ -50,11 +50,38 @@ __all__ = [
     "DatasetSplits",
     "DatasetUnavailableError",
     "ImageSplit",
+    "NotEnoughImages",
     "SkippedFile",
     "check_target",
     "list_datasets",
     "load_dataset",
 ]
+
+class NotEnoughImages(ValueError):
+    """``shots`` asks for more training images per class than the data has (after its test and validation images).
+
+    Why a type of its own: a widget says the same facts in its own words (its "shots per class" menu, not the
+    ``shots=`` argument) from these fields, without reading them back out of the message.
+
+    Attributes: ``shots`` (asked), ``most_shots`` (the most the smallest class allows), ``smallest_class`` (its
+    name), ``dataset`` (the dataset's name).
+    """
+
+    def __init__(self, *, shots: int, most_shots: int, smallest_class: str, dataset: str) -> None:
+        self.shots, self.most_shots, self.smallest_class, self.dataset = shots, most_shots, smallest_class, dataset
+        super().__init__(
+            f"shots={shots} is more than the {most_shots} training images available per class in "
+            f"{dataset!r} (smallest class: {smallest_class!r}); use shots <= {most_shots}, a smaller "
+            "val_per_class, or shots=None for all"
+        )
+
+    def __reduce__(self):  # picklable with its fields (keyword-only __init__)
+        return (_not_enough_images, (self.shots, self.most_shots, self.smallest_class, self.dataset))
+
+
+def _not_enough_images(shots: int, most_shots: int, smallest_class: str, dataset: str) -> NotEnoughImages:
+    return NotEnoughImages(shots=shots, most_shots=most_shots, smallest_class=smallest_class, dataset=dataset)
+
 
 DEFAULT_ROOT = Path("~/.cache/tl_lab/datasets")
 DEFAULT_VAL_PER_CLASS = 10
@@ -294,11 +321,8 @@ def _split_pool(pool: Pool, info: _DatasetInfo, *, shots, seed, val_per_class, t
     if shots is not None:
         smallest = min(available, key=available.get)
         if shots > available[smallest]:
-            raise ValueError(
-                f"shots={shots} is more than the {available[smallest]} training images available per class in "
-                f"{info.name!r} (smallest class: {smallest!r}); use shots <= {available[smallest]}, a smaller "
-                "val_per_class, or shots=None for all"
-            )
+            raise NotEnoughImages(shots=shots, most_shots=available[smallest], smallest_class=smallest,
+                                  dataset=info.name)
     return np.concatenate(train_idx), np.concatenate(val_idx), np.flatnonzero(test)
 
 

@@ -41,14 +41,53 @@ from tl_lab.plots.style import (
 )
 
 __all__ = ["training_curves", "empty_training_figure", "append_epoch", "append_epochs", "add_run", "data_efficiency", "freeze_sweep",
-           "comparison_bars", "confusion_matrix", "TRAINING_METRICS"]
+           "comparison_bars", "confusion_matrix", "TRAINING_METRICS", "TASK_LOSS", "TERM_PREFIX", "term_keys",
+           "term_label"]
 
 TRAINING_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
-"""The per-epoch keys drawn by :func:`training_curves`, in trace order within each run."""
+"""The four curves of every run in :func:`training_curves`, in trace order (each trace's ``meta["metric"]``). The
+``train_loss`` curve draws :data:`TASK_LOSS` when a history row has it (the objective alone), else ``train_loss``."""
+
+TASK_LOSS = "train_task_loss"
+"""The history key of the training objective alone (cross-entropy), without the added loss terms; ``train_loss`` is
+the total the optimiser minimised. Only the objective is comparable with ``val_loss``."""
+
+TERM_PREFIX = "term_"
+"""History keys ``term_<name>`` hold each added loss term's mean per example (``term_lwf``, ``term_domain`` …);
+they are drawn in a panel of their own, never on the task-loss axis."""
+
+_TERM_NAMES = {
+    "lwf": "LwF: distance to the original network's outputs",
+    "ewc": "EWC: pull back to the pretrained weights",
+    "l2sp": "L2-SP: pull back to the pretrained weights",
+    "domain": "domain confusion",
+}
+_TERMS_AXIS = "added loss terms"
+_SUBTITLE = "solid: validation · dashed: training"
+_TERMS_SUBTITLE = ("solid: validation · dashed: training (the task's loss alone) · dotted: loss terms added to it "
+                   "(own panel)")
+
+
+def term_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ``term_*`` keys of ``rows`` (history rows or EpochEnd metrics), in order of first appearance."""
+    return ordered_unique(k for r in rows for k in r if isinstance(k, str) and k.startswith(TERM_PREFIX))
+
+
+def term_label(key: str) -> str:
+    """How a learner reads a term's curve: ``term_lwf`` -> ``"LwF: distance to the original network's outputs"``."""
+    name = key[len(TERM_PREFIX):] if key.startswith(TERM_PREFIX) else key
+    return _TERM_NAMES.get(name, name.replace("_", " "))
+
+
+def _source(metric: str, row: Mapping[str, Any]) -> str | None:
+    """The history key a curve draws from ``row``: the task loss for the training-loss curve when recorded."""
+    if metric == "train_loss" and TASK_LOSS in row:
+        return TASK_LOSS
+    return metric if metric in row else None
 
 
 def training_curves(runs: Sequence[Mapping[str, Any]], *, title: str = "Is the model still learning, or overfitting?",
-                    subtitle: str | None = "solid: validation · dashed: training") -> go.Figure:
+                    subtitle: str | None = _SUBTITLE) -> go.Figure:
     """Loss (top) and accuracy (bottom) against epoch for several runs, one colour per run.
 
     Why: the gap between the dashed train curve and the solid validation curve is overfitting; a flat validation
@@ -56,6 +95,12 @@ def training_curves(runs: Sequence[Mapping[str, Any]], *, title: str = "Is the m
     entry holds ``epoch`` and any of ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``. Each run has four
     traces in :data:`TRAINING_METRICS` order, tagged ``meta={"run": label, "metric": key}``; only the validation
     loss trace shows in the legend, named with the run's label.
+
+    A run trained with added loss terms (a forgetting remedy such as LwF, domain confusion) minimises their sum with
+    the task's loss; that total is not comparable with the validation loss (LwF's distillation term alone can be
+    twice the task loss). So the dashed training curve draws :data:`TASK_LOSS` (``train_task_loss``) when the
+    history has it, and each ``term_<name>`` is a dotted curve in a panel of its own between loss and accuracy
+    (``meta={"run": label, "metric": "term_<name>"}``, in the legend as "label: what the term does").
 
     Example::
 
@@ -67,12 +112,19 @@ def training_curves(runs: Sequence[Mapping[str, Any]], *, title: str = "Is the m
     labels = [str(r["label"]) for r in runs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"run labels must be unique (they name the legend entries), got {labels}")
+    terms = any(term_keys(r["history"]) for r in runs)
+    if terms and subtitle == _SUBTITLE:
+        subtitle = _TERMS_SUBTITLE
     fig = _training_layout(title=title, subtitle=subtitle)
+    if terms:
+        _add_terms_panel(fig)
     for i, run in enumerate(runs):
         history = run["history"]
         if history:
             check_records(history, ("epoch",), what=f"history of run {run['label']!r}")
         _add_run_traces(fig, str(run["label"]), history, series_color(i))
+        for key in term_keys(history):
+            _add_term_trace(fig, str(run["label"]), key, history, series_color(i))
     _epoch_ticks(fig, max((float(h["epoch"]) for r in runs for h in r["history"]), default=1.0))
     return fig
 
@@ -94,7 +146,7 @@ def empty_training_figure(label: str = "this run", *, epochs: int | None = None,
         >>> fig.data[1].y
         (1.0,)
     """
-    fig = _training_layout(title=title, subtitle="solid: validation · dashed: training")
+    fig = _training_layout(title=title, subtitle=_SUBTITLE)
     _add_run_traces(fig, str(label), [], color or series_color(0))
     if epochs is not None:
         if int(epochs) < 1:
@@ -125,7 +177,7 @@ def append_epochs(fig: go.Figure, epochs: Sequence[Mapping[str, Any]], *, label:
     for m in epochs:
         if "epoch" not in m:
             raise ValueError(f"metrics need an 'epoch' key, got keys {sorted(m)}")
-    traces = [t for t in fig.data if isinstance(t.meta, Mapping) and t.meta.get("metric") in TRAINING_METRICS]
+    traces = [t for t in fig.data if isinstance(t.meta, Mapping) and _drawn_metric(t.meta.get("metric"))]
     runs = ordered_unique(t.meta["run"] for t in traces)
     if label is None:
         if len(runs) != 1:
@@ -137,13 +189,21 @@ def append_epochs(fig: go.Figure, epochs: Sequence[Mapping[str, Any]], *, label:
         return
     if any(a.name == "waiting" for a in fig.layout.annotations):
         fig.layout.annotations = [a for a in fig.layout.annotations if a.name != "waiting"]
-    for t in traces:
-        key = t.meta["metric"]
-        if t.meta["run"] == label:
-            rows = [m for m in epochs if key in m]
-            if rows:
-                t.x = (*(t.x or ()), *(float(m["epoch"]) for m in rows))
-                t.y = (*(t.y or ()), *(_number(m[key]) for m in rows))
+    mine = [t for t in traces if t.meta["run"] == label]
+    for t in mine:
+        metric = t.meta["metric"]
+        rows = [(m, key) for m in epochs if (key := _source(metric, m)) is not None]
+        if rows:
+            t.x = (*(t.x or ()), *(float(m["epoch"]) for m, _ in rows))
+            t.y = (*(t.y or ()), *(_number(m[key]) for m, key in rows))
+    drawn = {t.meta["metric"] for t in mine}
+    new_terms = [k for k in term_keys(epochs) if k not in drawn]
+    if new_terms:  # a term's first epoch: its curve (and, for the figure's first term, its panel) appears
+        if not _has_terms_panel(fig):
+            _add_terms_panel(fig)
+        color = next((t.line.color for t in mine if t.meta["metric"] == "val_loss"), None) or series_color(0)
+        for key in new_terms:
+            _add_term_trace(fig, label, key, epochs, color)
     last = max(float(m["epoch"]) for m in epochs)
     _epoch_ticks(fig, max(last, (fig.layout.xaxis.range or (0, 0))[1] - 0.5))
 
@@ -176,9 +236,43 @@ def _number(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
+def _drawn_metric(metric: Any) -> bool:
+    return isinstance(metric, str) and (metric in TRAINING_METRICS or metric.startswith(TERM_PREFIX))
+
+
+def _has_terms_panel(fig: go.Figure) -> bool:
+    return "yaxis3" in fig.layout and fig.layout.yaxis3.title.text == _TERMS_AXIS
+
+
+def _add_terms_panel(fig: go.Figure) -> None:
+    """A third panel, between loss and accuracy, for the added loss terms: their scale is not the task loss's."""
+    fig.update_layout(
+        yaxis=dict(domain=[0.70, 1.0]),
+        yaxis3=dict(domain=[0.385, 0.645], anchor="x3", title=dict(text=_TERMS_AXIS), rangemode="tozero"),
+        xaxis3=dict(anchor="y3", matches="x2", showticklabels=False),
+        yaxis2=dict(domain=[0.0, 0.33]),
+    )
+    meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, Mapping) else {}
+    base_layout(fig, title=meta.get("title", "Is the model still learning, or overfitting?"),
+                subtitle=_TERMS_SUBTITLE if meta.get("subtitle", _SUBTITLE) == _SUBTITLE else meta.get("subtitle"),
+                width=860, height=820, hovermode="x unified")
+    fig.update_xaxes(tick0=0, dtick=fig.layout.xaxis.dtick or 1)
+
+
+def _add_term_trace(fig: go.Figure, label: str, key: str, history: Sequence[Mapping[str, Any]], color: str) -> None:
+    rows = [h for h in history if key in h]
+    name = term_label(key)
+    fig.add_trace(go.Scatter(
+        x=[float(h["epoch"]) for h in rows], y=[_number(h[key]) for h in rows], mode="lines+markers",
+        name=f"{label}: {name}", legendgroup=label, showlegend=True, meta={"run": label, "metric": key},
+        xaxis="x3", yaxis="y3", line=dict(color=color, width=1.8, dash="dot"), marker=dict(size=4, symbol="diamond"),
+        hovertemplate=f"{label}: {name} %{{y:.3f}}<extra></extra>"))
+
+
 def _training_layout(*, title: str, subtitle: str | None) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.07)
     base_layout(fig, title=title, subtitle=subtitle, width=860, height=620, hovermode="x unified")
+    fig.update_layout(meta={"title": title, "subtitle": subtitle})  # for a terms panel added later (live charts)
     fig.update_yaxes(title="loss (cross-entropy)", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title="accuracy (fraction correct)", range=[0, 1.02], tickformat=".1f", row=2, col=1)
     fig.update_xaxes(title="epoch", row=2, col=1)
@@ -192,7 +286,7 @@ def _add_run_traces(fig: go.Figure, label: str, history: Sequence[Mapping[str, A
     for metric in TRAINING_METRICS:
         split, kind = metric.split("_")
         row = 1 if kind == "loss" else 2
-        y = [_number(h.get(metric)) for h in history]
+        y = [_number(h.get(_source(metric, h) or metric)) for h in history]
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines+markers", name=label, legendgroup=label, showlegend=metric == "val_loss",
             meta={"run": label, "metric": metric},

@@ -16,10 +16,11 @@ Example::
 from __future__ import annotations
 
 import ipywidgets as W
+import plotly.graph_objects as go
 
 from tl_lab.experiments.backbone_ranking import RankingResult, rank_backbones, verify_ranking
 from tl_lab.plots.ranking import cost_vs_accuracy, score_vs_accuracy, transferability_scores
-from tl_lab.widgets.common import FigureSlot, StatusLine, Worker, fmt_acc, html_table
+from tl_lab.widgets.common import FigureSlot, StatusLine, Worker, fmt_acc, guarded, html_table
 from tl_lab.widgets.state import LabState
 
 __all__ = ["BackboneChooser"]
@@ -52,6 +53,8 @@ class BackboneChooser(W.VBox):
         self.table = W.HTML()
         self.check_fig = FigureSlot(css_class="tl-ranking-figure", placeholder="")
         self.cost_fig = FigureSlot(css_class="tl-ranking-figure", placeholder="")
+        for slot in (self.check_fig, self.cost_fig):  # shown by a verification only
+            slot.layout.display = "none"
         self.worker = Worker(self.status, self.score_button, self.verify_button)
         super().__init__(children=[
             W.HTML("<h4 style='margin:8px 0 2px'>Which one for my data?</h4>Predict which network will transfer "
@@ -62,8 +65,8 @@ class BackboneChooser(W.VBox):
             self.check_fig, self.cost_fig,
         ])
         self.add_class("tl-backbone-chooser")
-        self.score_button.on_click(lambda _: self.score())
-        self.verify_button.on_click(lambda _: self.verify())
+        self.score_button.on_click(guarded(self.status)(lambda _: self.score()))
+        self.verify_button.on_click(guarded(self.status)(lambda _: self.verify()))
 
     def _data(self):
         return self.state.data(image_size=self.image_size if self.state.image_size is None else "state")
@@ -79,7 +82,8 @@ class BackboneChooser(W.VBox):
             records = result.to_records()
             self.scores_fig.show(transferability_scores(records))
             self.table.value = html_table(_rows(records))
-            self.check_fig.children, self.cost_fig.children = (), ()
+            for slot in (self.check_fig, self.cost_fig):  # the last verification belongs to the last scores
+                _hide(slot)
             self.verify_button.disabled = False
             seconds = sum(r["score_seconds"] for r in records)
             self.status.set(f"Scored {len(records)} candidates on {result.config['dataset']} in {seconds:.1f} s "
@@ -105,8 +109,8 @@ class BackboneChooser(W.VBox):
             records = result.to_records()
             base = result.config.get("raw_pixels_test_acc")
             self.table.value = html_table(_rows(records))
-            self.check_fig.show(score_vs_accuracy(records, tau=result.kendall_tau, baseline=base))
-            self.cost_fig.show(cost_vs_accuracy(records, cost="parameters", baseline=base))
+            _reveal(self.check_fig, score_vs_accuracy(records, tau=result.kendall_tau, baseline=base))
+            _reveal(self.cost_fig, cost_vs_accuracy(records, cost="parameters", baseline=base))
             for run in result.runs:
                 self.state.add_run(run)
             taus = ", ".join(f"{m} {t:+.2f}" for m, t in result.kendall_tau.items())
@@ -118,6 +122,19 @@ class BackboneChooser(W.VBox):
 
     def wait(self, timeout: float | None = None) -> None:
         self.worker.wait(timeout)
+
+
+def _hide(slot: FigureSlot) -> None:
+    """Empty the slot's figure (so no stale chart reaches the page or a saved snapshot) and hide it, through
+    ``show`` and the layout only: the slot keeps its one FigureWidget, which :func:`_reveal` refills."""
+    if slot.widget is not None:
+        slot.show(go.Figure())
+    slot.layout.display = "none"
+
+
+def _reveal(slot: FigureSlot, fig: go.Figure) -> None:
+    slot.show(fig)
+    slot.layout.display = ""
 
 
 def _rows(records: list[dict]) -> list[dict]:

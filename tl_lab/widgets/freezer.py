@@ -52,6 +52,13 @@ PARAM_OPTIONS = (("everything (full fine-tuning of those stages)", "all"),
                  ("LoRA, rank 16 (needs tl-lab[peft] to train)", "lora:16"))
 """The freezer's "what trains" menu: ``FreezePlan.params`` (and ``lora_rank`` after the colon)."""
 
+PARAM_NEEDS = {
+    "norm": "it trains the BatchNorm scale and shift inside the trainable body stages",
+    "bias": "it trains the biases inside the trainable body stages",
+    "lora": "LoRA adapts the body's layers (small low-rank matrices beside their frozen weights)",
+}
+"""Why each "what trains" choice needs trainable body stages (said when only the head trains)."""
+
 class StageFreezer(W.VBox):
     """Toggle stages, pick the BatchNorm policy and LR multipliers; ``.plan`` is the resulting FreezePlan.
 
@@ -215,6 +222,17 @@ class StageFreezer(W.VBox):
             self._body_lr_chosen = True
             self._note = ""
 
+    def _unused_params_note(self) -> str:
+        """Why the "what trains" choice changes nothing while only the head trains, and the stages it needs."""
+        params = self.params.value.partition(":")[0]
+        if params == "all" or self._trainable_from != self.backbone.head:
+            return ""
+        label = dict((v, k) for k, v in self.params.options).get(self.params.value, self.params.value).split(" (")[0]
+        last = self.backbone.body_stages[-1]
+        return (f"'{label}' changes nothing yet: {PARAM_NEEDS[params]}, but this plan trains only the head (which "
+                f"always trains whole). Click a body stage (e.g. {last}, the last one) to train it and the stages "
+                f"after it this way.")
+
     def _changed(self, _change: dict) -> None:
         guarded(self.status)(self._update)()
 
@@ -235,6 +253,7 @@ class StageFreezer(W.VBox):
         )
         self.table.value = summary._repr_html_()
         self.bn_hint.value = f'<span style="color:#555;font-size:12px">{BN_HINTS[self.bn.value]}</span>'
-        self.status.set(self._note)
+        unused = self._unused_params_note()
+        self.status.set(unused or self._note, "warn" if unused else "info")
         if self.state is not None:
             self.state.plan = plan
