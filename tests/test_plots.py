@@ -250,7 +250,8 @@ def test_training_curves_plot_the_task_loss_against_validation_and_the_terms_apa
     plain = plots.training_curves([runs[1]])  # no terms: two panels, the usual subtitle
     assert "yaxis3" not in plain.layout and subtitle_of(plain) == "solid: validation · dashed: training"
     assert term_keys(_history_with_terms(1) + [{"term_domain": 0.1}]) == ["term_lwf", "term_domain"]
-    assert term_label("term_domain") == "domain confusion" and term_label("term_new_idea") == "new idea"
+    assert term_label("term_domain_confusion") == "domain confusion: the domain classifier's loss"
+    assert term_label("term_new_idea") == "new idea"  # a term the chart does not know: its name in words
 
 
 def test_a_live_figure_gains_the_terms_panel_at_the_first_epoch_that_has_terms():

@@ -53,14 +53,14 @@ TASK_LOSS = "train_task_loss"
 the total the optimiser minimised. Only the objective is comparable with ``val_loss``."""
 
 TERM_PREFIX = "term_"
-"""History keys ``term_<name>`` hold each added loss term's mean per example (``term_lwf``, ``term_domain`` …);
+"""History keys ``term_<name>`` hold each added loss term's mean per example (``term_lwf``, ``term_domain_confusion`` …);
 they are drawn in a panel of their own, never on the task-loss axis."""
 
 _TERM_NAMES = {
     "lwf": "LwF: distance to the original network's outputs",
-    "ewc": "EWC: pull back to the pretrained weights",
+    "ewc": "EWC: pull back the weights ImageNet relied on (Fisher-weighted)",
     "l2sp": "L2-SP: pull back to the pretrained weights",
-    "domain": "domain confusion",
+    "domain_confusion": "domain confusion: the domain classifier's loss",
 }
 _TERMS_AXIS = "added loss terms"
 _SUBTITLE = "solid: validation · dashed: training"
