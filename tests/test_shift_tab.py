@@ -61,6 +61,7 @@ def _gate_source_training(monkeypatch) -> Gate:
 # ---- the steps --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_domain_shift_is_its_steps_run_in_order():
     kwargs = {"shifts": ("inverted",), "shots": 2, "unlabelled": 20}
     options = {"epochs": 1, "val_per_class": 1, "image_size": 32}
@@ -138,7 +139,8 @@ def test_shift_lab_buttons_train_adapt_and_record_what_they_used():
     assert TAB_TITLES[-1] == "8 Shift"
 
 
-@pytest.mark.parametrize("control, value", [("shift", "inverted"), ("dataset", "clipart")])
+@pytest.mark.parametrize("control, value", [("shift", "inverted"),
+                                            pytest.param("dataset", "clipart", marks=pytest.mark.slow)])
 def test_a_source_model_finished_after_the_setting_changed_is_dropped(monkeypatch, control, value):
     from tl_lab.widgets.shift_tab import ShiftLab
 
@@ -163,6 +165,7 @@ def test_a_source_model_finished_after_the_setting_changed_is_dropped(monkeypatc
         assert lab.records == []
 
 
+@pytest.mark.slow
 def test_a_domain_confusion_run_finished_after_the_shift_changed_is_stopped_and_dropped(monkeypatch):
     from tl_lab.widgets.shift_tab import ShiftLab
 

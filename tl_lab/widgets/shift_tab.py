@@ -125,7 +125,7 @@ class ShiftLab(W.VBox):
         steps = ShiftSteps(self.state.backbone_name, data, shifts=(self.shift.value,), shots=self.shots.value,
                            unlabelled=self.unlabelled.value, options=self._options(), stop=StopToken())
         with self._lock:
-            old, self.steps = self.steps, steps  # a fresh start: the previous source model and records are gone
+            self.steps = steps  # a fresh start: the previous source model and records are gone
         self.table.value = ""
 
         def step() -> Records:
