@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Unpack
+from pathlib import Path
+from typing import Any, Unpack
 
 import torch
 
 from tl_lab._checks import check_choice
 from tl_lab.backbones.registry import Backbone, load_backbone
 from tl_lab.data.baseline import baseline
-from tl_lab.data.datasets import DatasetSplits, load_dataset
+from tl_lab.data.datasets import DatasetSplits, ImageSplit, load_dataset
 from tl_lab.data.shifts import SHIFTS, shift_data, unlabelled_target
 from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.adapt_bn import adapt_bn
+from tl_lab.training.events import Callback
 from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.loop import fit
 from tl_lab.training.lp_ft import lp_ft
@@ -70,7 +72,8 @@ def domain_shift(
     strategy's clean model with its BatchNorm statistics re-estimated on them (:func:`~tl_lab.training.adapt_bn.adapt_bn`;
     sound only for ``fine_tune_bn``, whose statistics are the source's: see lesson 11); ``dann`` records the
     ``fine_tune`` recipe trained on the clean images with domain confusion towards them (``fit(adapt_to=...)``;
-    its ``domain_acc`` lists the domain classifier's accuracy per epoch). Strategies: the named recipes, plus
+    its ``domain_acc`` lists the domain classifier's accuracy per epoch; like every run it keeps the epoch of best
+    *source* validation accuracy, ``kept_epoch``). Strategies: the named recipes, plus
     ``fine_tune_bn`` (fine-tuning with BatchNorm in train mode, its statistics then re-estimated on the source
     images: :func:`source_statistics`) and ``lp_ft`` (:func:`~tl_lab.training.lp_ft.lp_ft`).
 
@@ -79,6 +82,8 @@ def domain_shift(
 
     Records: strategy, shift (``none`` = clean test), training, test_acc, seconds, unlabelled_images (target
     images used without labels: 0 except for ``adabn``/``dann``), plus the settings.
+
+    Each part is a step of :class:`ShiftSteps` (the Shift tab runs the same steps one button at a time).
 
     Example::
 
@@ -90,86 +95,211 @@ def domain_shift(
             (:class:`~tl_lab.experiments.options.Options`).
     """
     o = Options.of("domain_shift", options)
-    check_choice("shift", shifts, SHIFTS)
     check_choice("strategy", strategies, TRAINABLE)
     adapting = set(strategies) if adapt is True else set(adapt or ())
     check_choice("strategy to adapt", sorted(adapting) or list(strategies), strategies)
     if unsupervised:
         check_choice("unsupervised method", unsupervised, UNSUPERVISED)
-    if unlabelled < 2:
-        raise ValueError(f"unlabelled must be >= 2 target images (200 is the lessons' choice); got {unlabelled}")
     start = time.perf_counter()
-    data = load_dataset(dataset, shots=shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
-    shifted = {s: shift_data(data, s, seed=o.seed) for s in shifts}
-    pools = {s: unlabelled_target(data, s, n=unlabelled, seed=o.seed) for s in shifts} if unsupervised else {}
-    records: Records = []
-    context = {"dataset": dataset, "backbone": backbone_name, "shots": shots, "seed": o.seed}
+    steps = ShiftSteps.load(backbone_name, dataset, shifts=shifts, shots=shots, unlabelled=unlabelled, options=o)
+    steps.raw_pixels(target_only=target_only)
+    for strategy in strategies:
+        steps.train_source(strategy)
+        if "adabn" in unsupervised and strategy != "scratch":
+            steps.adapt_bn(strategy)
+        if strategy in adapting:
+            steps.adapt_labelled(strategy)
+    if "dann" in unsupervised:
+        steps.domain_confusion()
+    if target_only:
+        steps.target_only()
+    return steps.result(time.perf_counter() - start)
 
-    def emit(strategy: str, shift: str, training: str, acc: float, since: float, **extra) -> None:
-        record = {"strategy": strategy, "shift": shift, "training": training, "test_acc": acc,
-                  "seconds": time.perf_counter() - since, "unlabelled_images": 0, **extra, **context}
-        o.emit(records, record)
 
-    t = time.perf_counter()
-    emit("raw_pixels", "none", "clean", baseline(data)["test_acc"], t)
-    for s in shifts:
-        t = time.perf_counter()
-        emit("raw_pixels", s, "clean", baseline(replace(data, test=shifted[s].test))["test_acc"], t)
-        if target_only:
+class ShiftSteps:
+    """The domain-shift protocol one step at a time: source data, its shifted copies, the runs so far, the records.
+
+    Why: :func:`domain_shift` runs every step in one call; the Shift tab (:class:`~tl_lab.widgets.shift_tab.ShiftLab`)
+    runs them one button at a time. Both call these methods, so there is one protocol and one record shape. Each
+    step measures something, appends its records to :attr:`records` (handing each to ``options.callback``) and
+    returns the new ones. An object belongs to one setting (dataset, shots, shifts, unlabelled images, seed): a
+    new setting is a new object, so a model can never meet another setting's data.
+
+    Attributes:
+        data: the clean (source) splits; ``targets[shift]``: every split shifted (seeded by ``options.seed``).
+        runs: the source runs so far, by strategy (:meth:`train_source`); ``dann``: the domain-confusion runs by
+            shift; ``adapted``: the labelled-oracle runs by ``(strategy, shift)``.
+        stop: a StopToken / ``threading.Event`` handed to every training run (set it to end the current step early).
+
+    Example::
+
+        >>> steps = ShiftSteps.load(dataset="digits", shifts=("inverted",), shots=5, options=Options(fast=True))
+        >>> steps.train_source("fine_tune_bn"); steps.adapt_bn("fine_tune_bn")      # doctest: +SKIP
+        >>> [(r["strategy"], r["training"], round(r["test_acc"], 2)) for r in steps.records]  # doctest: +SKIP
+    """
+
+    def __init__(self, backbone_name: str, data: DatasetSplits, *, shifts: Sequence[str], shots: int | None,
+                 unlabelled: int = 200, options: Options | None = None, stop: Any = None) -> None:
+        o = options if options is not None else Options()
+        check_choice("shift", shifts, SHIFTS)
+        if unlabelled < 2:
+            raise ValueError(f"unlabelled must be >= 2 target images (200 is the lessons' choice); got {unlabelled}")
+        self.backbone_name, self.data, self.shifts, self.unlabelled = backbone_name, data, tuple(shifts), unlabelled
+        self.options, self.stop = o, stop
+        self.targets = {s: shift_data(data, s, seed=o.seed) for s in self.shifts}
+        self.context = {"dataset": data.name, "backbone": backbone_name, "shots": shots, "seed": o.seed}
+        self.runs: dict[str, Run] = {}
+        self.dann: dict[str, Run] = {}
+        self.adapted: dict[tuple[str, str], Run] = {}
+        self.records: Records = []
+        self._pools: dict[str, ImageSplit] = {}
+
+    @classmethod
+    def load(cls, backbone_name: str = "efficientnet_lite0", dataset: str = "digits", *, shifts: Sequence[str] = SHIFTS,
+             shots: int | None = 10, unlabelled: int = 200, options: Options | None = None,
+             stop: Any = None) -> ShiftSteps:
+        """Load ``dataset`` (``shots`` per class, ``options``' seed, image size and validation size) and start."""
+        o = options if options is not None else Options()
+        check_choice("shift", shifts, SHIFTS)
+        if unlabelled < 2:
+            raise ValueError(f"unlabelled must be >= 2 target images (200 is the lessons' choice); got {unlabelled}")
+        data = load_dataset(dataset, shots=shots, seed=o.seed, image_size=o.image_size, val_per_class=o.val_per_class)
+        return cls(backbone_name, data, shifts=shifts, shots=shots, unlabelled=unlabelled, options=o, stop=stop)
+
+    def pool(self, shift: str) -> ImageSplit:
+        """The ``unlabelled`` shifted images outside every split that the unsupervised steps use (labels unread)."""
+        if shift not in self._pools:
+            self._pools[shift] = unlabelled_target(self.data, shift, n=self.unlabelled, seed=self.options.seed)
+        return self._pools[shift]
+
+    # ---- the steps -------------------------------------------------------------------------------------------
+    def raw_pixels(self, *, source: bool = True, target_only: bool = True) -> Records:
+        """Raw pixels (:func:`~tl_lab.data.baseline.baseline`): with ``source``, trained on clean images and tested on
+        clean and shifted ones; with ``target_only``, trained and tested on each shift's labelled images."""
+        new: Records = []
+        if source:
             t = time.perf_counter()
-            emit("raw_pixels", s, "target_only", baseline(shifted[s])["test_acc"], t)
-    def train(strategy: str, model: Backbone | str, on: DatasetSplits, name: str) -> Run:
+            self._emit(new, "raw_pixels", "none", "clean", baseline(self.data)["test_acc"], t)
+        for s in self.shifts:
+            if source:
+                t = time.perf_counter()
+                acc = baseline(replace(self.data, test=self.targets[s].test))["test_acc"]
+                self._emit(new, "raw_pixels", s, "clean", acc, t)
+            if target_only:
+                t = time.perf_counter()
+                self._emit(new, "raw_pixels", s, "target_only", baseline(self.targets[s])["test_acc"], t)
+        return new
+
+    def train_source(self, strategy: str) -> Records:
+        """Train ``strategy`` on the clean images; record its clean test accuracy and its accuracy on each shift."""
+        check_choice("strategy", [strategy], TRAINABLE)
+        new: Records = []
+        t = time.perf_counter()
+        run = self.runs[strategy] = self._train(strategy, self.backbone_name, self.data, f"{strategy}-clean")
+        self._emit(new, strategy, "none", "clean", run.best["test_acc"], t)
+        for s in self.shifts:
+            t = time.perf_counter()
+            self._emit(new, strategy, s, "clean", self._accuracy(run.backbone, self.targets[s].test), t)
+        return new
+
+    def adapt_bn(self, strategy: str = "fine_tune_bn") -> Records:
+        """AdaBN: ``strategy``'s source model with its BatchNorm statistics re-estimated on each shift's unlabelled
+        images (:func:`~tl_lab.training.adapt_bn.adapt_bn`; sound only for ``fine_tune_bn``: see lesson 11)."""
+        run = self.source_run(strategy)
+        new: Records = []
+        for s in self.shifts:
+            t = time.perf_counter()
+            acc = self._accuracy(adapt_bn(run, self.pool(s)), self.targets[s].test)
+            self._emit(new, strategy, s, "adabn", acc, t, unlabelled_images=len(self.pool(s)))
+        return new
+
+    def adapt_labelled(self, strategy: str) -> Records:
+        """The labelled oracle: ``strategy``'s source model trained further, same recipe, on each shift's labelled
+        images (as many per class as the source had; shifted validation images choose the epoch)."""
+        run = self.source_run(strategy)
+        new: Records = []
+        for s in self.shifts:
+            t = time.perf_counter()
+            model = copy_backbone(run.backbone, num_classes=len(self.data.classes), seed=self.options.seed)
+            adapted = self.adapted[(strategy, s)] = self._train(strategy, model, self.targets[s],
+                                                                f"{strategy}-adapted-{s}")
+            self._emit(new, strategy, s, "adapted", adapted.best["test_acc"], t)
+        return new
+
+    def domain_confusion(self, *, callbacks: Sequence[Callback] = ()) -> Records:
+        """DANN: the ``fine_tune`` recipe trained on the clean images with domain confusion towards each shift's
+        unlabelled images (``fit(adapt_to=...)``). The record's ``domain_acc`` lists the domain classifier's training
+        accuracy per epoch, ``source_test_acc`` the clean test accuracy, ``kept_epoch`` the epoch ``fit`` kept.
+
+        Which weights are tested: those ``fit`` keeps, the epoch of best *source* validation accuracy
+        (:func:`~tl_lab.training.loop.keep_if_best`), as for every other run. No target label can choose the epoch
+        without breaking the unsupervised setting; lesson 11 measures this choice against the last epoch's network
+        (``notebooks/references/dann_seeds.json``). ``callbacks`` receive the training events (e.g. to measure the
+        target accuracy after every epoch).
+        """
+        o, r = self.options, RECIPES[DANN_BASE]
+        new: Records = []
+        for s in self.shifts:
+            t = time.perf_counter()
+            run = self.dann[s] = fit(self.backbone_name, self.data, plan=r.plan, epochs=o.epochs_for(DANN_BASE),
+                                     lr=r.lr, seed=o.seed, adapt_to=self.pool(s), progress=False, stop=self.stop,
+                                     callbacks=callbacks, **o.files(f"{DANN_BASE}-dann-{s}"))
+            self._emit(new, DANN_BASE, s, "dann", self._accuracy(run.backbone, self.targets[s].test), t,
+                       unlabelled_images=len(self.pool(s)), source_test_acc=run.best["test_acc"],
+                       domain_acc=[h["domain_acc"] for h in run.history], kept_epoch=run.best["epoch"])
+        return new
+
+    def target_only(self) -> Records:
+        """The ``scratch`` recipe trained on each shift's labelled images alone: what the target labels give alone."""
+        new: Records = []
+        for s in self.shifts:
+            t = time.perf_counter()
+            run = self._train("scratch", self.backbone_name, self.targets[s], f"scratch-target-{s}")
+            self._emit(new, "scratch", s, "target_only", run.best["test_acc"], t)
+        return new
+
+    def result(self, seconds: float) -> ExperimentResult:
+        """The records so far as :func:`domain_shift`'s result, with its notes (negative transfer, unsupervised)."""
+        unsupervised = any(r["training"] in UNSUPERVISED for r in self.records)
+        config = {**self.context, "image_size": self.data.image_size, "fast": self.options.fast,
+                  "unlabelled": self.unlabelled if unsupervised else 0}
+        notes = _negative_transfer_notes(self.records, self.shifts) + _unsupervised_notes(self.records, self.shifts)
+        return ExperimentResult("domain shift", list(self.records), seconds, config, notes,
+                                pivot=(("strategy", "training"), "shift"))
+
+    # ---- helpers ---------------------------------------------------------------------------------------------
+    def source_run(self, strategy: str) -> Run:
+        """The source run of ``strategy``; refuses (naming the fix) before :meth:`train_source` ran it."""
+        if strategy not in self.runs:
+            raise ValueError(f"train {strategy!r} on the source first (train_source({strategy!r}); in the Shift "
+                             f"tab, button 1): adaptation starts from the source model")
+        return self.runs[strategy]
+
+    def _train(self, strategy: str, model: Backbone | str, on: DatasetSplits, name: str) -> Run:
+        o = self.options
         if strategy == "lp_ft":
             n = (o.epochs_for("frozen_head"), o.epochs_for("fine_tune"))
             if not isinstance(model, Backbone):
-                model = load_backbone(model, num_classes=len(data.classes), seed=o.seed)
-            return lp_ft(model, on, epochs=n, seed=o.seed, run_dir=o.run_dir, name=name).fine_tune
+                model = load_backbone(model, num_classes=len(self.data.classes), seed=o.seed)
+            return lp_ft(model, on, epochs=n, seed=o.seed, run_dir=o.run_dir, name=name, stop=self.stop).fine_tune
         r = FINE_TUNE_BN if strategy == "fine_tune_bn" else RECIPES[strategy]
         n = recipe_epochs("fine_tune" if strategy == "fine_tune_bn" else strategy, o.epochs, o.fast)
         if isinstance(o.epochs, Mapping) and strategy in o.epochs:
             n = int(o.epochs[strategy])
-        run = train_run(model, on, r, epochs=n, seed=o.seed, run_dir=o.run_dir, name=name)
+        run = fit(model, on, plan=r.plan, epochs=n, lr=r.lr, seed=o.seed, pretrained=r.pretrained, progress=False,
+                  stop=self.stop, save_checkpoints=o.run_dir is not None,
+                  run_dir=Path(o.run_dir) / name if o.run_dir is not None else None, name=name)
         return source_statistics(run) if strategy == "fine_tune_bn" else run
 
-    for strategy in strategies:
-        t = time.perf_counter()
-        run = train(strategy, backbone_name, data, f"{strategy}-clean")
-        emit(strategy, "none", "clean", run.best["test_acc"], t)
-        device = next(run.model.parameters()).device
-        for s in shifts:
-            t = time.perf_counter()
-            emit(strategy, s, "clean", evaluate_model(run.backbone, shifted[s].test, device=device)["acc"], t)
-            if "adabn" in unsupervised and strategy != "scratch":
-                t = time.perf_counter()
-                acc = evaluate_model(adapt_bn(run, pools[s]), shifted[s].test, device=device)["acc"]
-                emit(strategy, s, "adabn", acc, t, unlabelled_images=len(pools[s]))
-            if strategy in adapting:
-                t = time.perf_counter()
-                model = copy_backbone(run.backbone, num_classes=len(data.classes), seed=o.seed)
-                adapted = train(strategy, model, shifted[s], f"{strategy}-adapted-{s}")
-                emit(strategy, s, "adapted", adapted.best["test_acc"], t)
-    if "dann" in unsupervised:
-        r = RECIPES[DANN_BASE]
-        for s in shifts:
-            t = time.perf_counter()
-            name = f"{DANN_BASE}-dann-{s}"
-            run = fit(backbone_name, data, plan=r.plan, epochs=o.epochs_for(DANN_BASE), lr=r.lr,
-                      seed=o.seed, adapt_to=pools[s], progress=False, **o.files(name))
-            device = next(run.model.parameters()).device
-            acc = evaluate_model(run.backbone, shifted[s].test, device=device)["acc"]
-            emit(DANN_BASE, s, "dann", acc, t, unlabelled_images=len(pools[s]),
-                 source_test_acc=run.best["test_acc"], domain_acc=[h["domain_acc"] for h in run.history])
-    if target_only:
-        r, n_epochs = RECIPES["scratch"], o.epochs_for("scratch")
-        for s in shifts:
-            t = time.perf_counter()
-            run = train_run(backbone_name, shifted[s], r, epochs=n_epochs, seed=o.seed, run_dir=o.run_dir,
-                            name=f"scratch-target-{s}")
-            emit("scratch", s, "target_only", run.best["test_acc"], t)
-    config = {**context, "image_size": data.image_size, "fast": o.fast, "unlabelled": unlabelled if unsupervised else 0}
-    notes = _negative_transfer_notes(records, shifts) + _unsupervised_notes(records, shifts)
-    return ExperimentResult("domain shift", records, time.perf_counter() - start, config, notes,
-                            pivot=(("strategy", "training"), "shift"))
+    def _accuracy(self, backbone: Backbone, split: ImageSplit) -> float:
+        return evaluate_model(backbone, split, device=next(backbone.model.parameters()).device)["acc"]
+
+    def _emit(self, new: Records, strategy: str, shift: str, training: str, acc: float, since: float,
+              **extra: Any) -> None:
+        record = {"strategy": strategy, "shift": shift, "training": training, "test_acc": acc,
+                  "seconds": time.perf_counter() - since, "unlabelled_images": 0, **extra, **self.context}
+        new.append(record)
+        self.options.emit(self.records, record)
 
 
 def source_statistics(run: Run) -> Run:
