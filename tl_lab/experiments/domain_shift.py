@@ -18,6 +18,7 @@ from tl_lab.data.shifts import SHIFTS, shift_data, unlabelled_target
 from tl_lab.experiments.options import ExperimentOptions, Options
 from tl_lab.experiments.results import ExperimentResult
 from tl_lab.training.adapt_bn import adapt_bn
+from tl_lab.training.domain_confusion import UnlabelledTarget
 from tl_lab.training.events import Callback
 from tl_lab.training.freeze import FreezePlan
 from tl_lab.training.loop import fit
@@ -242,7 +243,9 @@ class ShiftSteps:
         for s in self.shifts:
             t = time.perf_counter()
             run = self.dann[s] = fit(self.backbone_name, self.data, plan=r.plan, epochs=o.epochs_for(DANN_BASE),
-                                     lr=r.lr, seed=o.seed, adapt_to=self.pool(s), progress=False, stop=self.stop,
+                                     lr=r.lr, seed=o.seed, progress=False, stop=self.stop,
+                                     # the pool's images, described so that `tl-lab train run.json` redraws them
+                                     adapt_to=UnlabelledTarget(s, n=self.unlabelled, seed=o.seed),
                                      callbacks=callbacks, **o.files(f"{DANN_BASE}-dann-{s}"))
             self._emit(new, DANN_BASE, s, "dann", self._accuracy(run.backbone, self.targets[s].test), t,
                        unlabelled_images=len(self.pool(s)), source_test_acc=run.best["test_acc"],
