@@ -232,6 +232,11 @@ def _sphinx_config_inited(app: Any, config: Any) -> None:
         overrides.append((builder, WIDGET_VIEW_MIME, None))  # the snapshot (text/html) instead of the live view
     config.nb_mime_priority_overrides = overrides
     config.nb_ipywidgets_js = {}  # no require.js / html-manager from a CDN: snapshots need none
+    # MyST-NB parses every mimetype of an output before it picks one, and warns about plotly's, which sits beside
+    # its static form (text/html): the page is right, the warning would only fail a `sphinx-build -W`.
+    suppress = list(getattr(config, "suppress_warnings", None) or [])
+    if "mystnb.unknown_mime_type" not in suppress:
+        config.suppress_warnings = [*suppress, "mystnb.unknown_mime_type"]
 
 
 def _sphinx_copy_plotly(app: Any, exception: BaseException | None) -> None:

@@ -71,7 +71,8 @@ def _text(value: Any) -> str:
         return ""
     s = _BR.sub(". ", str(value))
     s = html.unescape(_TAG.sub("", s))
-    return re.sub(r"\s*\.\s*\.", ".", re.sub(r"\s+", " ", s)).strip(" .")
+    s = re.sub(r"([?!.:;])\s*\.(\s|$)", r"\1\2", re.sub(r"\s+", " ", s))
+    return s.strip(" .")
 
 
 def _values(v: Any) -> np.ndarray | None:

@@ -29,7 +29,7 @@ import plotly.graph_objects as go
 
 from tl_lab.widgets.light_figure import LightFigureWidget
 
-__all__ = ["StatusLine", "FigureSlot", "LightFigureWidget", "Throttle", "Worker", "background", "guarded", "error_message", "fmt_int", "fmt_acc",
+__all__ = ["StatusLine", "FigureSlot", "LightFigureWidget", "png_thumbnail", "Throttle", "Worker", "background", "guarded", "error_message", "fmt_int", "fmt_acc",
            "html_table"]
 
 _LIVE: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # every widget's background thread not yet joined
@@ -207,6 +207,29 @@ class FigureSlot(W.Box):
         if fw is not None:
             fw._widget_layout = deepcopy(fw._layout_obj._props)  # as plotly's own _repr_mimebundle_ does
             fw._widget_data = deepcopy(fw._data)
+
+
+def png_thumbnail(image: Any, size: int) -> bytes:
+    """PNG bytes of ``image`` (a CHW uint8 tensor, an HWC array or a PIL image) at most ``size`` pixels a side.
+
+    Why: a widget's images are part of its saved state (base64 in the notebook), so an image shown at 56 px should
+    be stored at 56 px: FewShot's 42 gallery images stored at 128 px were 0.62 MB of lesson 10's 1.14 MB of state
+    (0.60 MB in all at 56 px).
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().permute(1, 2, 0).numpy()
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    if max(pil.size) > size:
+        pil = pil.copy()
+        pil.thumbnail((size, size), Image.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 class Throttle:

@@ -99,6 +99,28 @@ def _output(w: W.Output) -> str:
     return "".join(parts)
 
 
+def _shrunk(w: W.Image) -> bytes:
+    """The image's bytes, re-encoded at the size it is shown at when that is smaller (the snapshot stays small)."""
+    value = bytes(w.value)
+    try:
+        shown = max(int(str(w.width or 0).removesuffix("px")), int(str(w.height or 0).removesuffix("px")))
+    except ValueError:  # "50%", "auto": shown at a size only the page knows
+        return value
+    if not shown or w.format not in ("png", "jpeg"):
+        return value
+    import io
+
+    from PIL import Image
+
+    from tl_lab.widgets.common import png_thumbnail
+
+    try:
+        image = Image.open(io.BytesIO(value)).convert("RGB")
+    except OSError:
+        return value
+    return png_thumbnail(image, shown) if max(image.size) > shown else value
+
+
 def _walk(w: Any) -> str:
     if _hidden(w):
         return ""
@@ -110,13 +132,20 @@ def _walk(w: Any) -> str:
         return _walk(w.placeholder) if w.placeholder in w.children else ""
     if isinstance(w, BaseFigure):
         return _figure(w, getattr(w, "model_id", "x")[:16])
-    if isinstance(w, W.Tab):
+    if isinstance(w, W.Tab):  # the selected tab open, the others one click away (as in the live widget)
         titles = list(w.titles)
         sel = w.selected_index
         bar = "".join(f'<span style="padding:2px 10px;border-bottom:{"2px solid #1976d2;font-weight:bold" if i == sel else "1px solid #ccc"}">'
                       f"{html.escape(str(t))}</span>" for i, t in enumerate(titles))
-        body = _walk(w.children[sel]) if sel is not None and sel < len(w.children) else ""
-        return f'<div class="tl-snap-tabs" style="margin:4px 0">{bar}</div><div>{body}</div>'
+        body = []
+        for i, child in enumerate(w.children):
+            inner = _walk(child)
+            if i == sel:
+                body.insert(0, f"<div>{inner}</div>")
+            elif inner:
+                title = html.escape(str(titles[i] if i < len(titles) else f"tab {i + 1}"))
+                body.append(f"<details><summary>{title} (another tab)</summary>{inner}</details>")
+        return f'<div class="tl-snap-tabs" style="margin:4px 0">{bar}</div>{"".join(body)}'
     if isinstance(w, W.Accordion):
         parts = []
         for i, child in enumerate(w.children):
@@ -137,9 +166,9 @@ def _walk(w: Any) -> str:
     if isinstance(w, W.Output):
         return _output(w)
     if isinstance(w, W.Image):
-        fmt = w.format if w.format in ("png", "jpeg", "gif", "svg+xml", "webp") else "png"
+        fmt = "png" if w.format in ("png", "jpeg") else w.format if w.format in ("gif", "svg+xml", "webp") else "png"
         size = "".join(f' {k}="{html.escape(str(getattr(w, k)))}"' for k in ("width", "height") if getattr(w, k))
-        data = base64.b64encode(bytes(w.value)).decode("ascii")
+        data = base64.b64encode(_shrunk(w)).decode("ascii")
         return f'<img alt="image" src="data:image/{fmt};base64,{data}"{size}>'
     if isinstance(w, (W.IntProgress, W.FloatProgress)):
         return (f'<span class="tl-snap-control">{html.escape(w.description or "progress")}: '
