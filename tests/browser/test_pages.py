@@ -207,3 +207,34 @@ def test_jupyterlab_shows_each_figure_and_widget_once(lab):
     assert lab.js("() => document.querySelectorAll('.tl-snapshot, .tl-plotly, .tl-alt').length") == 0
     assert lab.error_outputs() == []
     lab.assert_clean_console()
+
+
+def test_jupyterlab_shows_the_snapshot_of_an_untrusted_executed_notebook_not_the_repr(lab):
+    """A notebook executed headless is not trusted when opened: JupyterLab renders no widget view and no script,
+    and picks the first safe form. That is the (sanitised) snapshot with its figures' text descriptions, not the
+    widget's Python repr."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell(
+        "import plotly.graph_objects as go\nfrom tl_lab.widgets.common import FigureSlot, StatusLine\n"
+        "import ipywidgets as W\n"
+        "slot = FigureSlot(go.Figure(go.Bar(x=['raw pixels', 'frozen head'], y=[0.41, 0.83])))\nslot")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old) if p)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+    nbformat.write(nb, lab.server.root / "executed_elsewhere.ipynb")
+    lab.open_notebook("executed_elsewhere.ipynb")
+    output = lab.page.locator(".jp-OutputArea-output").first
+    output.wait_for()
+    lab.page.wait_for_function("() => document.querySelector('.jp-OutputArea-output .tl-snapshot') !== null")
+    text = output.inner_text()
+    assert "FigureSlot: a static snapshot" in text and "raw pixels 0.41, frozen head 0.83" in text
+    assert "children=" not in text and "LightFigureWidget(" not in text

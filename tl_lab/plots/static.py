@@ -193,8 +193,7 @@ _DRAW = (
     "el.setAttribute('data-drawn','1');el.innerHTML='';window.Plotly.newPlot(el,f.data,f.layout||{},f.config||{});"
     "return true}"
     "function missing(){var el=document.getElementById(id);if(el&&!el.getAttribute('data-drawn')){"
-    "el.style.height='auto';el.style.border='1px dashed #999';"
-    "el.innerHTML='<p style=\"padding:8px;color:#555\">'+el.getAttribute('aria-label')+'</p>'}}"
+    "el.style.height='auto';el.style.border='1px dashed #999'}}"
     "if(!draw()){if(document.readyState==='loading'){document.addEventListener('DOMContentLoaded',function(){"
     "if(!draw())missing()})}else{missing()}}})();"
 )
@@ -204,8 +203,9 @@ def static_figure_html(fig: BaseFigure | Mapping[str, Any], *, alt: str | None =
                        fig_id: str | None = None) -> str:
     """The figure as an HTML block that draws itself with the page's plotly.js, with its text alternative.
 
-    The block holds no plotly.js: the page loads it once (see the module docstring). Where a page has none, the
-    block shows the text alternative in a dashed box instead of nothing. ``fig_id`` (the element's id, unique on
+    The block holds no plotly.js: the page loads it once (see the module docstring). Until the figure is drawn, and
+    where a page has no plotly.js or runs no scripts (an untrusted notebook in JupyterLab), the block shows the text
+    alternative instead of nothing. ``fig_id`` (the element's id, unique on
     the page) defaults to a random one.
     """
     d = _fig_dict(fig)
@@ -218,7 +218,8 @@ def static_figure_html(fig: BaseFigure | Mapping[str, Any], *, alt: str | None =
     data = _script_json(pio.to_json(d, validate=False, remove_uids=True))
     return (f'<div class="tl-figure" style="margin:4px 0">'
             f'<div id="{fig_id}" class="{FIGURE_CLASS}" role="img" aria-label="{html.escape(alt)}" '
-            f'style="{size}"></div>'
+            f'style="{size}"><p class="tl-alt-text" style="padding:8px;color:#555;margin:0">{html.escape(alt)}</p>'
+            f'</div>'
             f'<details class="tl-alt" style="font-size:12px;color:#555"><summary>Text description</summary>'
             f'{html.escape(alt)}</details>'
             f'<script type="application/json" id="{fig_id}-json">{data}</script>'

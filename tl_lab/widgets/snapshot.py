@@ -23,6 +23,7 @@ import hashlib
 import html
 import logging
 import weakref
+from functools import lru_cache
 from typing import Any
 
 import ipywidgets as W
@@ -108,6 +109,11 @@ def _shrunk(w: W.Image) -> bytes:
         return value
     if not shown or w.format not in ("png", "jpeg"):
         return value
+    return _thumbnail(value, shown)
+
+
+@lru_cache(maxsize=1024)
+def _thumbnail(value: bytes, shown: int) -> bytes:  # cached: snapshots are recomputed after every cell
     import io
 
     from PIL import Image
@@ -210,8 +216,8 @@ def _display(widget: W.Widget) -> None:
     from IPython.display import display
 
     if not _is_tl_lab(widget):  # what IPython does for any other widget
-        method = type(widget).__dict__.get("_ipython_display_")
-        if callable(method):
+        method = getattr(type(widget), "_ipython_display_", None)
+        if callable(method) and not getattr(method, "__module__", "").startswith("plotly."):  # plotly's raises
             method(widget)
             return
         data, md = _plain_bundle(widget)
