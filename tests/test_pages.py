@@ -27,6 +27,7 @@ from tl_lab.widgets.light_figure import LOADER_ESM, REPLY, REQUEST, LightFigureW
 from tl_lab.widgets.snapshot import SNAPSHOT_CLASS, WIDGET_VIEW_MIME, snapshot_html, widget_bundle
 
 REPO = Path(__file__).resolve().parents[1]
+NBCONVERT_CONFIG_FILE = REPO / "jupyter-config" / "nbconvert" / "jupyter_nbconvert_config.json"
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
 
@@ -253,20 +254,35 @@ def test_stock_html_exporter_with_the_shipped_config_shows_snapshots(tmp_path):
     from nbconvert import HTMLExporter
     from traitlets.config import Config
 
-    shipped = json.loads((REPO / "jupyter-config" / "nbconvert-config" / "tl_lab.json").read_text())
+    shipped = json.loads(NBCONVERT_CONFIG_FILE.read_text())
     body, _ = HTMLExporter(config=Config(shipped)).from_notebook_node(_executed_like())
     assert body.count(f'class="{FIGURE_CLASS}"') == 3 and body.count(f'id="{pages.PLOTLY_JS_MARK}"') == 1
     assert "html-manager" not in body and 'type="application/vnd.jupyter.widget-view+json"' not in body
 
 
 def test_shipped_configuration_files_turn_on_the_preprocessor():
-    for path in ("jupyter-config/nbconvert-config/tl_lab.json", "jupyter-config/server-config/tl_lab_pages.json"):
-        assert json.loads((REPO / path).read_text()) == pages.NBCONVERT_CONFIG, path
+    assert json.loads(NBCONVERT_CONFIG_FILE.read_text()) == pages.NBCONVERT_CONFIG
+    server = json.loads((REPO / "jupyter-config" / "server-config" / "tl_lab_pages.json").read_text())
+    assert server == {"ServerApp": {"jpserver_extensions": {"tl_lab.app.pages": True}}}
+    assert pages._jupyter_server_extension_points() == [{"module": "tl_lab.app.pages"}]
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     shared = project["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
-    assert shared["jupyter-config/nbconvert-config"] == "etc/jupyter/jupyter_nbconvert_config.d"
+    assert (shared["jupyter-config/nbconvert/jupyter_nbconvert_config.json"]
+            == "etc/jupyter/jupyter_nbconvert_config.json")             # nbconvert reads no .d folder
     assert shared["jupyter-config/server-config"] == "etc/jupyter/jupyter_server_config.d"
     assert any(d.startswith("myst-nb") for d in project["project"]["optional-dependencies"]["test"])
+
+
+def test_enable_in_server_keeps_other_preprocessors():
+    from traitlets.config import Config
+
+    class App:
+        config = Config({"HTMLExporter": {"preprocessors": ["x.Other"]}})
+
+    app = App()
+    pages.enable_in_server(app)
+    pages.enable_in_server(app)
+    assert app.config.HTMLExporter.preprocessors == ["x.Other", pages.PREPROCESSOR]
 
 
 def test_export_page_is_self_contained(tmp_path):
@@ -282,13 +298,13 @@ def test_export_page_is_self_contained(tmp_path):
 
 @pytest.mark.slow
 def test_jupyter_nbconvert_finds_the_shipped_config(tmp_path):
-    """``jupyter nbconvert --to html`` reads ``jupyter_nbconvert_config.d/`` on the Jupyter config path, as the
-    wheel installs it under ``{sys.prefix}/etc/jupyter``."""
-    conf = tmp_path / "config" / "jupyter_nbconvert_config.d"
-    conf.mkdir(parents=True)
-    (conf / "tl_lab.json").write_text((REPO / "jupyter-config" / "nbconvert-config" / "tl_lab.json").read_text())
+    """``jupyter nbconvert --to html`` reads ``jupyter_nbconvert_config.json`` on the Jupyter config path, where the
+    wheel installs it (``{sys.prefix}/etc/jupyter``)."""
+    conf = tmp_path / "config"
+    conf.mkdir()
+    (conf / "jupyter_nbconvert_config.json").write_text(NBCONVERT_CONFIG_FILE.read_text())
     nbformat.write(_executed_like(), tmp_path / "lesson.ipynb")
-    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(tmp_path / "config"), PYTHONPATH=str(REPO))
+    env = dict(os.environ, JUPYTER_CONFIG_PATH=str(conf), PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "lesson.ipynb"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -134,7 +134,7 @@ def test_stock_nbconvert_page_shows_every_figure_and_widget_offline(lesson, brow
     from traitlets.config import Config
 
     name, nb, _, _ = lesson
-    shipped = json.loads((ROOT / "jupyter-config" / "nbconvert-config" / "tl_lab.json").read_text())
+    shipped = json.loads((ROOT / "jupyter-config" / "nbconvert" / "jupyter_nbconvert_config.json").read_text())
     body, _ = HTMLExporter(config=Config(shipped)).from_notebook_node(nb)
     path = tmp_path / f"{name}.html"
     path.write_text(body, encoding="utf-8")

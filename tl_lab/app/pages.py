@@ -11,9 +11,11 @@ pages:
   state nothing on the page uses any more, and puts plotly.js (from the installed plotly wheel, never fetched) into
   the page once, before its first figure. ``pip install tl-lab`` installs two configuration files that turn it on
   for ``HTMLExporter`` (and the exporters built on it, e.g. ``webpdf``):
-  ``{sys.prefix}/etc/jupyter/jupyter_nbconvert_config.d/tl_lab.json`` (``jupyter nbconvert``) and
-  ``{sys.prefix}/etc/jupyter/jupyter_server_config.d/tl_lab_pages.json`` (JupyterLab's export, which runs
-  nbconvert inside the server with the server's configuration).
+  ``{sys.prefix}/etc/jupyter/jupyter_nbconvert_config.json`` (``jupyter nbconvert``; nbconvert reads no
+  ``jupyter_nbconvert_config.d`` folder) and ``{sys.prefix}/etc/jupyter/jupyter_server_config.d/tl_lab_pages.json``,
+  which enables this module as a Jupyter server extension: JupyterLab's export runs nbconvert inside the server with
+  the server's configuration (a ``.d`` file there only enables extensions), and :func:`enable_in_server` adds the
+  preprocessor to it.
 - :func:`export_page`: one self-contained offline HTML string for an executed notebook (what ``tl-lab site``
   builds on).
 - A Sphinx extension (``extensions = ["myst_nb", "tl_lab.app.pages"]``): plotly.js copied into ``_static`` once
@@ -37,12 +39,12 @@ from typing import Any
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 
-__all__ = ["OfflinePagePreprocessor", "export_page", "execute_notebook", "page_config", "plotly_js_path",
+__all__ = ["OfflinePagePreprocessor", "export_page", "enable_in_server", "execute_notebook", "page_config", "plotly_js_path",
            "page_figure_count", "widget_state_bytes", "setup", "PREPROCESSOR", "NBCONVERT_CONFIG"]
 
 PREPROCESSOR = "tl_lab.app.pages.OfflinePagePreprocessor"
 NBCONVERT_CONFIG = {"HTMLExporter": {"preprocessors": [PREPROCESSOR]}}
-"""What the shipped ``jupyter_nbconvert_config.d/tl_lab.json`` and ``jupyter_server_config.d/tl_lab_pages.json`` hold."""
+"""What the shipped ``jupyter_nbconvert_config.json`` holds (and what :func:`enable_in_server` adds to a server)."""
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
@@ -219,6 +221,30 @@ def page_figure_count(nb: nbformat.NotebookNode) -> dict[str, int]:
                 html_form = "".join(html_form) if isinstance(html_form, list) else html_form
                 counts["widget_figures"] += html_form.count(f'class="{FIGURE_CLASS}"')
     return counts
+
+
+# ---- JupyterLab's "Export as HTML" ------------------------------------------------------------------------------
+
+
+def enable_in_server(serverapp: Any) -> None:
+    """Add :class:`OfflinePagePreprocessor` to the ``HTMLExporter`` configuration of a running Jupyter server.
+
+    The server's nbconvert handler builds its exporter from the server's own configuration object, which this
+    changes in place; preprocessors configured already are kept.
+    """
+    section = serverapp.config.HTMLExporter
+    current = list(section.get("preprocessors", []) or [])
+    if PREPROCESSOR not in current:
+        section.preprocessors = [*current, PREPROCESSOR]
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    return [{"module": "tl_lab.app.pages"}]
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    enable_in_server(serverapp)
+    serverapp.log.info("tl_lab: JupyterLab's HTML export shows figures and widget snapshots offline")
 
 
 # ---- Sphinx + MyST-NB ---------------------------------------------------------------------------------------------
