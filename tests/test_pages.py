@@ -200,6 +200,19 @@ def test_widget_bundle_puts_snapshot_beside_the_live_view():
     assert bundle["text/plain"] == "FigureSlot widget (run the notebook to use it)"  # never the children's repr
 
 
+def test_a_widget_whose_snapshot_fails_still_shows_live(monkeypatch):
+    from tl_lab.widgets import snapshot
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda data, **kw: shown.append((data, kw)))
+    monkeypatch.setattr(snapshot, "snapshot_html", lambda w: 1 / 0)
+    slot = FigureSlot(_bars())
+    snapshot._display(slot)
+    (data, kw), = shown
+    assert data[WIDGET_VIEW_MIME]["model_id"] == slot.model_id and "text/html" not in data
+    assert "display_id" not in kw
+
+
 # ---- the nbconvert preprocessor -------------------------------------------------------------------------------------
 
 

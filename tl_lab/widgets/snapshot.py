@@ -223,7 +223,13 @@ def _display(widget: W.Widget) -> None:
         data, md = _plain_bundle(widget)
         display(data, metadata=md, raw=True)
         return
-    data = widget_bundle(widget)
+    try:
+        data = widget_bundle(widget)
+    except Exception:  # noqa: BLE001 - a snapshot must never keep the live widget from showing
+        _log.exception("tl_lab: no snapshot for %s", type(widget).__name__)
+        data, md = _plain_bundle(widget)
+        display(data, metadata=md, raw=True)
+        return
     display_id = f"tl-lab-{widget.model_id}"
     _DISPLAYED[display_id] = (weakref.ref(widget), _digest(data["text/html"]))
     display(data, raw=True, display_id=display_id)
@@ -243,7 +249,11 @@ def refresh_snapshots() -> int:
         if widget is None or getattr(widget, "comm", None) is None:
             del _DISPLAYED[display_id]
             continue
-        data = widget_bundle(widget)
+        try:
+            data = widget_bundle(widget)
+        except Exception:  # noqa: BLE001 - keep the last good snapshot
+            _log.exception("tl_lab: could not refresh the snapshot of %s", type(widget).__name__)
+            continue
         new = _digest(data["text/html"])
         if new != digest:
             update_display(data, raw=True, display_id=display_id)
