@@ -169,6 +169,14 @@ def test_importing_plots_makes_tl_lab_the_renderer_in_a_kernel_only(monkeypatch)
     assert use_page_renderer() is True and pio.renderers.default == "tl_lab"
 
 
+def test_save_html_pages_describe_every_figure(tmp_path):
+    from tl_lab.plots import save_html
+
+    page = save_html([_bars(), go.Figure(go.Scatter(y=[1, 2]))], tmp_path / "p.html").read_text()
+    assert page.count('role="img" aria-label="') == 2 and page.count("<summary>Text description</summary>") == 2
+    assert "bar: raw pixels 0.412, scratch 0.3, frozen head 0.833." in page
+
+
 # ---- widget snapshots ---------------------------------------------------------------------------------------------
 
 

@@ -183,10 +183,9 @@ def execute_notebook(path: str | os.PathLike, *, fast: bool = True, timeout: int
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     cwd = Path(workdir) if workdir is not None else path.parent
-    env = {**os.environ, "TL_LAB_FAST": "1" if fast else ""}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
     old = os.environ.get("TL_LAB_FAST")
-    os.environ["TL_LAB_FAST"] = env["TL_LAB_FAST"]  # the kernel inherits this process's environment
+    os.environ["TL_LAB_FAST"] = "1" if fast else ""  # the kernel inherits this process's environment
     try:
         client.execute()
     finally:

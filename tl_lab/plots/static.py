@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import plotly.io as pio
 from plotly.basedatatypes import BaseFigure
-from plotly.io._base_renderers import MimetypeRenderer
+from plotly.io.base_renderers import MimetypeRenderer
 
 __all__ = ["describe", "static_figure_html", "PageRenderer", "use_page_renderer", "FIGURE_CLASS", "PLOTLY_MIME",
            "RENDERER_NAME"]
