@@ -29,8 +29,8 @@ import plotly.graph_objects as go
 
 from tl_lab.widgets.light_figure import LightFigureWidget
 
-__all__ = ["StatusLine", "FigureSlot", "LightFigureWidget", "png_thumbnail", "Throttle", "Worker", "background", "guarded", "error_message", "fmt_int", "fmt_acc",
-           "html_table"]
+__all__ = ["StatusLine", "FigureSlot", "LightFigureWidget", "png_thumbnail", "Throttle", "Worker", "background",
+           "guarded", "error_message", "fmt_int", "fmt_acc", "html_table"]
 
 _LIVE: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # every widget's background thread not yet joined
 EXIT_WAIT_S = 60.0
