@@ -20,6 +20,9 @@ Where things live (all re-exported here; import from ``tl_lab.plots``):
 - ``plots.efficiency`` and ``plots.multitask``: :func:`efficiency_scatter`, :func:`forgetting_tradeoff`,
   :func:`sharing_bars` (sharing and keeping knowledge).
 - ``plots_export``: :func:`save_html` (offline, one plotly.js per page), :func:`to_png` / :func:`to_pngs` (kaleido).
+- ``plots.static``: :func:`describe` (a figure's text alternative), :func:`static_figure_html` and the ``"tl_lab"``
+  plotly renderer, made the default in a Jupyter kernel when this package is imported: each figure goes out as the
+  plotly mimetype (JupyterLab), a static-page HTML block (nbconvert, MyST-NB) and its text alternative.
 - ``plots_style``: the palette (:data:`OKABE_ITO`, :data:`STRATEGY_COLORS`) and the shared layout.
 
 Example::
@@ -55,6 +58,7 @@ from tl_lab.plots.inside import (
 )
 from tl_lab.plots.multitask import sharing_bars
 from tl_lab.plots.ranking import cost_vs_accuracy, score_vs_accuracy, transferability_scores
+from tl_lab.plots.static import describe, static_figure_html, use_page_renderer
 from tl_lab.plots.stages import cka_by_stage, cka_matrix, probe_by_stage
 from tl_lab.plots.style import (
     INIT_COLORS,
@@ -97,6 +101,7 @@ __all__ = [
     "comparison_bars",
     "confusion_matrix",
     "cost_vs_accuracy",
+    "describe",
     "data_efficiency",
     "efficiency_scatter",
     "forgetting_tradeoff",
@@ -110,8 +115,12 @@ __all__ = [
     "score_vs_accuracy",
     "save_html",
     "sharing_bars",
+    "static_figure_html",
     "to_png",
     "to_pngs",
     "training_curves",
     "transferability_scores",
+    "use_page_renderer",
 ]
+
+use_page_renderer()  # in a Jupyter kernel, figures also carry a static-page form and a text alternative

@@ -28,6 +28,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.basedatatypes import BaseFigure
 
+from tl_lab.plots.static import describe
+
 __all__ = ["save_html", "to_png", "to_pngs", "find_browser", "plain_figure", "ImageExportError"]
 
 _BROWSER_FIX = (
@@ -57,7 +59,8 @@ def save_html(
     """Write one or several figures into one standalone HTML page; returns the path.
 
     Why: with ``include_plotlyjs=True`` (the default) the page embeds plotly.js once, before the first figure, and
-    opens offline from a USB stick or a course page; the later figures reuse it. ``"cdn"`` makes a small page that
+    opens offline from a USB stick or a course page; the later figures reuse it. Each figure carries its text
+    description (:func:`tl_lab.plots.static.describe`) for screen readers and as a "Text description". ``"cdn"`` makes a small page that
     needs the network; ``False`` suits a page that already loads plotly.js. Items may also be strings: blocks of
     HTML (a run table, a paragraph) placed between the figures as they are.
 
@@ -80,10 +83,12 @@ def save_html(
             parts.append(f'<div class="tl-block">\n{item}\n</div>')
             continue
         f = plain_figure(item)
-        parts.append('<div class="tl-figure">\n' + f.to_html(
+        alt = html.escape(describe(f))  # screen readers cannot read plotly's SVG
+        parts.append(f'<div class="tl-figure">\n<div role="img" aria-label="{alt}">' + f.to_html(
             full_html=False, include_plotlyjs=include_plotlyjs if first else False,
             config={"displaylogo": False, "responsive": True}, default_width=f.layout.width or "100%",
-            default_height=f.layout.height or 480) + "\n</div>")
+            default_height=f.layout.height or 480) + '</div>\n<details class="tl-alt" style="font-size:12px;'
+            f'color:#555"><summary>Text description</summary>{alt}</details>\n</div>')
         first = False
     heading = f"<h1>{html.escape(title)}</h1>\n" if title else ""
     page = (

@@ -4,7 +4,11 @@ Why: a learner must never click a button that silently does nothing. Every callb
 :func:`guarded`, which shows an exception's message in the widget's status line and its traceback in a collapsed
 "details" area, by assigning ``Output.outputs`` (printing inside ``with out:`` from a background thread shows
 nothing once the cell has finished). Figures live in a :class:`FigureSlot`: one plotly ``FigureWidget`` per view,
-refilled in place, because each new FigureWidget ships the whole plotly.js bundle (~5 MB) to the browser.
+refilled in place. Its widget is a :class:`LightFigureWidget`, which fetches plotly's ~5 MB widget script from the
+kernel once per browser page instead of carrying it in every widget's state (a saved lesson stays small).
+
+Every tl_lab widget displayed in a kernel also carries a static snapshot (:mod:`tl_lab.widgets.snapshot`): the
+figures, tables and text it shows, as HTML that renders on a page with no kernel and no network.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
-__all__ = ["StatusLine", "FigureSlot", "Throttle", "Worker", "background", "guarded", "error_message", "fmt_int", "fmt_acc",
-           "html_table"]
+from tl_lab.widgets.light_figure import LightFigureWidget
+
+__all__ = ["StatusLine", "FigureSlot", "LightFigureWidget", "png_thumbnail", "Throttle", "Worker", "background",
+           "guarded", "error_message", "fmt_int", "fmt_acc", "html_table"]
 
 _LIVE: weakref.WeakSet[threading.Thread] = weakref.WeakSet()  # every widget's background thread not yet joined
 EXIT_WAIT_S = 60.0
@@ -130,8 +136,10 @@ def guarded(status: StatusLine, *, prefix: str = "Error") -> Callable[[Callable[
 class FigureSlot(W.Box):
     """One plotly ``FigureWidget`` that shows successive figures, refilled in place.
 
-    Why: every FigureWidget carries the plotly.js bundle (~5 MB) to the browser, so a view keeps one and refills it;
-    and a slot with nothing to show yet holds only a placeholder line: the widget is created at the first ``show``.
+    Why: a view keeps one FigureWidget and refills it (a new widget per figure makes the page re-create the chart,
+    and every widget is saved with the notebook); a slot with nothing to show yet holds only a placeholder line:
+    the widget is created at the first ``show``. :meth:`clear` goes back to the placeholder and keeps the widget
+    for the next ``show``, which always puts the chart back on screen.
     """
 
     def __init__(self, fig: go.Figure | None = None, *, css_class: str | None = None, placeholder: str = "") -> None:
@@ -145,22 +153,38 @@ class FigureSlot(W.Box):
 
     @property
     def figure(self) -> go.FigureWidget:
-        """The live FigureWidget (created, empty, if nothing was shown yet)."""
+        """The live FigureWidget (created, empty, if nothing was shown yet); the slot shows it."""
         if self.widget is None:
-            self.widget = go.FigureWidget()
-            self.children = (self.widget,)
+            self.widget = LightFigureWidget()
+        self._attach()
         return self.widget
 
+    @property
+    def showing(self) -> bool:
+        """Whether the chart is on screen (False while the slot shows its placeholder or nothing)."""
+        return self.widget is not None and tuple(self.children) == (self.widget,)
+
     def show(self, fig: go.Figure) -> None:
-        """Replace what the slot shows with ``fig`` (traces, layout and all)."""
+        """Replace what the slot shows with ``fig`` (traces, layout and all), and put the chart on screen."""
         if self.widget is None:
-            self.widget = go.FigureWidget(fig)
-            self.children = (self.widget,)
+            self.widget = LightFigureWidget(fig)
+            self._attach()
             return
         with self.batch_update() as fw:
             fw.data = []
             fw.add_traces(list(fig.data))
             fw.layout = fig.layout
+        self._attach()
+
+    def clear(self) -> None:
+        """Show the placeholder again (the widget is kept and reused by the next :meth:`show`)."""
+        self.children = (self.placeholder,)
+
+    def _attach(self) -> None:
+        # A caller may have emptied ``children`` to hide the chart (BackboneChooser did, before each new score):
+        # the widget then stayed set while nothing showed it, so every later show() refilled an invisible chart.
+        if tuple(self.children) != (self.widget,):
+            self.children = (self.widget,)
 
     @contextlib.contextmanager
     def batch_update(self) -> Iterator[go.FigureWidget]:
@@ -183,6 +207,29 @@ class FigureSlot(W.Box):
         if fw is not None:
             fw._widget_layout = deepcopy(fw._layout_obj._props)  # as plotly's own _repr_mimebundle_ does
             fw._widget_data = deepcopy(fw._data)
+
+
+def png_thumbnail(image: Any, size: int) -> bytes:
+    """PNG bytes of ``image`` (a CHW uint8 tensor, an HWC array or a PIL image) at most ``size`` pixels a side.
+
+    Why: a widget's images are part of its saved state (base64 in the notebook), so an image shown at 56 px should
+    be stored at 56 px: FewShot's 42 gallery images stored at 128 px were 0.62 MB of lesson 10's 1.14 MB of state
+    (0.60 MB in all at 56 px).
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().permute(1, 2, 0).numpy()
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    if max(pil.size) > size:
+        pil = pil.copy()
+        pil.thumbnail((size, size), Image.LANCZOS)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 class Throttle:
@@ -283,3 +330,8 @@ class Worker:
     def wait(self, timeout: float | None = None) -> None:
         if self.thread is not None:
             self.thread.join(timeout)
+
+
+from tl_lab.widgets.snapshot import install_snapshots  # noqa: E402 - snapshot.py reads FigureSlot from here
+
+install_snapshots()  # in a Jupyter kernel: every tl_lab widget also leaves a static snapshot (no-op elsewhere)
