@@ -122,10 +122,6 @@ def test_saved_widget_state_is_small(lesson):
     size = pages.widget_state_bytes(nb)
     _record(name, seconds=round(seconds), widget_state_bytes=size, **produced)
     assert produced["widgets"] >= 1, f"{name} displays a widget; none found in its outputs"
-    if name == "10_zero_and_few_shot" and size >= STATE_LIMIT:
-        # 0.82 MB of it is FewShot's 42 gallery images and test images stored at 128 px while shown at 56 px; with
-        # tl_lab.widgets.common.png_thumbnail(image, 56) in few_shot.py's _png (its owner's file) it is 0.60 MB.
-        pytest.xfail(f"{name}: {size:,} bytes of widget state; FewShot must store its images at the size shown")
     assert 0 < size < STATE_LIMIT, f"{name}: saved widget state is {size:,} bytes"
 
 

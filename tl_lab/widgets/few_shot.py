@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,17 +40,18 @@ from tl_lab.inside.stage_features import stage_features
 from tl_lab.inside.zero_shot import NoImageNetClass, default_class_map, zero_shot
 from tl_lab.plots.training import confusion_matrix
 from tl_lab.widgets.common import (FigureSlot, StatusLine, Worker, background, error_message, fmt_acc, guarded,
-                                   html_table)
+                                   html_table, png_thumbnail)
 from tl_lab.widgets.inside import read_upload
 from tl_lab.widgets.state import LabState
 
 __all__ = ["FewShot"]
 
 
+_SHOWN_PX = 56  # gallery and test images are shown (and so stored in the saved widget state) at this size
+
+
 def _png(image: torch.Tensor) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buf, format="PNG")
-    return buf.getvalue()
+    return png_thumbnail(image, _SHOWN_PX)
 
 
 def _mark_picked(change: dict) -> None:
@@ -202,7 +202,8 @@ class FewShot(W.VBox):
         for k, name in enumerate(self.data.classes):
             cells = []
             for i in np.flatnonzero(self._gallery.labels.numpy() == k):
-                image = W.Image(value=_png(self._gallery.images[i]), format="png", width=56, height=56)
+                image = W.Image(value=_png(self._gallery.images[i]), format="png", width=_SHOWN_PX,
+                                height=_SHOWN_PX)
                 button = W.ToggleButton(value=False, description=f"#{i}", layout=W.Layout(width="56px"),
                                         tooltip=f"use this image as an example of {name}")
                 button.add_class("tl-fewshot-pick")
