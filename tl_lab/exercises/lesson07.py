@@ -79,6 +79,8 @@ def questions() -> list[Question]:
                     lambda r: r["folder_images_loaded"],
                 "That counts every file, loaded and skipped; the question asks for the skipped ones only.":
                     lambda r: r["folder_images_loaded"] + r["folder_files_skipped"],
+                "That is the number of test images; the question asks how many files the loader skipped.":
+                    lambda r: r["folder_test_images"],
             },
             needs=("folder_files_skipped",),
             hints=("The report under the summary lists every skipped file, and why.",),

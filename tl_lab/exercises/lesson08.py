@@ -80,6 +80,7 @@ def questions() -> list[Question]:
                 "Give millions (like 4.7), not the raw parameter count.":
                     lambda r: 1e6 * r["zoo_resnet18_params_millions"],
                 "Give millions, not thousands.": lambda r: 1e3 * r["zoo_resnet18_params_millions"],
+                "Give millions, not billions.": lambda r: 1e-3 * r["zoo_resnet18_params_millions"],
             },
             needs=("zoo_resnet18_params_millions",),
             hints=("Read the RESULT line zoo_resnet18_params_millions, or the resnet18 line of section 2.",),
