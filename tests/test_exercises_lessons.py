@@ -4,14 +4,17 @@ it, passes its own check."""
 
 from __future__ import annotations
 
+import ast
 from collections import OrderedDict
 
 import numpy as np
 import pytest
+import torch
 
 from tl_lab import exercises
 from tl_lab.exercises.common import run_solution
 
+_CUDA = torch.cuda.is_available()
 LESSONS = ("01", "02", "04", "05", "06", "07", "08", "09")
 
 
@@ -38,7 +41,8 @@ RUNS = {
            "nt_imagenet_direct": 0.6, "nt_imagenet_via_digits": 0.57, "nt_raw_pixels": 0.3, "nt_scratch": 0.25},
     "07": {"folder_raw_pixels": 0.4, "folder_scratch": 0.35, "folder_frozen_head": 0.85, "folder_late_stages": 0.8,
            "folder_test_images": 40, "folder_files_skipped": 2, "folder_images_loaded": 120},
-    "08": {"amp_speedup": 0.5, "amp_top1_agreement": 1.0, "zoo_resnet18_params_millions": 11.69},
+    # the solution predicts 08's speed-up from the device: faster on CUDA, slower on a CPU
+    "08": {"amp_speedup": 2.5 if _CUDA else 0.5, "amp_top1_agreement": 1.0, "zoo_resnet18_params_millions": 11.69},
     "09": {"clipart_best_pretrained": 0.6, "clipart_best_random": 0.25, "clipart_raw_pixels": 0.3,
            "clipart_tau_logme": 0.6, "clipart_tau_leep": 0.47, "clipart_tau_logme_pretrained": 0.2,
            "digits_tau_logme": 0.33},
@@ -311,3 +315,66 @@ def test_lesson09_kendall_tau_against_scipy():
     for fn, message in cases:
         r = q.check(fn)
         assert r.correct is False and message in r.message, (message, r.message)
+
+
+# ---- the notebooks: a cell for every question, predictions before the runs, solutions fill in --------------------
+
+def _notebook(lesson_id):
+    from pathlib import Path
+
+    import nbformat
+
+    [path] = (Path(__file__).resolve().parents[1] / "notebooks").glob(f"{lesson_id}_*.ipynb")
+    return nbformat.read(path, as_version=4)
+
+
+# the code that measures each prediction's results (a piece of the measuring cell's source)
+MEASURED_IN = {("01", "q1"): "lesson.result(f\"filter_smoothness_", ("02", "q1"): 'lesson.result("clipart_frozen_head"',
+               ("04", "q1"): 'lesson.result(f"{name}_peak_depth"', ("04", "q2"): 'lesson.result(f"cka_{stage}"',
+               ("05", "q1"): "lesson.result(f\"shapes_{r[", ("06", "q1"): 'lesson.result(f"shift_{strategy}_clean"',
+               ("07", "q1"): 'lesson.result("folder_" + r[', ("08", "q1"): 'lesson.result("amp_speedup"',
+               ("09", "q1"): 'lesson.result(f"{prefix}_best_pretrained"'}
+
+
+@pytest.mark.parametrize("lesson_id", LESSONS)
+def test_notebook_has_a_cell_for_every_question_and_predictions_come_first(lesson_id):
+    nb = _notebook(lesson_id)
+    sources = [c.source for c in nb.cells if c.cell_type == "code"]
+    for q in exercises.lesson(lesson_id):
+        checks = [i for i, s in enumerate(sources) if f"ex.{q.id}.check(" in s]
+        assert len(checks) == 1, (lesson_id, q.id)
+        if q.kind == "predict":
+            [at] = [i for i, s in enumerate(sources) if f"ex.{q.id}.predict(" in s]
+            [measured] = [i for i, s in enumerate(sources) if MEASURED_IN[lesson_id, q.id] in s]
+            assert at < measured < checks[0], (lesson_id, q.id)
+    assert sum(q.kind == "predict" for q in exercises.lesson(lesson_id)) == sum(k[0] == lesson_id for k in MEASURED_IN)
+
+
+@pytest.mark.parametrize("lesson_id", LESSONS)
+def test_answer_cells_run_unfilled_and_filled_with_the_solutions(lesson_id):
+    """Every answer cell, run on a recorded run's numbers: unfilled it checks nothing; filled, it passes."""
+    from tl_lab.exercises.common import fill_solutions
+
+    def run_cells(nb):
+        ns = {"lesson": _Lesson(RUNS[lesson_id]), "ex": exercises.lesson(lesson_id)}
+        for q in ns["ex"]:  # the lesson's own results are the recorded run
+            q.results = lambda: RUNS[lesson_id]
+        shown = []
+        for cell in nb.cells:
+            if cell.cell_type != "code" or "ex." not in cell.source:
+                continue
+            keep = [line for line in cell.source.splitlines()  # ex is made above, with the recorded run
+                    if not line.startswith(("from tl_lab import exercises", "ex = exercises.lesson(",
+                                            'lesson.result("folder_test_images"'))]
+            tree = ast.parse("\n".join(keep))
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            exec(compile(tree, "<cell>", "exec"), ns)
+            if last is not None:
+                shown.append(eval(compile(ast.Expression(last.value), "<cell>", "eval"), ns))
+        return [r for r in shown if hasattr(r, "correct")]
+
+    unfilled = run_cells(_notebook(lesson_id))
+    assert unfilled and all(r.correct is None for r in unfilled), [r.message for r in unfilled]
+    filled = run_cells(fill_solutions(_notebook(lesson_id), lesson_id))
+    assert len(filled) == len(exercises.lesson(lesson_id).questions)
+    assert all(r.correct is True for r in filled), [r.message for r in filled if not r.correct]

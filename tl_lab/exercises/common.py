@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from tl_lab.exercises.questions import Outcome, Results, beyond_noise
 
-__all__ = ["best_of", "compare", "extreme_of", "run_solution", "CLIPART_TEST_IMAGES", "DIGITS_TEST_IMAGES",
+__all__ = ["best_of", "compare", "extreme_of", "run_solution", "fill_solutions", "CLIPART_TEST_IMAGES", "DIGITS_TEST_IMAGES",
            "SHAPES_TEST_IMAGES"]
 
 CLIPART_TEST_IMAGES = 153  # load_dataset("clipart") keeps a fixed test split of 153 images at every shot count
@@ -75,3 +75,24 @@ def run_solution(code: str, namespace: dict) -> object:
     filled in" replaces that line with the solution."""
     exec(compile(code, "<solution>", "exec"), namespace)  # noqa: S102 - our own solution text
     return namespace["answer"]
+
+
+def fill_solutions(nb, lesson_id: str):
+    """A lesson notebook (nbformat node, changed in place and returned) with every answer cell filled in: the line
+    ``answer = None  # ...`` of a cell about ``ex.qN`` becomes question ``qN``'s ``solution_text``. For running a
+    lesson "with the solutions filled in" (tests, instructors' copies)."""
+    import re
+
+    from tl_lab.exercises.catalogue import lesson
+
+    questions = {q.id: q for q in lesson(lesson_id)}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "answer = None" not in cell.source:
+            continue
+        ids = set(re.findall(r"\bex\.(q\d+)\.", cell.source))
+        if len(ids) != 1:
+            raise ValueError(f"an answer cell must be about one question, this one names {sorted(ids)}:\n{cell.source}")
+        solution = questions[ids.pop()].solution_text.rstrip()
+        cell.source = "\n".join(solution if line.startswith("answer = None") else line
+                                for line in cell.source.splitlines())
+    return nb
