@@ -6,8 +6,16 @@ from collections.abc import Mapping
 
 from tl_lab.exercises.questions import Outcome, Results, beyond_noise
 
-__all__ = ["best_of", "compare", "extreme_of", "run_solution", "fill_solutions", "CLIPART_TEST_IMAGES", "DIGITS_TEST_IMAGES",
-           "SHAPES_TEST_IMAGES"]
+__all__ = [
+    "CLIPART_TEST_IMAGES",
+    "DIGITS_TEST_IMAGES",
+    "SHAPES_TEST_IMAGES",
+    "best_of",
+    "compare",
+    "extreme_of",
+    "fill_solutions",
+    "run_solution",
+]
 
 CLIPART_TEST_IMAGES = 153  # load_dataset("clipart") keeps a fixed test split of 153 images at every shot count
 

@@ -45,8 +45,8 @@ def questions() -> list[Question]:
         Choice(
             "q3", "Going up the stages, the grid coarsens (112 → 7) and the activity moves from the outline of a "
                   "shape to the whole object. Why?",
-            options=("Each stage combines a wider neighbourhood of the stage before, so late stages respond to "
-                     "larger parts, down to whole objects, on a coarser grid",
+            options=(("Each stage combines a wider neighbourhood of the stage before, so late stages respond to "
+                      "larger parts, down to whole objects, on a coarser grid"),
                      "Late stages see a blurred copy of the input image",
                      "Late stages have fewer channels, so they can only represent blobs",
                      "The outline is removed by the normalisation at the input"),

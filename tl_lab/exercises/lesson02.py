@@ -118,8 +118,8 @@ def questions() -> list[Question]:
         ),
         Choice(
             "q4", "The linear probe and the frozen head measured within a few points of each other. Why?",
-            options=("Both are linear classifiers on the same frozen features; they differ only in how they are "
-                     "fitted (a regularised logistic regression chosen on validation, or SGD with early stopping)",
+            options=(("Both are linear classifiers on the same frozen features; they differ only in how they are "
+                      "fitted (a regularised logistic regression chosen on validation, or SGD with early stopping)"),
                      "The probe trains the body too, which makes up for its simpler optimiser",
                      "Both read the raw pixels, so they are the same model",
                      "The frozen head copies the probe's weights"),

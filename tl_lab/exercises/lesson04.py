@@ -8,7 +8,14 @@ from __future__ import annotations
 import numpy as np
 
 from tl_lab.exercises.common import DIGITS_TEST_IMAGES, extreme_of
-from tl_lab.exercises.questions import Choice, Code, Number, Outcome, Predict, Question, beyond_noise
+from tl_lab.exercises.questions import (
+    Code,
+    Number,
+    Outcome,
+    Predict,
+    Question,
+    beyond_noise,
+)
 
 TITLE = "Why features transfer"
 
@@ -48,7 +55,7 @@ def cka_variants(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     k, l = x @ x.T, y @ y.T
     xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
     kc, lc = xc @ xc.T, yc @ yc.T
-    biased = lambda a, b: float(np.vdot(a, b)) / (n - 1) ** 2  # noqa: E731
+    biased = lambda a, b: float(np.vdot(a, b)) / (n - 1) ** 2
     return {
         "right": cka(x, y),
         "You forgot to centre the features (subtract each column's mean, or use H K H with H = I - 11ᵀ/n); "
@@ -63,7 +70,7 @@ def cka_variants(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def test_matrices(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_matrices(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two related random activation matrices (40 examples, 12 and 20 features) with a large common offset."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(40, 12)) + 3.0
@@ -74,7 +81,7 @@ def test_matrices(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def _check_cka(fn) -> str | None:
     if not callable(fn):
         return f"Pass a function cka(x, y) -> float, not {type(fn).__name__}"
-    x, y = test_matrices()
+    x, y = sample_matrices()
     got = float(fn(x.copy(), y.copy()))
     variants = cka_variants(x, y)
     if abs(got - variants["right"]) < 1e-6:

@@ -46,8 +46,8 @@ def questions() -> list[Question]:
         ),
         Choice(
             "q3", "Grad-CAM at the default layer (conv_head) hardly localises the shapes. Why?",
-            options=("At 64 px, conv_head's grid is 2 x 2: the map can only say which quarter of the image "
-                     "mattered",
+            options=(("At 64 px, conv_head's grid is 2 x 2: the map can only say which quarter of the image "
+                      "mattered"),
                      "Grad-CAM only works on fine-tuned networks",
                      "conv_head has no gradients in a frozen network",
                      "The shapes are too small for any network to classify"),

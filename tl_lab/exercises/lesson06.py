@@ -8,7 +8,14 @@ from __future__ import annotations
 import math
 
 from tl_lab.exercises.common import DIGITS_TEST_IMAGES
-from tl_lab.exercises.questions import Choice, Number, Outcome, Predict, Question, binomial_se
+from tl_lab.exercises.questions import (
+    Choice,
+    Number,
+    Outcome,
+    Predict,
+    Question,
+    binomial_se,
+)
 
 TITLE = "When transfer fails"
 
@@ -25,7 +32,7 @@ def _largest_drop(results) -> Outcome:
     first, second = sorted(drop, key=drop.get, reverse=True)[:2]
     se = math.sqrt(sum(binomial_se(v, n) ** 2 for o in (first, second) for v in acc[o]))
     numbers = {f"shift_{s}_{k}": acc[o][j] for o, s in _STRATEGIES.items() for j, k in enumerate(("clean", "inverted"))}
-    detail = (f"Drops: " + ", ".join(f"{o} {d:+.3f}" for o, d in drop.items()) +
+    detail = ("Drops: " + ", ".join(f"{o} {d:+.3f}" for o, d in drop.items()) +
               f" ({first!r} by {drop[first] - drop[second]:.3f} more than {second!r}).")
     return Outcome(first, numbers, drop[first] - drop[second] > 2 * se, detail)
 
@@ -64,8 +71,8 @@ def questions() -> list[Question]:
         Choice(
             "q3", "In section 4, fine-tuning on clip art changed the body's weights by about 0.5 %, yet most of "
                   "ImageNet's top-1 predictions changed. Why?",
-            options=("The old ImageNet head reads the body's last features; small changes to many weights add up "
-                     "to features the old head no longer matches",
+            options=(("The old ImageNet head reads the body's last features; small changes to many weights add up "
+                      "to features the old head no longer matches"),
                      "Fine-tuning retrained the ImageNet head on clip art",
                      "Clip art images are harder than ImageNet photos",
                      "The frozen body's BatchNorm statistics were reset"),

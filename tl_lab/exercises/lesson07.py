@@ -29,7 +29,7 @@ def _best_plan(results) -> Outcome:
     return best_of(_PLANS, int(results["folder_test_images"]))(results)
 
 
-def test_matrix() -> np.ndarray:
+def sample_confusion_matrix() -> np.ndarray:
     """An unbalanced 3-class confusion matrix on which accuracy, balanced accuracy and the error rate all differ."""
     return np.array([[30, 2, 0], [5, 4, 1], [1, 0, 7]])
 
@@ -37,7 +37,7 @@ def test_matrix() -> np.ndarray:
 def _check_accuracy(fn) -> str | None:
     if not callable(fn):
         return f"Pass a function accuracy(matrix) -> float, not {type(fn).__name__}"
-    m = test_matrix()
+    m = sample_confusion_matrix()
     got = float(fn(m.copy()))
     right = np.trace(m) / m.sum()
     if abs(got - right) < 1e-9:

@@ -99,8 +99,8 @@ def questions() -> list[Question]:
         Choice(
             "q4", "In section 5 the command line reran the notebook's tiny run from its run.json and measured the "
                   "same test accuracy. Why?",
-            options=("run.json records the whole recipe (data, plan, seed, epochs), and training is deterministic "
-                     "on this machine for a fixed seed",
+            options=(("run.json records the whole recipe (data, plan, seed, epochs), and training is deterministic "
+                      "on this machine for a fixed seed"),
                      "The command line loads the notebook's checkpoint instead of training",
                      "Test accuracy does not depend on training",
                      "The command line copies the notebook's result into its run.json"),
