@@ -21,11 +21,14 @@ def questions() -> list[Question]:
             measure=best_of({"raw pixels": "shapes_raw_pixels", "from scratch": "shapes_scratch",
                              "frozen head": "shapes_frozen_head", "fine-tuned": "shapes_fine_tune"},
                             SHAPES_TEST_IMAGES),
-            explanation="Shapes on textured backgrounds are far from ImageNet photos: a frozen head reads "
-                        "features made for other things, while fine-tuning adapts them to outlines; with 60 "
-                        "images, from scratch has too little data to learn the features at all.",
-            hints=("Which of the four can adapt its features to this task, and still start from good ones?",),
-            solution_text="answer = 'fine-tuned'",
+            explanation="Raw pixels sit at chance: a linear model on pixels cannot find a shape that moves around. "
+                        "From scratch, 60 images are far too few to learn vision from nothing. The frozen ImageNet "
+                        "features reach roughly 0.6, and fine-tuning lands in the same range at full size (0.59 and "
+                        "0.56 in the lesson's run, within the noise); with TL_LAB_FAST=1 it gets 3 epochs and stays "
+                        "below the frozen head.",
+            hints=("Which of the four start from features that already exist?",
+                   "From how many images must the others learn their features?"),
+            solution_text="answer = 'frozen head'",
         ),
         Number(
             "q2", "From section 6: what fraction of the fine-tuned network's Grad-CAM attribution (at stage5) lies "

@@ -66,9 +66,12 @@ def questions() -> list[Question]:
             choices=_SPEED,
             needs=("amp_speedup",),
             measure=_speed,
-            explanation="Low precision pays off on hardware with fast half-precision units (GPU tensor cores); on "
-                        "many CPUs the conversions cost more than they save. fit turns AMP on by itself only on CUDA.",
-            hints=("Which device does section 1 report, and does it have tensor cores?",),
+            explanation="The speed-up depends on the hardware: on a GPU with tensor cores expect about 2x; on most "
+                        "laptop CPUs bfloat16 is emulated and slower, which is why fit keeps AMP off there; server "
+                        "CPUs with native bfloat16 instructions (AVX-512 BF16, AMX) can be faster. The precision "
+                        "cost is small either way: most top-1 answers agree.",
+            hints=("Which device does section 1 report?",
+                   "Does it have tensor cores, or native bfloat16 instructions?"),
             solution_text="import torch\nanswer = 'faster (more than 1.2x)' if torch.cuda.is_available() else "
                           "'slower (less than 0.8x)'",
         ),
