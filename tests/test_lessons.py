@@ -20,7 +20,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tl_lab import exercises
 from tl_lab.app.lesson import parse_results
+from tl_lab.exercises.common import fill_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -60,6 +62,23 @@ def _failing_cell(nb) -> tuple[int, str, str]:
                 tb = ANSI.sub("", "\n".join(out.get("traceback", [])))
                 return i, cell.source, tb
     return -1, "", ""
+
+
+def unanswered_checks(nb) -> list[str]:
+    """The checked questions whose check did not pass in an executed lesson: an answer check (``ex.qN.check(answer)``)
+    must say "Correct"; a prediction's check (``ex.qN.check()``) must have been held against the run (a wrong
+    prediction is feedback, so only "Not checked" counts against it)."""
+    bad = []
+    for cell in nb.cells:
+        call = re.search(r"\bex\.(q\d+)\.check\((answer)?\)", cell.source) if cell.cell_type == "code" else None
+        if call is None:
+            continue
+        text = "".join(o.get("data", {}).get("text/plain", "") for o in cell.get("outputs", [])
+                       if o.get("output_type") == "execute_result")
+        ok = text.startswith("Correct") if call.group(2) else bool(text) and not text.startswith("Not checked")
+        if not ok:
+            bad.append(f"{call.group(1)}: {text[:300] or '(no result shown)'}")
+    return bad
 
 
 def evaluate_checks(checks: list, results: dict[str, float]) -> list[str]:
@@ -117,6 +136,25 @@ def test_lesson_metadata(path):
         assert isinstance(right, (str, int, float)) and not isinstance(right, bool), f"{path.name}: bad {check!r}"
 
 
+def test_unanswered_checks_reads_each_check_cells_result():
+    def cell(source, shown):
+        c = nbformat.v4.new_code_cell(source)
+        if shown is not None:
+            c.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": shown}, execution_count=1)]
+        return c
+
+    nb = nbformat.v4.new_notebook(cells=[
+        cell("ex.q1.check()", "Your run disagrees with 'raw pixels': ..."),  # a wrong prediction: feedback
+        cell("ex.q2.check(answer)", "Correct: your run measured 0.307."),
+        cell("ex.q3.check(answer)", "Not yet. That is the frozen fraction"),
+        cell("ex.q4.check()", "Not checked. Make a prediction first"),
+        cell("ex.q5.check(answer)", None),
+        cell("print('no check here')", "no check here"),
+    ])
+    assert unanswered_checks(nb) == ["q3: Not yet. That is the frozen fraction",
+                                     "q4: Not checked. Make a prediction first", "q5: (no result shown)"]
+
+
 def test_evaluate_checks_reports_values():
     results = {"a": 0.6, "b": 0.3}
     assert evaluate_checks([["a", ">", "b"], ["a", ">=", 0.6]], results) == []
@@ -139,6 +177,9 @@ def test_lesson_runs_and_its_claims_hold(path, tmp_path, monkeypatch):
     copy = work / path.name
     shutil.copy(path, copy)
     nb = nbformat.read(copy, as_version=4)
+    lesson_id = path.name[:2]
+    if lesson_id in exercises.totals():  # the checked questions' answer cells, with the solutions filled in
+        fill_solutions(nb, lesson_id)
     monkeypatch.setenv("TL_LAB_FAST", "1")
     monkeypatch.chdir(work)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
@@ -158,6 +199,8 @@ def test_lesson_runs_and_its_claims_hold(path, tmp_path, monkeypatch):
     (tmp_path / "results.json").write_text(json.dumps({"seconds": seconds, "results": results}, indent=1))
     print(f"{path.name}: {seconds:.1f} s, {len(results)} results")
     assert results, f"{path.name}: ran, but printed no RESULT lines (use tl_lab.app.lesson.result)"
+    wrong = unanswered_checks(nb)
+    assert not wrong, f"{path.name}: with the solutions filled in, these checks did not pass:\n  " + "\n  ".join(wrong)
     assert not failures, (f"{path.name}: {len(failures)} claim(s) did not hold in this run ({seconds:.0f} s):\n  "
                           + "\n  ".join(failures) + "\nall results: "
                           + ", ".join(f"{k}={v:.3f}" for k, v in sorted(results.items())))

@@ -1,4 +1,7 @@
-"""Lesson 00, start here: pretrained features against raw pixels and training from scratch on 10-shot clip art."""
+"""Lesson 00, start here: pretrained features against raw pixels and training from scratch on 10-shot clip art.
+
+Each question's ``solution_text`` is Python that leaves the answer in ``answer`` (run in the lesson's namespace).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def questions() -> list[Question]:
                         "a network from scratch has 3.4 million weights to fit from 70 images.",
             hints=("Think about how many numbers each method must learn from 70 images.",
                    "The frozen head learns about 9,000 weights; from scratch learns 3.4 million."),
-            solution_text="q1.predict('pretrained (frozen head)'); run the three cells; q1.check()",
+            solution_text='answer = "pretrained (frozen head)"',
         ),
         Number(
             "q2", "How many points of test accuracy does the pretrained head gain over raw pixels in your run? "
@@ -40,7 +43,7 @@ def questions() -> list[Question]:
             needs=("clipart_frozen_head", "clipart_raw_pixels"),
             hints=("Read the two RESULT lines: clipart_frozen_head and clipart_raw_pixels.",
                    "Gain = clipart_frozen_head - clipart_raw_pixels."),
-            solution_text="q2.check(lesson.results()['clipart_frozen_head'] - lesson.results()['clipart_raw_pixels'])",
+            solution_text='answer = lesson.results()["clipart_frozen_head"] - lesson.results()["clipart_raw_pixels"]',
         ),
         Choice(
             "q3", "Your 153 test images give each accuracy a standard error of about "
@@ -56,5 +59,6 @@ def questions() -> list[Question]:
             explanation="Differences smaller than about two standard errors of the difference (~0.11 here) need "
                         "more seeds or more test images before you believe them.",
             hints=("Two standard errors of a difference: 2 * sqrt(se^2 + se^2).",),
+            solution_text="answer = 0",
         ),
     ]

@@ -1,4 +1,7 @@
-"""Lesson 03, fine-tuning and freezing: how much of the network to train, at which rates, and BatchNorm."""
+"""Lesson 03, fine-tuning and freezing: how much of the network to train, at which rates, and BatchNorm.
+
+Each question's ``solution_text`` is Python that leaves the answer in ``answer`` (run in the lesson's namespace).
+"""
 
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def questions() -> list[Question]:
                         "features; with the body at a tenth of the head's rate it can also adapt them. Which wins "
                         "depends on the data and the budget, which is why the lesson measures it.",
             hints=("How many images per class are there, and how many weights does 'fine-tune all' move?",),
+            solution_text='answer = "fine-tune all"   # what our full-size run measured; yours may differ',
         ),
         Code(
             "q2", "Write the FreezePlan that trains exactly from stage6 onward, with every BatchNorm layer's "
@@ -55,7 +59,7 @@ def questions() -> list[Question]:
             example_call="q2.check(tl_lab.FreezePlan(...))",
             hints=("FreezePlan's first argument names the first stage that trains.",
                    "bn='frozen' fixes only the frozen stages' statistics; another value fixes all of them."),
-            solution_text="tl_lab.FreezePlan('stage6', bn='eval')",
+            solution_text="answer = tl_lab.FreezePlan('stage6', bn='eval')",
         ),
         Number(
             "q3", "What fraction of Lite0's parameters trains under FreezePlan('stage6')? (a number between 0 "
@@ -70,7 +74,7 @@ def questions() -> list[Question]:
             },
             needs=("trainable_fraction_from_stage6",),
             hints=("The plan's summary table counts trainable and total parameters.",),
-            solution_text="summary = plan.summary(backbone); summary.trainable / summary.total",
+            solution_text='answer = lesson.results()["trainable_fraction_from_stage6"]   # summary.trainable / summary.total',
         ),
         Choice(
             "q4", "With the whole body frozen, bn='train' collapsed test accuracy (section 5). Why?",
@@ -85,5 +89,6 @@ def questions() -> list[Question]:
                      3: "the cache changes how fast a run is, not which images it sees"},
             explanation="requires_grad=False does not stop BatchNorm from updating its running statistics in "
                         "training mode; bn='frozen' keeps frozen stages in eval mode.",
+            solution_text="answer = 0",
         ),
     ]
