@@ -23,8 +23,8 @@ pages:
 
 Example::
 
-    >>> nb = execute_notebook("notebooks/00_start_here.ipynb", fast=True)   # nbclient, TL_LAB_FAST=1
-    >>> Path("00.html").write_text(export_page(nb))                       # open it anywhere, offline
+    >>> nb = execute_notebook("notebooks/00_start_here.ipynb", fast=True)   # nbclient, a minute  # doctest: +SKIP
+    >>> Path("00.html").write_text(export_page(nb))       # open it anywhere, offline  # doctest: +SKIP
 """
 
 from __future__ import annotations

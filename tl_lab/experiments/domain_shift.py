@@ -88,8 +88,16 @@ def domain_shift(
 
     Example::
 
-        >>> r = domain_shift(dataset="digits", shifts=("inverted",), strategies=("frozen_head",), fast=True)
-        >>> print(r)            # inverted digits: accuracy falls; adapting on 10 shifted shots wins some back
+        >>> r = domain_shift(dataset="digits", shifts=("inverted",), strategies=("frozen_head",), fast=True)  # doctest: +SKIP
+        >>> print(r)            # inverted digits: accuracy falls; adapting on 10 shifted shots wins some back  # doctest: +SKIP
+        domain shift: dataset=digits, backbone=efficientnet_lite0, shots=10, seed=0, image_size=64, fast=True, ...
+        strategy        training   none  inverted
+        raw_pixels         clean  0.872     0.100
+        raw_pixels   target_only      -     0.872
+        frozen_head        clean  0.794     0.512
+        frozen_head      adapted      -     0.805
+        scratch      target_only      -     0.707
+        ...
 
     Args:
         options: seed, image_size, epochs, fast, val_per_class, callback, run_dir

@@ -10,6 +10,7 @@ Example::
 
     >>> senses("plant")                    # the industrial plant has one ImageNet class, the flora two
     (Sense('plant.n.01', 1 ImageNet classes), Sense('plant.n.02', 2 ImageNet classes))
+    >>> from tl_lab.backbones.samples import imagenet_categories
     >>> [imagenet_categories()[i] for i in senses("plant")[1].classes]
     ['daisy', "yellow lady's slipper"]
 """

@@ -28,9 +28,10 @@ Where things live (all re-exported here; import from ``tl_lab.plots``):
 Example::
 
     >>> from tl_lab.plots import probe_by_stage, save_html
-    >>> result = probe_stages(backbone, data)                      # tl_lab.inside
-    >>> fig = probe_by_stage(result.to_records(), baseline=result.baseline_test_acc)
-    >>> save_html(fig, "probes.html")
+    >>> backbone, data = tl_lab.load_backbone(), tl_lab.load_dataset("digits", shots=10)
+    >>> result = probe_stages(backbone, data)   # tl_lab.inside; about 15 s  # doctest: +SKIP
+    >>> fig = probe_by_stage(result.to_records(), baseline=result.baseline_test_acc)  # doctest: +SKIP
+    >>> save_html(fig, "probes.html")  # doctest: +SKIP
     PosixPath('probes.html')
 """
 

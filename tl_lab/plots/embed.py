@@ -9,8 +9,10 @@ as a static snapshot of what it shows now (its figures and tables), so the page 
 
 Example::
 
-    >>> run = tl_lab.fit("efficientnet_lite0", tl_lab.load_dataset("clipart", shots=10))
-    >>> run.record("run.json", figures={"Confusion matrix": fig})
+    >>> run = tl_lab.fit("efficientnet_lite0", tl_lab.load_dataset("clipart", shots=3, image_size=32), epochs=2,
+    ...                  progress=False, save_checkpoints=False)
+    >>> fig = tl_lab.plots.training_curves([{"label": "frozen head", "history": run.history}])
+    >>> _ = run.record("run.json", figures={"Training curves": fig})
     >>> replay("run.json")                       # run.html beside it: open it anywhere, offline
     PosixPath('run.html')
 """

@@ -66,7 +66,9 @@ def save_html(
 
     Example::
 
-        >>> save_html([fig_probe, fig_cka], "lesson3.html", title="What stages transfer?")
+        >>> from tl_lab.plots import comparison_bars
+        >>> fig = comparison_bars([{"strategy": "raw_pixels", "test_acc": 0.31}, {"strategy": "frozen_head", "test_acc": 0.6}])
+        >>> save_html([fig, "<p>10 shots per class.</p>"], "lesson3.html", title="What stages transfer?")
         PosixPath('lesson3.html')
     """
     items = [fig_or_figs] if isinstance(fig_or_figs, (BaseFigure, str)) else list(fig_or_figs)
@@ -139,7 +141,9 @@ def to_png(fig: go.Figure, path: str | os.PathLike, *, width: int | None = None,
 
     Example::
 
-        >>> to_png(comparison_bars(rows), "/tmp/first_result.png", scale=1)
+        >>> from tl_lab.plots import comparison_bars
+        >>> rows = [{"strategy": "raw_pixels", "test_acc": 0.31}, {"strategy": "frozen_head", "test_acc": 0.6}]
+        >>> to_png(comparison_bars(rows), "/tmp/first_result.png", scale=1)   # a headless browser  # doctest: +SKIP
         PosixPath('/tmp/first_result.png')
     """
     return to_pngs({path: fig}, width=width, height=height, scale=scale)[0]

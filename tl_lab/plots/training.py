@@ -104,7 +104,9 @@ def training_curves(runs: Sequence[Mapping[str, Any]], *, title: str = "Is the m
 
     Example::
 
-        >>> fig = training_curves([{"label": "fine-tune", "history": run.history}])
+        >>> history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "train_acc": 0.2 * e, "val_acc": 0.18 * e}
+        ...            for e in (1, 2, 3)]                    # run.history of a fit
+        >>> fig = training_curves([{"label": "fine-tune", "history": history}])
         >>> [t.meta["metric"] for t in fig.data]
         ['train_loss', 'val_loss', 'train_acc', 'val_acc']
     """

@@ -296,8 +296,14 @@ def load_onto_pretrained(backbone: Any, path: str | Path, plan: Any) -> nn.Modul
 
     Example::
 
+        >>> plan, data = tl_lab.FreezePlan("stage7", params="bias"), tl_lab.load_dataset("digits", shots=3, image_size=32)
+        >>> run = tl_lab.fit("efficientnet_lite0", data, plan=plan, epochs=1, progress=False, run_dir="bias_run")
         >>> bb = load_backbone(num_classes=10)                      # pretrained, unchanged
-        >>> load_onto_pretrained(bb, run.checkpoint, run_plan)      # run.checkpoint: best.safetensors
+        >>> model = load_onto_pretrained(bb, run.checkpoint, plan)  # run.checkpoint: best.safetensors, biases only
+        >>> x = data.test.images[:4]
+        >>> bool(torch.allclose(tl_lab.training.run.predict_images(bb, x, image_size=32, device="cpu"),
+        ...                     run.predict(x), atol=1e-5))
+        True
     """
     plan.apply(backbone)
     apply_model_state(backbone.model, load_checkpoint(path)[0])

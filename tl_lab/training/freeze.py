@@ -12,6 +12,14 @@ Example::
     >>> plan = FreezePlan(trainable_from="stage7", lr_mult={"stage7": 0.1})
     >>> groups = plan.apply(bb, lr=1e-3)          # [{'stage': 'stage7', 'lr': 1e-4, ...}, ...]
     >>> print(plan.summary(bb))                   # per-stage table with trainable/frozen totals
+    efficientnet_lite0: train from stage7 (LR stage7×0.1)
+    stage         parameters     trains  status    BatchNorm    LR x
+    stem                 928          0  frozen    fixed           -
+    ...
+    stage7           605,440    605,440  trainable updating      0.1
+    conv_head        412,160    412,160  trainable updating        1
+    head              12,810     12,810  trainable -               1
+    trainable 1,030,410 (30.5%)   frozen 2,353,408   total 3,383,818
 
 Why BatchNorm gets its own switch: a frozen stage whose BatchNorm layers are left in train mode keeps re-estimating
 its statistics from tiny target batches, so the "frozen" features drift under the head (measured on 10-shot digits
@@ -173,6 +181,7 @@ class FreezePlan:
 
         >>> plan = FreezePlan(trainable_from=None, params="bias")   # BitFit: biases + head train
         >>> plan.summary(load_backbone(num_classes=10)).trainable   # exact count, see summary()
+        33818
     """
 
     trainable_from: str | None = "head"

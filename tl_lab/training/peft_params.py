@@ -24,6 +24,7 @@ Example::
     >>> from tl_lab import FreezePlan, load_backbone
     >>> bb = load_backbone(num_classes=10)
     >>> FreezePlan(trainable_from="stage6", params="norm").summary(bb).trainable   # BN affine of stage6+ and the head
+    38666
 """
 
 from __future__ import annotations

@@ -72,8 +72,13 @@ class Run:
         as the data loader prepared the training images, then normalised for the backbone; a tensor already at
         that size is used as it is. So a PIL image and the same pixels as a uint8 tensor get the same prediction.
 
+            >>> data = tl_lab.load_dataset("digits", shots=3, image_size=32)
+            >>> run = tl_lab.fit("efficientnet_lite0", data, epochs=1, progress=False, save_checkpoints=False)
             >>> probs = run.predict(data.test.images)          # (N, classes), rows sum to 1
-            >>> run.predict(PIL.Image.open("photo.jpg"))        # (1, classes)
+            >>> probs.shape, bool(torch.allclose(probs.sum(1), torch.ones(len(probs))))
+            (torch.Size([539, 10]), True)
+            >>> run.predict(tl_lab.sample_photo("cat").image()).shape      # a PIL image: (1, classes)
+            torch.Size([1, 10])
         """
         return predict_images(self.backbone, images, image_size=self.data.image_size, device=_device_of(self.model),
                               batch_size=batch_size, tasks=self.tasks)

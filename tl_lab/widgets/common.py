@@ -332,6 +332,46 @@ class Worker:
             self.thread.join(timeout)
 
 
+class LatestJob:
+    """Runs jobs one at a time in a background thread, the newest first: a job submitted while another runs
+    replaces the one waiting, if any.
+
+    Why: :class:`Worker` refuses a job while it is busy, right for a button whose second click would repeat the
+    work, wrong for a computation that follows the learner's latest input (FewShot's raw-pixel fit after each pick):
+    clicks faster than the fit skip the fits in between, never the last one. Each job reports its own result and
+    errors (a result for an input that has changed since must be dropped by the job).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: Callable[[], None] | None = None
+        self._running = False
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._waiting = job
+            self._idle.clear()
+            if not self._running:
+                self._running = True
+                background(self._loop, name="tl-lab-few-shot-raw")
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                job, self._waiting = self._waiting, None
+                if job is None:
+                    self._running = False
+                    self._idle.set()
+                    return
+            job()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no job runs or waits; False when ``timeout`` passed first."""
+        return self._idle.wait(timeout)
+
+
 from tl_lab.widgets.snapshot import install_snapshots  # noqa: E402 - snapshot.py reads FigureSlot from here
 
 install_snapshots()  # in a Jupyter kernel: every tl_lab widget also leaves a static snapshot (no-op elsewhere)

@@ -9,7 +9,7 @@ Example::
 
     >>> from tl_lab.widgets import TransferLab
     >>> lab = TransferLab(dataset="clipart", shots=10)
-    >>> lab                                    # display it in a notebook cell
+    >>> lab                                    # display it in a notebook cell  # doctest: +SKIP
 """
 
 from __future__ import annotations

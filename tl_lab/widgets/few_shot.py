@@ -27,7 +27,7 @@ import base64
 import html
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np
@@ -39,7 +39,7 @@ from tl_lab.inside.prototypes import PrototypeScores, class_counts, raw_pixel_ac
 from tl_lab.inside.stage_features import stage_features
 from tl_lab.inside.zero_shot import NoImageNetClass, default_class_map, zero_shot
 from tl_lab.plots.training import confusion_matrix
-from tl_lab.widgets.common import (FigureSlot, StatusLine, Worker, background, error_message, fmt_acc, guarded,
+from tl_lab.widgets.common import (FigureSlot, LatestJob, StatusLine, Worker, error_message, fmt_acc, guarded,
                                    html_table, png_thumbnail)
 from tl_lab.widgets.inside import read_upload
 from tl_lab.widgets.state import LabState
@@ -56,42 +56,6 @@ def _png(image: torch.Tensor) -> bytes:
 
 def _mark_picked(change: dict) -> None:
     change["owner"].button_style = "success" if change["new"] else ""
-
-
-class _Newest:
-    """Runs jobs one at a time in a background thread, the newest first: a job submitted while another runs
-    replaces the one waiting, if any. Clicks faster than the raw-pixel fit skip the fits in between, never the
-    last one. (``Worker`` refuses a job while busy, which dropped the last click.) Each job reports its own result
-    and errors."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiting: Callable[[], None] | None = None
-        self._running = False
-        self._idle = threading.Event()
-        self._idle.set()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        with self._lock:
-            self._waiting = job
-            self._idle.clear()
-            if not self._running:
-                self._running = True
-                background(self._loop, name="tl-lab-few-shot-raw")
-
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                job, self._waiting = self._waiting, None
-                if job is None:
-                    self._running = False
-                    self._idle.set()
-                    return
-            job()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until no job runs or waits; False when ``timeout`` passed first."""
-        return self._idle.wait(timeout)
 
 
 class FewShot(W.VBox):
@@ -142,7 +106,7 @@ class FewShot(W.VBox):
         self.test_view = W.HTML()
         self.figure = FigureSlot(css_class="tl-fewshot-figure", placeholder="the confusion matrix appears here")
         self.worker = Worker(self.status)
-        self._raw = _Newest()  # raw pixels refit in the background, the newest picks first
+        self._raw = LatestJob()  # raw pixels refit in the background, the newest picks first
         self.upload.observe(guarded(self.status)(self._on_upload), names="value")
         self.clear_button.on_click(guarded(self.status)(lambda _b: self.clear()))
         super().__init__(children=[

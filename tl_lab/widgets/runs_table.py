@@ -6,7 +6,7 @@ old-task agreement) into rows and HTML; a test can build a table from hand-made 
 
 Example::
 
-    >>> html = runs_table([(run, "frozen head, digits", kept)], baselines={data_key(run.data): 0.84})
+    >>> html = runs_table([(run, "frozen head, digits", kept)], baselines={data_key(run.data): 0.84})  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ Stop does not wait for it. :meth:`TrainPanel.wait` waits for both.
 Example::
 
     >>> panel = TrainPanel(dataset="clipart", shots=10)
-    >>> panel                      # in a notebook: click Train, watch, click Stop
-    >>> panel.train_button.click(); run = panel.wait()
-    >>> run.best["test_acc"], panel.baseline_acc
+    >>> panel                      # in a notebook: click Train, watch, click Stop  # doctest: +SKIP
+    >>> panel.train_button.click(); run = panel.wait()      # a frozen head: about 10 s  # doctest: +SKIP
+    >>> run.best["test_acc"], panel.baseline_acc            # doctest: +SKIP
 """
 
 from __future__ import annotations
