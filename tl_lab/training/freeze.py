@@ -14,11 +14,13 @@ Example::
     >>> print(plan.summary(bb))                   # per-stage table with trainable/frozen totals
     efficientnet_lite0: train from stage7 (LR stage7×0.1)
     stage         parameters     trains  status    BatchNorm    LR x
+    ----------------------------------------------------------------
     stem                 928          0  frozen    fixed           -
     ...
     stage7           605,440    605,440  trainable updating      0.1
     conv_head        412,160    412,160  trainable updating        1
     head              12,810     12,810  trainable -               1
+    ----------------------------------------------------------------
     trainable 1,030,410 (30.5%)   frozen 2,353,408   total 3,383,818
 
 Why BatchNorm gets its own switch: a frozen stage whose BatchNorm layers are left in train mode keeps re-estimating

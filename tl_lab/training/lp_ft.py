@@ -14,7 +14,7 @@ Example::
 
     >>> import tl_lab
     >>> data = tl_lab.load_dataset("digits", shots=10, image_size=32)
-    >>> result = lp_ft("efficientnet_lite0", data, epochs=(30, 6))
+    >>> result = lp_ft("efficientnet_lite0", data, epochs=(30, 6))   # about 30 s  # doctest: +SKIP
     >>> result.probe.best["test_acc"], result.fine_tune.best["test_acc"]     # doctest: +SKIP
     (0.78, 0.86)
 """

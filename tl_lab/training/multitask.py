@@ -20,7 +20,7 @@ Example::
 
     >>> import tl_lab
     >>> data = tl_lab.load_dataset("shapes", shots=10)
-    >>> run = tl_lab.fit("efficientnet_lite0", data, tasks=("shape", "position"),
+    >>> run = tl_lab.fit("efficientnet_lite0", data, tasks=("shape", "position"),  # doctest: +SKIP
     ...                  plan=tl_lab.FreezePlan("stage6"), progress=False)
     >>> run.best["test_acc_shape"], run.best["test_acc_position"]    # doctest: +SKIP
 """

@@ -28,8 +28,9 @@ Example::
 
     >>> import tl_lab
     >>> data = tl_lab.load_dataset("clipart", shots=10, image_size=64)
-    >>> run = tl_lab.fit("efficientnet_lite0", data, plan=tl_lab.FreezePlan.fine_tune(),
+    >>> run = tl_lab.fit("efficientnet_lite0", data, plan=tl_lab.FreezePlan.fine_tune(),  # doctest: +SKIP
     ...                  retain=[tl_lab.Retain("lwf", 1.0)], progress=False)
+    >>> run.history[-1]["term_lwf"], run.history[-1]["train_task_loss"]   # the term apart  # doctest: +SKIP
 """
 
 from __future__ import annotations

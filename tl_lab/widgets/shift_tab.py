@@ -21,7 +21,7 @@ lesson cell, where a disabled dropdown protects nothing.)
 Example::
 
     >>> lab = ShiftLab(dataset="digits", shift="inverted")
-    >>> lab.source_button.click(); lab.wait(); lab.adabn_button.click(); lab.wait()
+    >>> lab.source_button.click(); lab.wait(); lab.adabn_button.click(); lab.wait()   # doctest: +SKIP
     >>> [(r["training"], round(r["test_acc"], 2)) for r in lab.records]     # doctest: +SKIP
 """
 
