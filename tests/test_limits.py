@@ -323,3 +323,12 @@ def test_a_none_cap_follows_mem_limit(tmp_path, monkeypatch):
     got = build_prefix_cache(backbone, splits, "stage2", device=cpu, cache_dir=tmp_path)
     assert got.where == f"disk: {tmp_path}"
     assert build_prefix_cache(backbone, splits, "stage2", device=cpu, memory_cap_mb=1024.0).where == "memory"
+
+
+@pytest.mark.parametrize("env, expected", [({"CPU_LIMIT": "1"}, "1"), ({"CPU_LIMIT": "1", "OMP_NUM_THREADS": "3"}, "3")])
+def test_binder_start_sets_omp_threads_from_the_limit(env, expected):
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "CPU_LIMIT")}
+    base.update(env, PYTHONPATH=str(ROOT), PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    out = subprocess.run(["bash", str(ROOT / "binder" / "start"), "bash", "-c", "echo $OMP_NUM_THREADS"],
+                         capture_output=True, text=True, env=base, check=True)
+    assert out.stdout.strip() == expected
