@@ -238,7 +238,8 @@ def test_cpu_summary():
 def test_doctor_module_has_no_star_imports():
     source = (ROOT / "tl_lab" / "app" / "doctor.py").read_text() + (ROOT / "tl_lab" / "training" / "device.py").read_text()
     assert "import *" not in source
-    assert sys.modules["tl_lab.app.doctor"].__all__ == ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS"]
+    assert sys.modules["tl_lab.app.doctor"].__all__ == ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS",
+                                                        "lessons_checks", "limits_checks"]
 
 
 # ------------------------------------------------------------------------------------- limits (sizing for a hub)
