@@ -238,8 +238,7 @@ def test_cpu_summary():
 def test_doctor_module_has_no_star_imports():
     source = (ROOT / "tl_lab" / "app" / "doctor.py").read_text() + (ROOT / "tl_lab" / "training" / "device.py").read_text()
     assert "import *" not in source
-    assert sys.modules["tl_lab.app.doctor"].__all__ == ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS",
-                                                        "lessons_checks", "limits_checks"]
+    assert sys.modules["tl_lab.app.doctor"].__all__ == ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS"]
 
 
 # ------------------------------------------------------------------------------------- limits (sizing for a hub)
@@ -258,7 +257,7 @@ def _by_name(checks):
 
 
 def test_limits_found_and_the_settings_they_gave(tmp_path):
-    from tl_lab.app.doctor import limits_checks
+    from tl_lab.app.doctor_hub import limits_checks
 
     checks = _by_name(limits_checks(environ={"MEM_LIMIT": str(2 * 2**30)}, torch_threads=1, **_fake_cgroup(tmp_path)))
     cpu = checks["CPU limits"]
@@ -271,7 +270,7 @@ def test_limits_found_and_the_settings_they_gave(tmp_path):
 
 
 def test_limits_warn_where_they_disagree(tmp_path):
-    from tl_lab.app.doctor import limits_checks
+    from tl_lab.app.doctor_hub import limits_checks
 
     environ = {"OMP_NUM_THREADS": "16", "CPU_LIMIT": "2.0", "MEM_LIMIT": str(4 * 2**30),
                "TL_LAB_SHARED_DIR": str(tmp_path / "missing")}
@@ -301,7 +300,7 @@ def test_the_report_has_the_limits_and_lessons_sections(report):
 
 def test_missing_lesson_needs_are_warnings_with_fixes(monkeypatch):
     import tl_lab.backbones.zoo
-    from tl_lab.app.doctor import lessons_checks
+    from tl_lab.app.doctor_hub import lessons_checks
 
     def missing(variant):
         raise ImportError("gone")

@@ -33,9 +33,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CpuLimits", "MemoryLimits", "ThreadSetting", "apply_torch_threads", "cache_cap_mb", "cgroup_cpu_quota",
-           "cgroup_memory_limit", "cpu_limit", "cpu_limits", "memory_limit_bytes", "memory_limits",
-           "torch_default_threads", "thread_setting"]
+__all__ = [
+    "CpuLimits",
+    "MemoryLimits",
+    "ThreadSetting",
+    "apply_torch_threads",
+    "cache_cap_mb",
+    "cgroup_cpu_quota",
+    "cgroup_memory_limit",
+    "cpu_limit",
+    "cpu_limits",
+    "memory_limit_bytes",
+    "memory_limits",
+    "thread_setting",
+    "torch_default_threads",
+]
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PROC_CGROUP = "/proc/self/cgroup"

@@ -13,8 +13,8 @@ from tl_lab.limits import apply_torch_threads as _apply_torch_threads
 # one: done here, where tl_lab first imports torch (and in tl_lab.data.sources, the other lowest torch user).
 _apply_torch_threads(_torch)
 
-from tl_lab.backbones.cut import cut_at  # noqa: E402
-from tl_lab.backbones.registry import (  # noqa: E402
+from tl_lab.backbones.cut import cut_at
+from tl_lab.backbones.registry import (
     Backbone,
     BackboneSpec,
     WeightsUnavailableError,
@@ -24,7 +24,7 @@ from tl_lab.backbones.registry import (  # noqa: E402
     load_backbone,
     register_backbone,
 )
-from tl_lab.backbones.samples import (  # noqa: E402
+from tl_lab.backbones.samples import (
     SamplePhoto,
     imagenet_categories,
     sample_photo,
