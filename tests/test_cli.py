@@ -190,3 +190,37 @@ def test_train_with_a_missing_or_broken_config_prints_one_line_and_exits_2(tmp_p
     assert main(["train", "bad.json"]) == 2
     assert capsys.readouterr().err == "tl-lab train: bad.json is not a tl_lab run configuration: it holds a JSON " \
                                        "list, not an object\n"
+
+
+def test_bare_command_prints_the_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tl-lab") and "error" not in out
+    for command in ("lab", "doctor", "lessons", "train", "bench"):
+        assert command in out
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tl-lab {version('tl-lab')}"
+
+
+def test_bench_lessons_options_reach_the_lessons_bench(monkeypatch, tmp_path):
+    import tl_lab.app.bench
+    import tl_lab.app.lessons_bench
+
+    calls = {}
+
+    def fake_bench_lessons(**kw):
+        calls.update(kw)
+        return {"lessons": [{"error": None, "checks_ok": True}]}
+
+    monkeypatch.setattr(tl_lab.app.lessons_bench, "bench_lessons", fake_bench_lessons)
+    monkeypatch.setattr(tl_lab.app.bench, "run_bench", lambda **kw: pytest.fail("--only-lessons ran the speed bench"))
+    out = tmp_path / "b.json"
+    assert main(["bench", "--only-lessons", "--fast", "--threads", "1", "2", "--json", str(out)]) == 0
+    assert calls == {"out": tmp_path / "bench_lessons.json", "fast": True, "threads": [1, 2]}

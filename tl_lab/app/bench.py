@@ -343,9 +343,15 @@ def _print_summary(result: dict, echo: Callable[[str], None]) -> None:
 
 
 def main(args: Any) -> int:
-    run_bench(quick=args.quick, out=args.json)
-    if getattr(args, "lessons", False):
+    """``tl-lab bench``: the speed ratios (unless ``--only-lessons``), then with ``--lessons`` every lesson, at full
+    size or ``--fast``, once per ``--threads`` count, into ``bench_lessons.json`` beside ``--json``."""
+    lessons = getattr(args, "lessons", False) or getattr(args, "only_lessons", False)
+    if not getattr(args, "only_lessons", False):
+        run_bench(quick=args.quick, out=args.json)
+    if lessons:
         from tl_lab.app.lessons_bench import bench_lessons
 
-        bench_lessons(out=Path(args.json).with_name("bench_lessons.json"))
+        report = bench_lessons(out=Path(args.json).with_name("bench_lessons.json"), fast=getattr(args, "fast", False),
+                               threads=getattr(args, "threads", None))
+        return 0 if all(not r["error"] and r["checks_ok"] for r in report["lessons"]) else 1
     return 0

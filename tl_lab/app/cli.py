@@ -5,6 +5,7 @@
     tl-lab lessons --copy DIR  # copy the lessons somewhere writable
     tl-lab train CONFIG.json   # rerun a recorded Run.config outside Jupyter
     tl-lab bench [--quick]     # side-by-side speed ratios, peak memory, JSON
+    tl-lab bench --only-lessons --fast --threads 1 2   # seconds and peak memory per lesson at 1 and 2 threads
     tl-lab progress [--json]   # checked questions passed per lesson (local file, never sent)
 """
 
@@ -169,6 +170,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tl-lab", description="tl_lab: transfer learning you can see and measure")
+    parser.add_argument("--version", action="version", version=f"tl-lab {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     lab = sub.add_parser("lab", help="open the lessons in JupyterLab")
@@ -213,12 +215,29 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--quick", action="store_true", help="smaller workloads (about a minute)")
     be.add_argument("--json", default="bench.json", help="where to write the results")
     be.add_argument("--lessons", action="store_true", help="also run every lesson at full size")
+    be.add_argument("--only-lessons", action="store_true", help="run the lessons without the speed ratios")
+    be.add_argument("--fast", action="store_true", help="lessons with TL_LAB_FAST=1 (as CI runs them)")
+    be.add_argument("--threads", type=int, nargs="+", metavar="N",
+                    help="run each lesson at each thread count, e.g. --threads 1 2 (a 1-CPU and a 2-CPU pod)")
     be.set_defaults(func=_cmd_bench)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tl-lab")
+    except PackageNotFoundError:  # imported from a checkout that pip never installed
+        return "unknown (not pip-installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # `tl-lab` alone: the commands, not argparse's "the following arguments are required"
+        parser.print_help()
+        return 0
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "lab":  # `tl-lab lab --allow-root --port 9999`: jupyter's options pass through
         args.jupyter_args = extra + args.jupyter_args

@@ -2,8 +2,9 @@
 
 Why: a blank widget, a figure that never appears or a download that hangs on a hub with no network all look the
 same to a learner: "it doesn't work". The doctor looks at the usual causes one by one (package versions, the
-device, the JupyterLab widget front-ends, the embedded backbone's weights, torch's weight cache) and prints one
-line per check, with the single command that fixes each problem.
+device, the JupyterLab widget front-ends, the embedded backbone's weights, torch's weight cache, the CPU and memory
+limits of a hub and what tl_lab made of them, what lessons 09 and 12 need) and prints one line per check, with the
+single command that fixes each problem.
 
     >>> from tl_lab.app.doctor import doctor
     >>> report = doctor(print_report=False)
@@ -438,11 +439,28 @@ def _check_weights() -> list[Check]:
     return checks
 
 
+# ------------------------------------------------------------------------- limits and lessons (tl_lab.app.doctor_hub)
+
+
+def _check_limits() -> list[Check]:
+    from tl_lab.app.doctor_hub import limits_checks
+
+    return limits_checks()
+
+
+def _check_lessons() -> list[Check]:
+    from tl_lab.app.doctor_hub import lessons_checks
+
+    return lessons_checks()
+
+
 _SECTIONS: tuple[tuple[str, Callable[[], list[Check]]], ...] = (
     ("Packages", _check_packages),
     ("Device", _check_device),
     ("Widget front-ends (JupyterLab)", _check_front_ends),
     ("Weights", _check_weights),
+    ("Limits (sizing for a hub)", _check_limits),
+    ("Lessons 09 and 12", _check_lessons),
 )
 
 

@@ -14,7 +14,12 @@ temporary working folder so the files lessons write never land next to the noteb
   time stretches but CPU time barely does, so it tells what an idle machine would take (between
   ``cpu_seconds / cores`` and ``cpu_seconds``);
 - ``results``: the ``RESULT name = value`` lines the lesson printed, and ``checks``: its metadata checks
-  (``metadata["tl_lab"]["checks"]``) evaluated on them.
+  (``metadata["tl_lab"]["checks"]``) evaluated on them;
+- ``threads``: the thread count the kernel was given (``OMP_NUM_THREADS``/``MKL_NUM_THREADS``; None: tl_lab's own
+  rule, :mod:`tl_lab.limits`) and ``torch_threads``: the count torch used, asked from the kernel after the lesson.
+
+``threads=[1, 2]`` runs each lesson once per count, each in its own fresh kernel: a hub's pod of 1 CPU and one of 2.
+``report["table"]`` then holds, per lesson, seconds and peak memory at each count (:func:`format_table` prints it).
 
 Example::
 
@@ -40,7 +45,8 @@ from typing import Any
 
 from tl_lab.app.memory import PeakMemory
 
-__all__ = ["bench_lessons", "bench_notebook", "evaluate_checks", "lesson_paths", "main"]
+__all__ = ["bench_lessons", "bench_notebook", "evaluate_checks", "format_table", "lesson_paths", "main",
+           "threads_table"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours in tracebacks
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -117,12 +123,14 @@ def _outputs_text(nb: Any) -> str:
 
 def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int = 900, interval: float = 0.1,
                    workdir: str | os.PathLike | None = None, kernel_name: str = "python3",
-                   executed: str | os.PathLike | None = None) -> dict:
+                   executed: str | os.PathLike | None = None, threads: int | None = None) -> dict:
     """Run one notebook in a fresh kernel; return its timings, peak memory, results and checks.
 
     ``fast`` sets ``TL_LAB_FAST=1`` for the kernel. A cell that raises ends the run: the record then holds
     ``error`` (the exception's first line) and the cell index, with the time and memory up to that point.
     ``executed``: also write the notebook with its outputs there, to look at what the lesson showed.
+    ``threads``: the kernel's thread count (``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``, which tl_lab leaves alone
+    and torch reads when it loads); None leaves the environment's (normally unset: tl_lab's CPU-limit rule).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -136,7 +144,11 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
     env.pop("TL_LAB_FAST", None)
     if fast:
         env["TL_LAB_FAST"] = "1"
-    record: dict[str, Any] = {"lesson": path.name, "fast": fast, "error": None}
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int or None (tl_lab's own rule); got {threads!r}")
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    record: dict[str, Any] = {"lesson": path.name, "fast": fast, "threads": threads, "error": None}
     with tempfile.TemporaryDirectory(prefix="tl_lab_lesson_") as tmp:
         cwd = Path(workdir) if workdir is not None else Path(tmp)
         cwd.mkdir(parents=True, exist_ok=True)
@@ -165,6 +177,7 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
                         record["error_cell"] = index
                         break
                     cell_times[str(index)] = round(time.perf_counter() - t_cell, 2)
+                record["torch_threads"] = _kernel_torch_threads(client)
             finally:
                 if sampler:
                     sampler.__exit__(None, None, None)
@@ -198,19 +211,69 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
     return record
 
 
+def _kernel_torch_threads(client: Any) -> int | None:
+    """The kernel's ``torch.get_num_threads()`` after the lesson (None if the lesson never imported torch)."""
+    from nbformat.v4 import new_code_cell
+
+    probe = new_code_cell("import sys as _s\nprint('TORCH_THREADS', _s.modules['torch'].get_num_threads() "
+                          "if 'torch' in _s.modules else -1)")
+    cells = client.nb.cells
+    cells.append(probe)  # at its own index (nbclient looks cells up by index), removed again below
+    try:
+        client.execute_cell(probe, len(cells) - 1, store_history=False)
+    except Exception:  # noqa: BLE001 - the count is a report, never a reason to fail the lesson
+        return None
+    finally:
+        cells.remove(probe)
+    for out in probe.get("outputs", []):
+        match = re.search(r"TORCH_THREADS (-?\d+)", out.get("text", ""))
+        if match:
+            return int(match.group(1)) if int(match.group(1)) > 0 else None
+    return None
+
+
+def threads_table(records: Sequence[dict]) -> list[dict]:
+    """Per lesson, in order: ``{"lesson", "seconds": {threads: s}, "peak_rss_mb": {threads: MB}, "ok": bool}``;
+    the thread key is the count as a string (``"default"`` for tl_lab's own rule), as JSON keys are."""
+    rows: dict[str, dict] = {}
+    for rec in records:
+        key = "default" if rec.get("threads") is None else str(rec["threads"])
+        row = rows.setdefault(rec["lesson"], {"lesson": rec["lesson"], "seconds": {}, "peak_rss_mb": {}, "ok": True})
+        row["seconds"][key] = rec["seconds"]
+        row["peak_rss_mb"][key] = rec["peak_rss_mb"]
+        row["ok"] = row["ok"] and not rec.get("error") and rec.get("checks_ok", True)
+    return list(rows.values())
+
+
+def format_table(table: Sequence[dict]) -> str:
+    """A Markdown table: one row per lesson, seconds and peak MB at each thread count (the README's table)."""
+    keys = list(dict.fromkeys(k for row in table for k in row["seconds"]))
+    label = {k: ("tl_lab's threads" if k == "default" else f"{k} thread{'s' if k != '1' else ''}") for k in keys}
+    head = ["lesson", *(f"s, {label[k]}" for k in keys), *(f"peak MB, {label[k]}" for k in keys)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table:
+        cells = [row["lesson"] + ("" if row["ok"] else " (failed)")]
+        cells += [f"{row['seconds'][k]:.0f}" if k in row["seconds"] else "-" for k in keys]
+        cells += [f"{row['peak_rss_mb'][k]:.0f}" if k in row["peak_rss_mb"] else "-" for k in keys]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def bench_lessons(notebooks: Sequence[str | os.PathLike] | None = None, *, out: str | os.PathLike | None =
                   "bench_lessons.json", fast: bool = False, timeout: int = 900, memory_limit_mb: float = 2048.0,
-                  echo: Callable[[str], None] = print) -> dict:
+                  echo: Callable[[str], None] = print, threads: Sequence[int] | None = None) -> dict:
     """Run each lesson (default: all of them, at full size) and write a JSON report to ``out``.
 
-    ``memory_limit_mb`` (Binder's 2 GB by default) marks each lesson ``fits_memory_limit``.
+    ``memory_limit_mb`` (Binder's 2 GB by default) marks each lesson ``fits_memory_limit``. ``threads``: run each
+    lesson once per thread count (each in a fresh kernel given that count); None: once, with tl_lab's own rule.
     """
+    counts: list[int | None] = list(threads) if threads else [None]
     paths = [Path(p) for p in notebooks] if notebooks is not None else lesson_paths()
     if not paths:
         raise FileNotFoundError("no lesson notebooks found (NN_name.ipynb); pass their paths")
     report: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
-        "fast": fast, "memory_limit_mb": memory_limit_mb, "lessons": [],
+        "fast": fast, "memory_limit_mb": memory_limit_mb, "threads": counts, "lessons": [],
     }
     try:
         import torch
@@ -219,16 +282,21 @@ def bench_lessons(notebooks: Sequence[str | os.PathLike] | None = None, *, out: 
     except ImportError:  # pragma: no cover - tl_lab needs torch
         pass
     for path in paths:
-        echo(f"lesson {path.name} ({'fast' if fast else 'full size'}) …")
-        rec = bench_notebook(path, fast=fast, timeout=timeout)
-        rec["fits_memory_limit"] = rec["peak_rss_mb"] <= memory_limit_mb
-        report["lessons"].append(rec)
-        failed = [c["check"] for c in rec["checks"] if not c["ok"]]
-        status = f"ERROR in cell {rec['error_cell']}: {rec['error']}" if rec["error"] else \
-            ("checks ok" if not failed else f"checks failed: {'; '.join(failed)}")
-        echo(f"  {rec['seconds']:8.1f} s   peak {rec['peak_rss_mb']:7.1f} MB   {status}")
+        for n in counts:
+            how = ("fast" if fast else "full size") + ("" if n is None else f", {n} thread{'s' if n != 1 else ''}")
+            echo(f"lesson {path.name} ({how}) …")
+            rec = bench_notebook(path, fast=fast, timeout=timeout, threads=n)
+            rec["fits_memory_limit"] = rec["peak_rss_mb"] <= memory_limit_mb
+            report["lessons"].append(rec)
+            failed = [c["check"] for c in rec["checks"] if not c["ok"]]
+            status = f"ERROR in cell {rec['error_cell']}: {rec['error']}" if rec["error"] else \
+                ("checks ok" if not failed else f"checks failed: {'; '.join(failed)}")
+            echo(f"  {rec['seconds']:8.1f} s   peak {rec['peak_rss_mb']:7.1f} MB   {status}")
     report["total_seconds"] = round(sum(r["seconds"] for r in report["lessons"]), 1)
     report["max_peak_rss_mb"] = max(r["peak_rss_mb"] for r in report["lessons"])
+    report["table"] = threads_table(report["lessons"])
+    if len(counts) > 1 or counts != [None]:
+        echo(format_table(report["table"]))
     if out:
         Path(out).write_text(json.dumps(report, indent=1))
         echo(f"wrote {out}")
@@ -244,8 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="run with TL_LAB_FAST=1")
     parser.add_argument("--json", default="bench_lessons.json", help="where to write the report")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    parser.add_argument("--threads", type=int, nargs="+", metavar="N",
+                        help="run each lesson at each thread count (e.g. --threads 1 2)")
     args = parser.parse_args(argv)
-    report = bench_lessons(args.notebooks or None, out=args.json, fast=args.fast, timeout=args.timeout)
+    report = bench_lessons(args.notebooks or None, out=args.json, fast=args.fast, timeout=args.timeout,
+                           threads=args.threads)
     ok = all(not r["error"] and r["checks_ok"] for r in report["lessons"])
     return 0 if ok else 1
 

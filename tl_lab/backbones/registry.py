@@ -33,10 +33,12 @@ from tl_lab.backbones.samples import imagenet_categories
 from tl_lab.backbones.staged import StagedModel, replace_last_linear
 from tl_lab.backbones.zoo import (
     build_lite,
+    link_shared_weights,
     staged_features,
     staged_resnet,
     staged_vgg,
     staged_vit,
+    torchvision_weights_file,
 )
 
 __all__ = [
@@ -297,7 +299,7 @@ def _ensure_weights(name: str, weights: Any) -> None:
     """Download ``weights`` into the hub cache if missing; offline, raise one error that names the fix."""
     filename = os.path.basename(weights.url)
     target = hub_checkpoint_dir() / filename
-    if target.exists():
+    if target.exists() or link_shared_weights(filename, target.parent):  # a class's shared copy (TL_LAB_SHARED_DIR)
         return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -346,7 +348,7 @@ def _torchvision_spec(
         fixed_input_size=fixed_input_size,
         imagenet_top1=weights().meta["_metrics"]["ImageNet-1K"]["acc@1"] / 100,
         imagenet_top1_source=f"torchvision {name} weights meta (acc@1)",
-        weights_file=lambda: str(hub_checkpoint_dir() / os.path.basename(weights().url)),
+        weights_file=lambda: str(torchvision_weights_file(os.path.basename(weights().url), hub_checkpoint_dir())),
         weights_url=lambda: weights().url,
     )
 

@@ -8,7 +8,9 @@ encoder blocks for the ViT.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,11 +22,13 @@ __all__ = [
     "LITE_GROUPS",
     "build_lite",
     "build_lite0",
+    "link_shared_weights",
     "lite_weights_path",
     "staged_resnet",
     "staged_features",
     "staged_vgg",
     "staged_vit",
+    "torchvision_weights_file",
 ]
 
 # EfficientNet-Lite block groups (repeats per group). Lite0's are the paper's Table 1 (Tan & Le 2019); the larger
@@ -97,6 +101,40 @@ def lite_weights_path(variant: int) -> str:
 
 def lite0_weights_path() -> str:
     return lite_weights_path(0)
+
+
+def torchvision_weights_file(filename: str, checkpoints: str | os.PathLike) -> Path:
+    """Where a torchvision weights file is: torch's hub cache (``checkpoints``) when it is there, else a class's
+    shared folder (``$TL_LAB_SHARED_DIR/checkpoints``) when that has it, else the hub cache path (not there yet)."""
+    own = Path(checkpoints) / filename
+    if own.exists():
+        return own
+    from tl_lab.shared_cache import shared_file
+
+    shared = shared_file("checkpoints", filename)
+    return shared if shared is not None and shared.is_file() else own
+
+
+def link_shared_weights(filename: str, checkpoints: str | os.PathLike) -> bool:
+    """Make a shared weights file visible in torch's hub cache (a symlink there; the shared file is only read).
+
+    torchvision loads weights only from the hub cache, so a file in ``$TL_LAB_SHARED_DIR/checkpoints`` is linked
+    into ``checkpoints`` instead of downloaded. Returns True when the hub cache now has the file from there.
+    """
+    own = Path(checkpoints) / filename
+    if own.exists():
+        return False
+    found = torchvision_weights_file(filename, checkpoints)
+    if found == own:
+        return False
+    try:
+        own.parent.mkdir(parents=True, exist_ok=True)
+        if own.is_symlink():  # a link to a shared file that has gone: replace it
+            own.unlink()
+        own.symlink_to(found)
+    except OSError:
+        return False
+    return True
 
 
 def staged_resnet(net: nn.Module) -> StagedModel:

@@ -32,6 +32,10 @@ from PIL import Image
 
 from tl_lab.data.imagefiles import SkippedFile, fit_square, read_image_folder
 from tl_lab.data.procedural import make_shapes, make_textures, shape_targets
+from tl_lab.limits import apply_torch_threads
+from tl_lab.shared_cache import shared_path
+
+apply_torch_threads(torch)  # threads follow the CPU limit (tl_lab.limits), as in tl_lab.backbones
 
 __all__ = [
     "TORCHVISION_DATASETS",
@@ -306,6 +310,15 @@ def _pick(labels: np.ndarray, per_class: int, rng: np.random.Generator) -> np.nd
     return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
 
+def _shared_or_own(spec: _Spec, root: Path, download: bool) -> tuple[Path, bool]:
+    """The class's shared copy (``$TL_LAB_SHARED_DIR/datasets``, read-only: never downloaded into) when it holds
+    ``spec``'s files and ``root`` does not; else ``root`` as given. The learner's own files win when both exist."""
+    shared = shared_path("datasets")
+    if shared is None or (Path(root) / spec.folder).exists() or not (shared / spec.folder).exists():
+        return root, download
+    return shared, False
+
+
 def torchvision_pool(
     name: str, *, root: Path, size: int, download: bool, max_per_class: int, test_per_class: int, test_seed: int
 ) -> Pool:
@@ -313,11 +326,13 @@ def torchvision_pool(
 
     The official test split is used when the dataset has one (capped at ``test_per_class``, chosen with the
     constant ``test_seed``); otherwise ``test_per_class`` images per class are set aside with that seed.
+    Files missing under ``root`` are read from a class's shared folder (``TL_LAB_SHARED_DIR``) when it has them.
     """
     for arg, value in (("max_per_class", max_per_class), ("test_per_class", test_per_class)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{arg} must be a positive int; got {value!r}")
     spec = _specs()[name]
+    root, download = _shared_or_own(spec, root, download)
     rng = np.random.default_rng(test_seed)
     parts: list[tuple[str, Any, np.ndarray]] = []
     classes: tuple[str, ...] = ()

@@ -59,6 +59,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from tl_lab.backbones.registry import Backbone, load_backbone
+from tl_lab.limits import cache_cap_mb
 from tl_lab.data.datasets import DatasetSplits
 from tl_lab.training.augment import BatchAugment
 from tl_lab.training.checkpoints import Keeper, resume_into
@@ -134,7 +135,7 @@ def fit(
     device: str | torch.device = "auto",
     amp: bool | Literal["auto", "bfloat16", "float16"] = "auto",
     cache: bool | Literal["auto"] = "auto",
-    memory_cap_mb: float = 1024.0,
+    memory_cap_mb: float | None = None,
     cache_dir: str | Path | None = None,
     seed: int = 0,
     run_dir: str | Path | None = None,
@@ -162,6 +163,8 @@ def fit(
         device: "auto" picks cuda, then mps, then cpu. ``amp``: mixed precision ("auto": on CUDA only; True: also
             on a CPU, with bfloat16; "bfloat16" / "float16": that type, float16 with a GradScaler).
         cache: cache the frozen prefix's outputs ("auto": whenever the inputs are deterministic).
+        memory_cap_mb: how many MB of cached features stay in RAM (the rest go to disk). None: 1024, or a quarter of
+            the server's memory limit when one is set (``MEM_LIMIT``, the cgroup: :func:`tl_lab.limits.cache_cap_mb`).
         run_dir: where checkpoints and run.json go (default ``tl_lab_runs/<name>``). ``resume``: a run_dir to
             continue from its last checkpoint, with the same settings.
         pretrained: used only when ``backbone`` is a name (False gives the from-scratch baseline).
@@ -188,6 +191,8 @@ def fit(
     s = FitSettings(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
                     momentum=momentum, schedule=schedule, step_size=step_size, gamma=gamma, augment=augment,
                     label_smoothing=label_smoothing, seed=seed)
+    if memory_cap_mb is None:  # the cache's RAM follows the server's memory limit (MEM_LIMIT, cgroup): tl_lab.limits
+        memory_cap_mb = cache_cap_mb()
     check_switches(cache=cache, amp=amp, memory_cap_mb=memory_cap_mb, min_batch_size=min_batch_size)
     plan = plan if plan is not None else FreezePlan.frozen_head()
     if isinstance(backbone, str):
