@@ -135,8 +135,9 @@ class OfflinePagePreprocessor(Preprocessor):
 def page_config(*, self_contained: bool = True) -> Any:
     """The traitlets ``Config`` for nbconvert's ``HTMLExporter`` that the shipped configuration files hold.
 
-    ``self_contained`` adds what :func:`export_page` wants on top: local images embedded, and no require.js from a
-    CDN (tl_lab's pages do not use it; a page opened offline would wait for it).
+    ``self_contained`` adds what :func:`export_page` wants on top: local images embedded, and neither require.js nor
+    MathJax from a CDN (tl_lab's pages use neither: no lesson writes formulas; a formula in a learner's own markdown
+    then stays as TeX, and the page makes no request at all).
     """
     from traitlets.config import Config
 
@@ -144,6 +145,7 @@ def page_config(*, self_contained: bool = True) -> Any:
     if self_contained:
         config.HTMLExporter.embed_images = True
         config.HTMLExporter.require_js_url = EMPTY_SCRIPT_URL
+        config.HTMLExporter.mathjax_url = EMPTY_SCRIPT_URL
     return config
 
 
@@ -160,8 +162,8 @@ def export_page(notebook: nbformat.NotebookNode | str | os.PathLike) -> str:
     """A self-contained offline HTML page (one string) for an executed notebook.
 
     nbconvert's own ``HTMLExporter`` (the lab template) with :class:`OfflinePagePreprocessor`: plotly.js inlined
-    once, widget snapshots instead of live widgets, images embedded, nothing fetched from a CDN except MathJax
-    (formulas in markdown cells stay as TeX offline). The notebook is not changed.
+    once, widget snapshots instead of live widgets, images embedded, nothing fetched from the network (formulas in
+    markdown cells stay as TeX). The notebook is not changed.
     """
     from nbconvert import HTMLExporter
 
