@@ -112,6 +112,9 @@ def adabn_variants(model: nn.Module, batches: list[torch.Tensor]) -> dict[str, l
         "Your BatchNorm layers still hold the source statistics: in eval mode BatchNorm only reads its running "
         "statistics. Put the BatchNorm layers in train mode (bn.train()) for the forward passes.":
             _bn_stats(model),
+        "Your BatchNorm layers hold freshly reset statistics (mean 0, variance 1): in eval mode BatchNorm does not "
+        "update them. Put the BatchNorm layers in train mode (bn.train()) for the forward passes.":
+            _stats_after(model, [], reset=True, momentum=None),
         "Your statistics mix the source's with the target's: BatchNorm's default momentum (0.1) keeps a moving "
         "average that starts from the source statistics. Reset them (bn.reset_running_stats()) and set "
         "bn.momentum = None for a plain average over the target batches.":
@@ -147,8 +150,9 @@ def _check_adabn(fn) -> str | None:
                     "statistics (use torch.no_grad() and no optimizer).")
     got = _bn_stats(out)
     if _same(got, _bn_stats(reference_adabn(copy.deepcopy(model), target))):
-        if out.training:
-            return "The statistics are right; return the model in eval mode (out.eval()), ready to test."
+        if any(m.training for m in out.modules()):
+            return ("The statistics are right, but some layers are still in train mode: return the model in eval "
+                    "mode (out.eval()), ready to test.")
         return None
     for message, stats in adabn_variants(model, batches).items():
         if _same(got, stats):
