@@ -89,8 +89,8 @@ def questions() -> list[Question]:
             explanation="One drawing is a poor summary of a class as varied as 'animal', while the ImageNet head "
                         "already knows hundreds of animals, vehicles and foods: naming the classes well is worth "
                         "more than one labelled example. With about five per class prototypes catch up.",
-            hints=("How much does one drawing of a cat tell you about all 'animal' drawings? And how many animals "
-                   "does the ImageNet head know?",),
+            hints=(("How much does one drawing of a cat tell you about all 'animal' drawings? And how many animals "
+                   "does the ImageNet head know?"),),
             solution_text="answer = 'zero-shot clearly better'   # our run: 0.340 against 0.575",
         ),
         Number(
@@ -128,12 +128,12 @@ def questions() -> list[Question]:
         Choice(
             "q4", "Scored by the sum, zero-shot got animal drawings right far more often than by the mean, and "
                   "plant drawings far less often. Why?",
-            options=("A drawing makes the network unsure, so it spreads small probabilities over hundreds of "
+            options=(("A drawing makes the network unsure, so it spreads small probabilities over hundreds of "
                      "classes; animal collects 398 ImageNet classes and so that spread from every image, whatever "
-                     "it shows, while plant's two classes collect almost nothing",
+                     "it shows, while plant's two classes collect almost nothing"),
                      "Summing 1000 small probabilities loses precision, so the sum's scores are noisy",
-                     "There are more animal drawings in the test split, so a score that favours animal is right "
-                     "more often",
+                     ("There are more animal drawings in the test split, so a score that favours animal is right "
+                     "more often"),
                      "The mean ignores most of animal's 398 classes"),
             answer=0,
             why_not={1: "float sums of at most 1000 numbers in [0, 1] are accurate to about 1e-13; the scores "

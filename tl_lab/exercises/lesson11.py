@@ -204,13 +204,13 @@ def questions() -> list[Question]:
             "q3", "Over three seeds (notebooks/references/dann_seeds.json) DANN did not reliably raise target "
                   "accuracy: on inverted digits its mean gain was -0.004, on blended digits it hurt at two seeds "
                   "of three, though it trains the body to fool a domain classifier. Which explanation fits?",
-            options=("Features a domain classifier cannot tell apart need not put the classes in the same places: "
+            options=(("Features a domain classifier cannot tell apart need not put the classes in the same places: "
                      "target 3s can land among the source's 8s, and no target label says otherwise (Zhao et al. "
-                     "2019)",
+                     "2019)"),
                      "The gradient reversal layer also reverses the label loss, so the body unlearns the digits",
                      "DANN reads the target labels and overfits the few it has",
-                     "fit keeps the best source-validation epoch; keeping the last epoch would have made DANN a "
-                     "reliable gain"),
+                     ("fit keeps the best source-validation epoch; keeping the last epoch would have made DANN a "
+                     "reliable gain")),
             answer=0,
             why_not={1: "the reversal sits only between the body and the domain classifier; the label loss trains "
                         "the body as usual (DANN's clean accuracy stays close to plain fine-tuning's)",
@@ -229,10 +229,10 @@ def questions() -> list[Question]:
                   "unchanged, returned in eval mode. It is checked against tl_lab.adapt_bn on a tiny network.",
             verify=_check_adabn,
             example_call="q4.check(adabn)",
-            hints=("BatchNorm updates running_mean and running_var only in train mode, by a moving average with "
-                   "momentum 0.1 that starts from the statistics it holds.",
-                   "For each BatchNorm layer of a deep copy: reset_running_stats(), momentum = None, train(); then "
-                   "run every batch forward under torch.no_grad() and return the copy in eval mode."),
+            hints=(("BatchNorm updates running_mean and running_var only in train mode, by a moving average with "
+                   "momentum 0.1 that starts from the statistics it holds."),
+                   ("For each BatchNorm layer of a deep copy: reset_running_stats(), momentum = None, train(); then "
+                   "run every batch forward under torch.no_grad() and return the copy in eval mode.")),
             solution_text=ADABN_SOLUTION,
         ),
     ]
