@@ -16,6 +16,8 @@ LESSONS: dict[str, str] = {
     "00": "tl_lab.exercises.lesson00",
     "03": "tl_lab.exercises.lesson03",
     **{key: f"tl_lab.exercises.lesson{key}" for key in ("01", "02", "04", "05", "06", "07", "08", "09")},
+    "10": "tl_lab.exercises.lesson10",
+    "11": "tl_lab.exercises.lesson11",
 }
 
 
