@@ -541,7 +541,7 @@ def test_the_live_chart_draws_the_task_loss_against_validation_and_each_term_apa
 
     panel = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path, update_interval=60.0)
     rows = [{"epoch": e, "train_loss": 4.0 + 0.1 * e, "train_task_loss": 2.2 - 0.1 * e, "term_lwf": 1.9 + 0.2 * e,
-             "term_domain": 0.5, "val_loss": 2.0 - 0.05 * e, "train_acc": 0.3 + 0.1 * e, "val_acc": 0.25 + 0.1 * e}
+             "term_domain_confusion": 0.5, "val_loss": 2.0 - 0.05 * e, "train_acc": 0.3 + 0.1 * e, "val_acc": 0.25 + 0.1 * e}
             for e in (1, 2, 3)]
     config = {"backbone": "efficientnet_lite0", "plan_label": "fine-tune all", "data": {"name": "digits", "shots": 2}}
     panel._on_event(FitStart("run-a", 3, 0, 2, config, "off"))
@@ -549,20 +549,20 @@ def test_the_live_chart_draws_the_task_loss_against_validation_and_each_term_apa
         panel._on_event(EpochEnd(i, 3, row, False))
     panel._on_event(FitEnd(None))
     by_metric = {t.meta["metric"]: t for t in panel.figure.data}
-    assert list(by_metric) == ["train_loss", "val_loss", "train_acc", "val_acc", "term_lwf", "term_domain"]
+    assert list(by_metric) == ["train_loss", "val_loss", "train_acc", "val_acc", "term_lwf", "term_domain_confusion"]
     assert list(by_metric["train_loss"].y) == pytest.approx([2.1, 2.0, 1.9])  # the task loss, not the total 4.x
     assert list(by_metric["val_loss"].y) == pytest.approx([1.95, 1.9, 1.85])
     assert by_metric["train_loss"].yaxis == by_metric["val_loss"].yaxis == "y"
-    lwf, domain = by_metric["term_lwf"], by_metric["term_domain"]
+    lwf, domain = by_metric["term_lwf"], by_metric["term_domain_confusion"]
     assert list(lwf.x) == [1.0, 2.0, 3.0] and list(lwf.y) == pytest.approx([2.1, 2.3, 2.5])
     assert list(domain.y) == pytest.approx([0.5, 0.5, 0.5])
     assert lwf.yaxis == domain.yaxis == "y3" and panel.figure.layout.yaxis3.title.text == "added loss terms"
     label = "lite0, fine-tune all, 2-shot, digits"
     assert lwf.name == f"{label}: LwF: distance to the original network's outputs"
-    assert domain.name == f"{label}: domain confusion" and lwf.line.dash == "dot"
+    assert domain.name == f"{label}: domain confusion: the domain classifier's loss" and lwf.line.dash == "dot"
     assert "task's loss alone" in panel.figure.layout.title.text
     # the chart's saved state (what a reloaded page draws) holds the terms too
-    assert [t["meta"]["metric"] for t in panel.figure._widget_data][-2:] == ["term_lwf", "term_domain"]
+    assert [t["meta"]["metric"] for t in panel.figure._widget_data][-2:] == ["term_lwf", "term_domain_confusion"]
 
 
 def test_throttle_lets_through_at_most_once_per_interval():

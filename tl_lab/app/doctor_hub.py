@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tl_lab.app.doctor import Check
+from tl_lab.app.doctor_check import Check
 
 __all__ = ["lessons_checks", "limits_checks"]
 

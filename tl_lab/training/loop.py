@@ -59,8 +59,8 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from tl_lab.backbones.registry import Backbone, load_backbone
-from tl_lab.limits import cache_cap_mb
 from tl_lab.data.datasets import DatasetSplits
+from tl_lab.limits import cache_cap_mb
 from tl_lab.training.augment import BatchAugment
 from tl_lab.training.checkpoints import Keeper, resume_into
 from tl_lab.training.device import (
@@ -84,6 +84,7 @@ from tl_lab.training.events import (
 from tl_lab.training.feature_cache import cache_plan
 from tl_lab.training.feed import Feed, Precision
 from tl_lab.training.freeze import FreezePlan
+from tl_lab.training.learner_terms import learner_terms
 from tl_lab.training.run import Run, data_config, start_run
 from tl_lab.training.schedule import build_optimizer, build_scheduler
 from tl_lab.training.settings import (
@@ -104,7 +105,6 @@ from tl_lab.training.terms import (
     Taps,
     TermContext,
     keep_policy,
-    learner_terms,
     record_terms,
 )
 

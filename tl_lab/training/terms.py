@@ -61,12 +61,11 @@ from torch import nn
 if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
     from tl_lab.data.datasets import DatasetSplits, ImageSplit
-    from tl_lab.training.feed import Feed
     from tl_lab.training.freeze import FreezeSummary
     from tl_lab.training.multitask import Tasks
 
 __all__ = ["Keep", "KEEPS", "Tap", "Batch", "Loss", "TermContext", "LossTerm", "Objective", "CrossEntropy", "MultiTask",
-           "Taps", "learner_terms", "check_terms", "keep_policy", "record_terms", "terms_from_config", "register_term", "describe_terms",
+           "Taps", "check_terms", "keep_policy", "record_terms", "terms_from_config", "register_term", "describe_terms",
            "CONFIG_KEYS"]
 
 Keep = Literal["best_val", "last"]
@@ -121,7 +120,7 @@ class TermContext:
     backbone: Backbone
     data: DatasetSplits
     layout: FreezeSummary
-    feed: Feed
+    feed: Any  # the run's tl_lab.training.feed.Feed (feed.py builds on this module, so it is not imported here)
     device: torch.device
     seed: int = 0
     world: int = 1
@@ -229,32 +228,6 @@ class MultiTask(Objective):
 
 
 # ---- from fit's keywords to an objective and terms, and back from run.json ----------------------------------------
-
-
-def learner_terms(data: DatasetSplits, *, label_smoothing: float = 0.0, tasks: Any = None, retain: Any = None,
-                  adapt_to: Any = None, terms: Sequence[LossTerm] | None = ()) -> tuple[Objective, list[LossTerm]]:
-    """``fit``'s learner keywords (``tasks=``, ``retain=``, ``adapt_to=``) plus ``terms=`` as one objective and a
-    list of terms, checked: each term an object with ``loss``, names unique, one ``keep`` policy."""
-    objective: Objective = CrossEntropy(label_smoothing)
-    if tasks is not None:
-        if retain is not None or adapt_to is not None:
-            raise ValueError("tasks= (multi-task heads) cannot be combined with retain= or adapt_to= in one run; "
-                             "run them separately")
-        from tl_lab.training.multitask import Tasks
-
-        objective = MultiTask(Tasks.build(tasks, data), label_smoothing)
-    out: list[LossTerm] = []
-    if retain is not None:
-        from tl_lab.training.retention import retain_terms
-
-        out += retain_terms(retain)
-    if adapt_to is not None:
-        from tl_lab.training.domain_confusion import DomainConfusion
-
-        out.append(DomainConfusion(adapt_to))
-    out += list(terms or ())
-    check_terms(out)
-    return objective, out
 
 
 def check_terms(terms: Sequence[Any]) -> None:

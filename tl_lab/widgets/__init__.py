@@ -21,6 +21,9 @@ from tl_lab.widgets.picker import BackbonePicker
 from tl_lab.widgets.shift_tab import ShiftLab
 from tl_lab.widgets.state import LabState
 from tl_lab.widgets.train_panel import TrainPanel
+from tl_lab.widgets.snapshot import install_snapshots
+
+install_snapshots()  # in a Jupyter kernel: every tl_lab widget also leaves a static snapshot (no-op elsewhere)
 
 __all__ = [
     "AttributionExplorer",

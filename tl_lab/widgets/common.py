@@ -370,8 +370,3 @@ class LatestJob:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no job runs or waits; False when ``timeout`` passed first."""
         return self._idle.wait(timeout)
-
-
-from tl_lab.widgets.snapshot import install_snapshots  # noqa: E402 - snapshot.py reads FigureSlot from here
-
-install_snapshots()  # in a Jupyter kernel: every tl_lab widget also leaves a static snapshot (no-op elsewhere)
