@@ -27,6 +27,13 @@ def _isolated_hub_cache(tmp_path_factory):
         os.environ["TORCH_HOME"] = old
 
 
+@pytest.fixture(autouse=True)
+def _private_progress_file(tmp_path, monkeypatch):
+    """Checked exercises record progress in a file of the test's own (kernels a test starts inherit it): no test
+    reads or changes the developer's real progress (tl_lab.exercises.progress)."""
+    monkeypatch.setenv("TL_LAB_PROGRESS_FILE", str(tmp_path / "progress.json"))
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Make any socket connection fail at once, as on a machine with no network."""

@@ -12,11 +12,6 @@ from tl_lab.exercises import progress
 from tl_lab.exercises.questions import Choice, Code, Number, Predict, beyond_noise, binomial_se
 
 
-@pytest.fixture(autouse=True)
-def _own_progress_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("TL_LAB_PROGRESS_FILE", str(tmp_path / "progress.json"))
-
-
 # a run of lesson 00 / 03 as its RESULT lines reported them
 RUN00 = {"clipart_raw_pixels": 0.307, "clipart_frozen_head": 0.614, "clipart_scratch": 0.294}
 RUN03 = {"sweep_head_only": 0.595, "sweep_fine_tune_all": 0.621, "trainable_fraction_from_stage6": 0.7364}

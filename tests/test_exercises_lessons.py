@@ -18,11 +18,6 @@ _CUDA = torch.cuda.is_available()
 LESSONS = ("01", "02", "04", "05", "06", "07", "08", "09")
 
 
-@pytest.fixture(autouse=True)
-def _own_progress_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("TL_LAB_PROGRESS_FILE", str(tmp_path / "progress.json"))
-
-
 # each lesson's run as its RESULT lines could report it (values of the kind the lessons print)
 RUNS = {
     "01": {"filter_smoothness_pretrained": 0.62, "filter_smoothness_random": 0.01, "cat_edge_alignment_stage1": 0.412,

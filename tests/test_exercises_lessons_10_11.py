@@ -17,11 +17,6 @@ from tl_lab.exercises.common import run_solution
 LESSONS = ("10", "11")
 
 
-@pytest.fixture(autouse=True)
-def _own_progress_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("TL_LAB_PROGRESS_FILE", str(tmp_path / "progress.json"))
-
-
 # each lesson's run as its RESULT lines reported it (lesson 10: the notebook's "our run" figures; lesson 11: the
 # full-size run of seed 0 described in the notebook's reference list, sound AdaBN 0.169 -> 0.308)
 RUNS = {
