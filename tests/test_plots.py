@@ -380,3 +380,25 @@ def test_to_png_writes_a_png(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(path).size == (int(fig.layout.width), int(fig.layout.height))
+
+
+def test_adding_the_terms_panel_inside_a_batch_sends_no_axis_together_with_its_children():
+    """plotly.js refuses a relayout holding both 'yaxis3' and 'yaxis3.domain' (seen in the browser as "Error setting
+    state: cannot set yaxis3.domain and a parent attribute simultaneously" when LwF's first epoch arrived)."""
+    import plotly.graph_objects as go
+
+    from tl_lab.plots.training import _add_terms_panel, training_curves
+
+    widget = go.FigureWidget(training_curves([{"label": "a", "history": [
+        {"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_acc": 0.5, "val_acc": 0.4}]}]))
+    sent = []
+    widget._send_relayout_msg = lambda layout_data, source_view_id=None: sent.append(dict(layout_data))
+    widget._send_update_msg = lambda restyle_data, relayout_data, trace_indexes=None, source_view_id=None: sent.append(
+        dict(relayout_data))  # a batch ends with one Plotly.update
+    with widget.batch_update():
+        _add_terms_panel(widget)
+    keys = [k for msg in sent for k in msg]
+    assert "yaxis3" in keys and "xaxis3" in keys
+    clashes = [(a, b) for a in keys for b in keys if b.startswith(a + ".")]
+    assert clashes == [], clashes
+    assert widget.layout.yaxis3.title.text == "added loss terms" and list(widget.layout.yaxis3.domain) == [0.385, 0.645]

@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from tl_lab.app.lessons import UnknownLessonError
+from tl_lab.app.pages import page_figure_count
 from tl_lab.app.site import MANIFEST, build_site, select_lessons
 from tl_lab.links import CourseLinks
 
@@ -107,12 +108,12 @@ def test_index_pages_and_manifest(tmp_path, source):
     assert index.count("https://mybinder.org/v2/gh/me/course/main?labpath=notebooks%2F") == 3
 
     page = (out / "lessons" / "01_second.html").read_text()
-    assert page.count('class="tl-plotly-figure"') == 1 and "tl-site-nav" in page
+    assert page.count('class="tl-plotly"') == 1 and "tl-site-nav" in page
     assert 'href="../lessons/00_first.html"' in page and 'href="../lessons/10_tenth.html"' in page  # neighbours
     assert "<\\/b>" in page and '"text": "</b>"' not in page  # a "</" in a figure cannot close the script early
-    assert (out / "lessons" / "00_first.html").read_text().count('class="tl-plotly-figure"') == 2
+    assert (out / "lessons" / "00_first.html").read_text().count('class="tl-plotly"') == 2
     tenth = (out / "lessons" / "10_tenth.html").read_text()
-    assert "tl-plotly-figure" not in tenth and "Plotly.newPlot" not in tenth  # no figure: no 4 MB of plotly.js
+    assert 'class="tl-plotly"' not in tenth and "Plotly.newPlot" not in tenth  # no figure: no 4 MB of plotly.js
     for html_page in [index, page]:
         assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?https?:", html_page)
 
@@ -312,11 +313,13 @@ def test_real_build_of_lesson_00_and_a_recorded_run(tmp_path):
     manifest = json.loads((out / MANIFEST).read_text())["lessons"]
     first = manifest["00_start_here.ipynb"]
     assert first["error"] is None and first["fast"] is True and 5 < first["seconds"] < 900
-    figures = plotly_outputs(out / first["executed"])
-    assert figures >= 2  # lesson 00 shows its images and its comparison
+    produced = page_figure_count(nbformat.read(out / first["executed"], as_version=4))
+    assert produced["figures"] >= 2  # lesson 00 shows its images and its comparison
+    figures = produced["figures"] + produced["widget_figures"]  # and TransferLab's snapshot may hold a chart
+    assert plotly_outputs(out / first["executed"]) == produced["figures"]
     page = (out / first["page"]).read_text()
-    assert page.count('class="tl-plotly-figure"') == figures
-    assert page.count("Plotly.newPlot") == 1 and not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?https?:", page)
+    assert page.count('class="tl-plotly"') == figures
+    assert page.count("Plotly.newPlot") == figures and not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?https?:", page)
     assert "RESULT" in page  # the lesson's measured numbers are on the page
     index = (out / "index.html").read_text()
     assert f'data-seconds="{first["seconds"]}"' in index and "Start here" in index

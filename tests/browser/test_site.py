@@ -80,9 +80,11 @@ def test_course_site_offline(course_site, page, screenshot_dir):
 
     # lesson 00: every figure of the executed notebook is drawn
     executed = nbformat.read(course_site / manifest["00_start_here.ipynb"]["executed"], as_version=4)
-    figures = sum("application/vnd.plotly.v1+json" in o.get("data", {})
-                  for c in executed.cells if c.cell_type == "code" for o in c.outputs)
-    assert figures >= 2
+    from tl_lab.app.pages import page_figure_count
+
+    produced = page_figure_count(executed)  # plain figures, and charts inside widget snapshots (TransferLab's)
+    assert produced["figures"] >= 2
+    figures = produced["figures"] + produced["widget_figures"]
     rows.nth(0).locator("a.title").click()
     page.wait_for_function("(n) => document.querySelectorAll('.js-plotly-plot .main-svg').length >= n", arg=figures)
     assert page.locator(".js-plotly-plot").count() == figures

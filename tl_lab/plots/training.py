@@ -247,7 +247,20 @@ def _has_terms_panel(fig: go.Figure) -> bool:
 
 
 def _add_terms_panel(fig: go.Figure) -> None:
-    """A third panel, between loss and accuracy, for the added loss terms: their scale is not the task loss's."""
+    """A third panel, between loss and accuracy, for the added loss terms: their scale is not the task loss's.
+
+    The panel is laid out on a plain copy of the layout and its two new axes are then set whole, once: inside a
+    FigureWidget's ``batch_update()`` a new axis followed by edits of its children would reach plotly.js as one
+    relayout holding both ``yaxis3`` and ``yaxis3.domain``, which it refuses ("cannot set yaxis3.domain and a
+    parent attribute simultaneously"), and the live chart would lose the panel in the browser.
+    """
+    plain = go.Figure(layout=fig.layout)
+    _lay_out_terms_panel(plain)
+    fig.layout.xaxis3, fig.layout.yaxis3 = plain.layout.xaxis3, plain.layout.yaxis3
+    fig.update_layout({k: v for k, v in plain.layout.to_plotly_json().items() if k not in ("xaxis3", "yaxis3")})
+
+
+def _lay_out_terms_panel(fig: go.Figure) -> None:
     fig.update_layout(
         yaxis=dict(domain=[0.70, 1.0]),
         yaxis3=dict(domain=[0.385, 0.645], anchor="x3", title=dict(text=_TERMS_AXIS), rangemode="tozero"),
