@@ -190,6 +190,7 @@ def test_unlabelled_target_images_come_from_outside_every_split():
 # ---- DANN through fit ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fit_with_adapt_to_records_the_domain_classifier_and_cleans_up(monkeypatch):
     import tl_lab.training.domain_confusion as confusion_module
     from tl_lab.training.events import EpochEnd
@@ -240,6 +241,7 @@ def test_fit_with_adapt_to_records_the_domain_classifier_and_cleans_up(monkeypat
 # ---- LP-FT ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lp_ft_first_trains_only_the_head_then_everything(monkeypatch):
     import tl_lab.training.lp_ft as lp_ft_module
 
@@ -307,6 +309,7 @@ def test_domain_separability_is_one_when_apart_and_chance_when_the_same():
         domain_separability(a[:3], a[:10])
 
 
+@pytest.mark.slow
 def test_source_statistics_re_estimates_batchnorm_on_the_source_images():
     from tl_lab.experiments.domain_shift import FINE_TUNE_BN, source_statistics
     from tl_lab.training.recipes import train_run

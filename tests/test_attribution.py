@@ -386,6 +386,7 @@ def test_guided_backprop_on_lite0_is_not_the_plain_gradient(lite0, images):
     assert corr < 0.8, corr
 
 
+@pytest.mark.slow
 def test_integrated_gradients_completeness(lite0, cat_small):
     """The map sums to f(x) - f(black) up to captum's delta, and the delta is small with enough steps."""
     att = explain("integrated_gradients", lite0, cat_small, "tabby", n_steps=64)
@@ -401,6 +402,7 @@ def test_integrated_gradients_completeness(lite0, cat_small):
     np.testing.assert_allclose(att.maps.sum(), total, rtol=1e-4)  # channel-summed maps keep completeness
 
 
+@pytest.mark.slow
 def test_ig_delta_shrinks_with_steps_and_other_baselines_work(lite0, cat_small):
     with pytest.warns(UserWarning, match=r"has not converged.*raise n_steps \(now 4, try 16\)"):
         few = explain("integrated_gradients", lite0, cat_small, 281, n_steps=4)

@@ -44,6 +44,7 @@ def test_default_candidates_are_the_offline_backbones_each_with_random_init():
     assert "raw pixels" in r.summary()
 
 
+@pytest.mark.slow
 def test_verify_trains_each_candidate_and_tau_agrees_with_scipy():
     from scipy.stats import kendalltau
 
@@ -144,6 +145,7 @@ def test_ranking_figures_show_the_numbers_they_are_given():
 # ---- widgets -----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_picker_lists_the_offline_networks_with_their_cost():
     from tl_lab.widgets.picker import BackbonePicker, offline_cost_rows
 

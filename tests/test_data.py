@@ -224,6 +224,7 @@ def test_baseline_without_val_uses_cross_validation():
     assert result["C"] in (0.01, 1.0) and np.isnan(result["val_acc"])
 
 
+@pytest.mark.slow
 def test_baseline_equals_a_direct_sklearn_computation():
     """The same numbers from plain scikit-learn: area-shrunk pixels, scaler + logistic regression, C chosen on val."""
     import torch.nn.functional as F

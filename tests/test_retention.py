@@ -97,6 +97,7 @@ def test_a_remedy_in_fit_keeps_the_body_closer_to_its_start(digits, method, stre
     assert 0 < held < 0.9 * free, (held, free)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lwf", "l2sp"])
 def test_a_resumed_run_with_a_remedy_gives_the_uninterrupted_history(digits, tmp_path, method):
     """The remedy's anchors and teacher are the pretrained network's, also when a resume loads the stopped weights

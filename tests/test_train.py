@@ -70,6 +70,7 @@ def test_events_arrive_in_order_with_metrics(digits10, tmp_path):
     assert events[-1].run is run
 
 
+@pytest.mark.slow
 def test_same_call_twice_gives_the_same_history(digits10, tmp_path):
     a = _fit(digits10, tmp_path / "a", epochs=5, plan=FreezePlan(trainable_from="stage7"))
     b = _fit(digits10, tmp_path / "b", epochs=5, plan=FreezePlan(trainable_from="stage7"))
@@ -87,6 +88,7 @@ def test_cached_and_uncached_runs_reach_the_same_accuracy(digits10, tmp_path):
     assert cached.history[-1]["train_loss"] == pytest.approx(naive.history[-1]["train_loss"], rel=1e-3, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_continues_to_the_same_result(digits10, tmp_path):
     plan = FreezePlan(trainable_from="stage7")
     full = _fit(digits10, tmp_path / "full", epochs=6, plan=plan)

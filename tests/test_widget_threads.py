@@ -6,7 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 
+
+@pytest.mark.slow
 def test_the_interpreter_waits_for_a_widget_thread_before_exiting(tmp_path):
     done = tmp_path / "done.txt"
     script = textwrap.dedent(f"""

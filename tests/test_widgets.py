@@ -266,6 +266,7 @@ def test_shots_the_loader_accepts_work_in_the_widgets_or_get_a_clear_error(tmp_p
             TrainPanel(dataset="digits", shots=bad)
 
 
+@pytest.mark.slow
 def test_the_panel_uses_the_shared_worker_and_derives_its_buttons_from_it(tmp_path):
     from tl_lab.widgets.common import Worker
 
@@ -402,6 +403,7 @@ def _row_cells(table_html: str, run_label: str) -> list[str]:
     return [run_label, *re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))]
 
 
+@pytest.mark.slow
 def test_a_remedy_reaches_fit_and_the_table_shows_how_much_of_imagenet_each_run_kept(tmp_path, monkeypatch):
     import threading
 
@@ -742,6 +744,7 @@ def test_add_run_overlays_runs_with_unique_labels(head_run):
     assert np.allclose(panel.figure.data[3].y, [h["val_acc"] for h in head_run.history])
 
 
+@pytest.mark.slow
 def test_runs_of_several_datasets_each_get_their_raw_pixel_row_and_a_legend_naming_the_data(head_run, tmp_path):
     other = tl_lab.fit("efficientnet_lite0", tl_lab.load_dataset("shapes", shots=2), epochs=1, progress=False,
                        run_dir=tmp_path / "shapes")
