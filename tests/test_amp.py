@@ -59,6 +59,7 @@ def test_bfloat16_autocast_runs_on_a_cpu_and_the_run_learns(digits, monkeypatch)
     assert run.best["test_acc"] > 0.45 and abs(run.best["test_acc"] - full.best["test_acc"]) < 0.05, (run.best, full.best)  # chance: 0.1
 
 
+@pytest.mark.slow
 def test_float16_with_a_grad_scaler_runs_on_a_cpu_and_the_run_learns(digits, monkeypatch):
     run, dtypes, scalers = _fit_watching(digits, monkeypatch, amp="float16")
     assert dtypes and set(dtypes) == {torch.float16}

@@ -25,7 +25,7 @@ _SKIP_MODULES = {"tl_lab.app.jupyter_server", "tl_lab.app.jupyter_server.handler
 # modules whose examples load a backbone and run forward passes: a few seconds each
 _SLOW = {"tl_lab.experiments.data_efficiency", "tl_lab.inside.attribution", "tl_lab.inside.probes",
          "tl_lab.inside.old_task", "tl_lab.training.loop", "tl_lab.data.datasets", "tl_lab.backbones.cost",
-         "tl_lab.plots.export", "tl_lab.widgets.few_shot"}
+         "tl_lab.plots.export", "tl_lab.widgets.few_shot", "tl_lab.backbones.cut", "tl_lab.inside.prototypes"}
 
 
 def _modules() -> list[str]:

@@ -54,6 +54,7 @@ def pick_one_per_class(few) -> None:
 # ---- the numbers are the library's -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_raw_pixel_number_shown_is_the_baseline_on_the_picked_images(fresh):
     few = fresh
     few.pick_first(1)  # the first gallery image of a class is its 1-shot training image

@@ -63,6 +63,7 @@ def test_nearest_mean_on_digits_uses_the_cached_stage_features(lite0):
         nearest_mean(lite0, data, "head")
 
 
+@pytest.mark.slow
 def test_the_few_shot_widget_matches_nearest_mean_and_updates_from_cached_features():
     import time
 

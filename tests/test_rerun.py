@@ -28,6 +28,7 @@ def _strip(history):
     return [{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")} for h in history]
 
 
+@pytest.mark.slow
 def test_rerun_reproduces_the_recorded_run(recorded, tmp_path):
     again = rerun(recorded.run_dir / "run.json", run_dir=tmp_path / "again", progress=False)
     assert again.config["data"] == recorded.config["data"]

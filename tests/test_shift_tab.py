@@ -105,6 +105,7 @@ def test_steps_refuse_to_adapt_before_the_source_is_trained():
 # ---- the widget ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_shift_lab_buttons_train_adapt_and_record_what_they_used():
     from tl_lab.widgets.dashboard import TAB_TITLES
     from tl_lab.widgets.shift_tab import ShiftLab

@@ -162,6 +162,7 @@ def test_non_finite_loss_stops_with_advice_and_keeps_best(digits10, tmp_path):
     assert "nan" not in run.summary().split("stopped early")[0]  # no "test acc nan" line
 
 
+@pytest.mark.slow
 def test_lr_1e5_stops_with_a_sane_suggestion_and_no_nan_test_accuracy(digits10, tmp_path):
     # the head alone: epoch 1 still ends with finite (huge) losses, so it is kept and tested; then the loss overflows
     head = _fit(digits10, tmp_path / "head", epochs=4, lr=1e5)
@@ -362,6 +363,7 @@ def test_predict_prepares_pil_images_as_the_run_trained(digits10, tmp_path):
     assert torch.allclose(run.predict(big), expected, atol=1e-6)  # one PIL image works too
 
 
+@pytest.mark.slow
 def test_resume_with_augmentation_gives_the_uninterrupted_history(tmp_path):
     data = load_dataset("digits", shots=5, seed=0, image_size=32)
     kw = dict(plan=FreezePlan(trainable_from="conv_head"), epochs=4, augment=True, progress=False)
@@ -414,6 +416,7 @@ def test_an_out_of_memory_retry_restarts_the_epoch_from_its_starting_weights(dig
     assert len(run.history) == 2
 
 
+@pytest.mark.slow
 def test_a_full_disk_keeps_training_and_keeps_the_best_weights_in_memory(digits10, tmp_path, monkeypatch):
     """From epoch 2 every checkpoint write fails as on a full disk: the run ends normally, its model holds the best
     weights (those of the same run with a writable folder) and a note names the folder and one checkpoint's size."""

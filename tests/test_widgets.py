@@ -282,6 +282,7 @@ def test_the_panel_uses_the_shared_worker_and_derives_its_buttons_from_it(tmp_pa
     assert (panel.train_button.disabled, panel.stop_button.disabled) == (False, True)
 
 
+@pytest.mark.slow
 def test_the_raw_pixel_baseline_is_measured_when_the_data_is_chosen_not_after_stop(tmp_path, monkeypatch):
     panel = TrainPanel(dataset="digits", shots=2, run_dir=tmp_path)
     panel.wait(60)  # loading the chosen data, in the worker
@@ -497,6 +498,7 @@ def test_a_remedy_the_plan_cannot_use_is_refused_before_training_and_so_is_a_bad
         TrainPanel(dataset="digits", retain="replay")
 
 
+@pytest.mark.slow
 def test_the_runs_row_arrives_before_the_old_task_is_measured(tmp_path, monkeypatch):
     """Measuring "ImageNet kept" (a forward pass of the photos and test images) must not hold up the run's row:
     the measurement here blocks on an Event, and the row, the status and the buttons are there before it ends."""
@@ -689,6 +691,7 @@ def test_transfer_lab_tabs_share_one_state(tmp_path):
 # ---- embedding --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_record_and_replay_make_a_small_json_and_an_offline_page(head_run, tmp_path):
     from tl_lab.plots import comparison_bars
     from tl_lab.plots.embed import load_record, replay, save_html
@@ -724,6 +727,7 @@ def test_record_and_replay_make_a_small_json_and_an_offline_page(head_run, tmp_p
         save_html(42, tmp_path / "x.html")
 
 
+@pytest.mark.slow
 def test_the_chart_state_a_reloaded_page_draws_holds_every_epoch(head_run):
     # a reloaded page (or a second view) draws a FigureWidget from _widget_data/_widget_layout, which plotly
     # fills only when the widget is made or displayed on its own: the slot keeps them current
@@ -735,6 +739,7 @@ def test_the_chart_state_a_reloaded_page_draws_holds_every_epoch(head_run):
     assert not any(a.get("name") == "waiting" for a in panel.figure._widget_layout.get("annotations", []))
 
 
+@pytest.mark.slow
 def test_add_run_overlays_runs_with_unique_labels(head_run):
     panel = TrainPanel(dataset="digits", shots=5)
     panel.add_run(head_run)
