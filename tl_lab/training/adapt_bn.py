@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from tl_lab._eval_mode import eval_mode
 from tl_lab.backbones.registry import Backbone
 from tl_lab.data.datasets import ImageSplit
 
@@ -99,23 +100,21 @@ def adapt_bn(
     layers = [bn for s in chosen for bn in batchnorm_layers(model.get_submodule(s))]
     momenta = [bn.momentum for bn in layers]
     device = next(model.parameters()).device
-    was_training = model.training
-    nn.Module.train(model, False)  # every module in eval mode, locks or not ...
-    for bn in layers:  # ... except the BatchNorm layers being re-estimated
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over batches
-        bn.train(True)
-    try:
-        with torch.no_grad():
-            for lo in range(0, len(x), batch_size):
-                batch = x[lo : lo + batch_size]
-                if len(batch) < 2 and lo > 0:  # a last batch of one image has no variance; skip it
-                    break
-                model(new.normalize(batch.to(device)))
-    finally:
-        for bn, m in zip(layers, momenta):
-            bn.momentum = m
-        model.train(was_training)
+    with eval_mode(model):  # every module in eval mode, locks or not (each flag restored after) ...
+        for bn in layers:  # ... except the BatchNorm layers being re-estimated
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over batches
+            bn.train(True)
+        try:
+            with torch.no_grad():
+                for lo in range(0, len(x), batch_size):
+                    batch = x[lo : lo + batch_size]
+                    if len(batch) < 2 and lo > 0:  # a last batch of one image has no variance; skip it
+                        break
+                    model(new.normalize(batch.to(device)))
+        finally:
+            for bn, m in zip(layers, momenta):
+                bn.momentum = m
     new.meta["adabn"] = {"images": int(len(x)), "layers": len(layers), "stages": list(chosen)}
     return new
 

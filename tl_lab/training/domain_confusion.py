@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tl_lab._eval_mode import eval_mode
 from tl_lab.data.datasets import DatasetSplits, ImageSplit
 from tl_lab.training.adapt_bn import target_images
 from tl_lab.training.terms import KEEPS, Batch, Keep, LossTerm, Tap, TermContext
@@ -284,14 +285,10 @@ def domain_features(backbone: Backbone, images: ImageSplit | torch.Tensor, *, st
         raise ValueError(f"{stage!r} is not a body stage of {backbone.name}; choose from: {', '.join(backbone.body_stages)}")
     model = backbone.model
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([backbone.pooled(model.forward_range(backbone.normalize(x[lo : lo + batch_size].to(device)),
                                                               end=stage)).float().cpu()
                           for lo in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def domain_separability(source: torch.Tensor, target: torch.Tensor, *, folds: int = 5, seed: int = 0) -> float:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tl_lab._eval_mode import eval_mode
 from tl_lab.backbones.registry import Backbone
 from tl_lab.data.datasets import ImageSplit
 from tl_lab.limits import cache_cap_mb
@@ -171,9 +172,7 @@ def build_prefix_cache(
             where = f"disk: {root}"
         except OSError:
             return None
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for name, split in splits.items():
             for lo in range(0, len(split), batch_size):
                 x = backbone.normalize(split.images[lo : lo + batch_size].to(device, non_blocking=True))
@@ -186,6 +185,4 @@ def build_prefix_cache(
                 if pool is not None:
                     out = pool(out)
                 store[name][lo : lo + len(x)] = out.cpu()
-    finally:
-        model.train(was_training)
     return PrefixCache(last_frozen, next_stage, store, where, total, time.perf_counter() - start, pooled=pool is not None)

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tl_lab._eval_mode import eval_mode
 from tl_lab.training.terms import Batch, LossTerm, Tap, TermContext
 
 if TYPE_CHECKING:
@@ -126,21 +127,19 @@ def diagonal_fisher(model: nn.Module, inputs: Iterable[torch.Tensor], names: Seq
         p.requires_grad_(n in chosen)
     fisher = {n: torch.zeros_like(p) for n, p in chosen.items()}
     seen = 0
-    training = model.training
-    model.eval()
-    try:
-        for batch in inputs:
-            for x in batch.split(1):
-                log_p = F.log_softmax(model(x).float(), dim=1)
-                grads = torch.autograd.grad(log_p[0, log_p[0].argmax()], list(chosen.values()), allow_unused=True)
-                for n, g in zip(chosen, grads):
-                    if g is not None:
-                        fisher[n] += g.detach().pow(2)
-                seen += 1
-    finally:
-        model.train(training)
-        for n, p in params.items():
-            p.requires_grad_(was[n])
+    with eval_mode(model):
+        try:
+            for batch in inputs:
+                for x in batch.split(1):
+                    log_p = F.log_softmax(model(x).float(), dim=1)
+                    grads = torch.autograd.grad(log_p[0, log_p[0].argmax()], list(chosen.values()), allow_unused=True)
+                    for n, g in zip(chosen, grads):
+                        if g is not None:
+                            fisher[n] += g.detach().pow(2)
+                    seen += 1
+        finally:
+            for n, p in params.items():
+                p.requires_grad_(was[n])
     return {n: f / max(seen, 1) for n, f in fisher.items()}
 
 

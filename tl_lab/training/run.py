@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tl_lab._eval_mode import eval_mode
 from tl_lab.backbones.registry import Backbone
 from tl_lab.data.datasets import DatasetSplits, ImageSplit
 from tl_lab.training.events import StopCause
@@ -210,9 +211,7 @@ def evaluate_batches(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> di
 def evaluate_model(backbone: Backbone, split: ImageSplit, *, device: torch.device, batch_size: int = 64,
                    tasks: Tasks | None = None) -> dict:
     model = backbone.model
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         batches = (
             (model(backbone.normalize(split.images[lo : lo + batch_size].to(device))),
              (tasks.labels(split, slice(lo, lo + batch_size)) if tasks is not None
@@ -220,8 +219,6 @@ def evaluate_model(backbone: Backbone, split: ImageSplit, *, device: torch.devic
             for lo in range(0, len(split), batch_size)
         )
         return tasks.evaluate_batches(batches) if tasks is not None else evaluate_batches(batches)
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -230,14 +227,10 @@ def predict_images(backbone: Backbone, images: Any, *, image_size: int, device: 
     """Softmax outputs of ``backbone`` for ``images`` prepared at ``image_size`` (see :meth:`Run.predict`)."""
     x = prepare_images(images, image_size)
     model = backbone.model
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         logits = torch.cat([model(backbone.normalize(x[lo : lo + batch_size].to(device))).float().cpu()
                             for lo in range(0, len(x), batch_size)])
         return tasks.probabilities(logits) if tasks is not None else logits.softmax(1)
-    finally:
-        model.train(was_training)
 
 
 def prepare_images(images: Any, size: int) -> torch.Tensor:
