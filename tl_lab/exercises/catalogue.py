@@ -12,13 +12,8 @@ from tl_lab.exercises.questions import CheckResult, Question
 __all__ = ["LESSONS", "lesson", "catalogue", "LessonExercises", "totals"]
 
 # lesson id -> module defining TITLE and questions(); lessons without checked questions yet are absent
-LESSONS: dict[str, str] = {
-    "00": "tl_lab.exercises.lesson00",
-    "03": "tl_lab.exercises.lesson03",
-    **{key: f"tl_lab.exercises.lesson{key}" for key in ("01", "02", "04", "05", "06", "07", "08", "09")},
-    "10": "tl_lab.exercises.lesson10",
-    "11": "tl_lab.exercises.lesson11",
-}
+LESSONS: dict[str, str] = {key: f"tl_lab.exercises.lesson{key}" for key in (
+    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11")}
 
 
 class LessonExercises:
