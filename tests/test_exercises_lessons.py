@@ -1,4 +1,5 @@
-"""Checked exercises of lessons 01, 02, 04-09: every checker accepts its right answer and rejects the plausible
+"""Checked exercises of lessons 01, 02, 04-11 (the lesson-specific checks of 10 and 11 are in
+test_exercises_lessons_10_11.py): every checker accepts its right answer and rejects the plausible
 mistakes, each with its own message (STYLE 19); every solution_text, run as the notebooks' answer cells would run
 it, passes its own check."""
 
@@ -15,7 +16,7 @@ from tl_lab import exercises
 from tl_lab.exercises.common import run_solution
 
 _CUDA = torch.cuda.is_available()
-LESSONS = ("01", "02", "04", "05", "06", "07", "08", "09")
+LESSONS = ("01", "02", "04", "05", "06", "07", "08", "09", "10", "11")
 
 
 # each lesson's run as its RESULT lines could report it (values of the kind the lessons print)
@@ -41,6 +42,16 @@ RUNS = {
     "09": {"clipart_best_pretrained": 0.6, "clipart_best_random": 0.25, "clipart_raw_pixels": 0.3,
            "clipart_tau_logme": 0.6, "clipart_tau_leep": 0.47, "clipart_tau_logme_pretrained": 0.2,
            "digits_tau_logme": 0.33},
+    # each lesson's run as its RESULT lines reported it (lesson 10: the notebook's "our run" figures; lesson 11: the
+    # full-size run of seed 0 described in the notebook's reference list, sound AdaBN 0.169 -> 0.308)
+    "10": {"clipart_zero_shot": 0.575, "clipart_chance": 1 / 7, "clipart_raw_pixels_1": 0.176,
+           "clipart_zero_shot_sum": 0.569, "zero_shot_animal_mean": 0.60, "zero_shot_animal_sum": 0.87,
+           "zero_shot_plant_mean": 0.56, "zero_shot_plant_sum": 0.11, "clipart_prototypes_1": 0.340,
+           "clipart_prototypes_5": 0.588},
+    "11": {"clean_fine_tune": 0.839, "clean_fine_tune_bn": 0.605, "clean_frozen_head": 0.80,
+           "inverted_frozen_head": 0.421, "inverted_adabn_naive": 0.141, "inverted_source_only": 0.725,
+           "inverted_bn_source_only": 0.169, "inverted_adabn_sound": 0.308, "inverted_dann": 0.434,
+           "inverted_oracle": 0.88},
 }
 
 
@@ -173,6 +184,10 @@ NUMBER_CASES = {
     ("08", "q2"): (11.69, {11_690_000: "not the raw parameter count", 11_690: "not thousands",
                            0.01169: "not billions"}),
     ("09", "q2"): (0.6, {0.47: "LEEP's tau", 0.2: "pretrained networks only", 0.33: "That is digits"}),
+    ("10", "q2"): (0.45, {-0.45: "sum minus mean", -0.27: "the animal row", 0.006: "over all 153 test drawings",
+                          0.56: "the mean's plant accuracy alone"}),
+    ("11", "q2"): (0.139, {-0.139: "before minus after", -0.28: "the naive model's change",
+                           -0.417: "compares with plain fine-tuning", -0.297: "the source (clean) accuracy"}),
 }
 
 
@@ -330,7 +345,8 @@ MEASURED_IN = {("01", "q1"): "lesson.result(f\"filter_smoothness_", ("02", "q1")
                ("04", "q1"): 'lesson.result(f"{name}_peak_depth"', ("04", "q2"): 'lesson.result(f"cka_{stage}"',
                ("05", "q1"): "lesson.result(f\"shapes_{r[", ("06", "q1"): 'lesson.result(f"shift_{strategy}_clean"',
                ("07", "q1"): 'lesson.result("folder_" + r[', ("08", "q1"): 'lesson.result("amp_speedup"',
-               ("09", "q1"): 'lesson.result(f"{prefix}_best_pretrained"'}
+               ("09", "q1"): 'lesson.result(f"{prefix}_best_pretrained"',
+               ("10", "q1"): 'lesson.result(f"clipart_prototypes_{k}"', ("11", "q1"): 'lesson.result(f"{s}_{name}"'}
 
 
 @pytest.mark.parametrize("lesson_id", LESSONS)
@@ -345,6 +361,10 @@ def test_notebook_has_a_cell_for_every_question_and_predictions_come_first(lesso
             [measured] = [i for i, s in enumerate(sources) if MEASURED_IN[lesson_id, q.id] in s]
             assert at < measured < checks[0], (lesson_id, q.id)
     assert sum(q.kind == "predict" for q in exercises.lesson(lesson_id)) == sum(k[0] == lesson_id for k in MEASURED_IN)
+    ids = [c.get("id", "") for c in nb.cells]
+    assert any(i.startswith(f"{lesson_id}-p") for i in ids) and any(i.startswith(f"{lesson_id}-x") for i in ids)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "### Checked questions" in text and "## Exercises" in text
 
 
 @pytest.mark.parametrize("lesson_id", LESSONS)
