@@ -461,3 +461,14 @@ def test_a_full_disk_keeps_training_and_keeps_the_best_weights_in_memory(digits1
     assert again.best["test_acc"] == ok.best["test_acc"]
     assert any(n.startswith(f"run.json could not be written to {tmp_path / 'again'} (No space left on device)")
                for n in again.notes)
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    """Two runs with the same backbone and plan started within one second (two widgets, two processes) used to share
+    one folder and overwrite each other's checkpoints."""
+    from tl_lab.training.run import _fresh_folder
+
+    made = [_fresh_folder(tmp_path / "tl_lab_runs", "20261207-120000-lite0-head") for _ in range(3)]
+    assert [name for name, _ in made] == ["20261207-120000-lite0-head", "20261207-120000-lite0-head-2",
+                                          "20261207-120000-lite0-head-3"]
+    assert all(folder.is_dir() and folder.name == name for name, folder in made)

@@ -294,13 +294,30 @@ def start_run(backbone: Backbone, data: DatasetSplits, plan: "FreezePlan", layou
         "amp": amp,
         "versions": _versions(),
     }
-    name = name or f"{datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{_slug(plan.describe())}"
     folder = None
-    if writes:
+    if name is None:
+        name = f"{datetime.now():%Y%m%d-%H%M%S}-{backbone.name}-{_slug(plan.describe())}"
+        if writes and resume is None and run_dir is None:  # two runs started in the same second get two folders
+            name, folder = _fresh_folder(Path("tl_lab_runs"), name)
+    if writes and folder is None:
         folder = Path(resume) if resume is not None else Path(run_dir or Path("tl_lab_runs") / name)
         folder.mkdir(parents=True, exist_ok=True)
     return Run(name=name, backbone=backbone, data=data, config=config, run_dir=folder, notes=notes,
                trainable_parameters=layout.trainable)
+
+
+def _fresh_folder(parent: Path, name: str) -> tuple[str, Path]:
+    """``parent/name``, or ``name-2``, ``name-3`` ... when another run (a second widget, a parallel process) made it
+    first; created here, so no two runs ever write into one folder."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        candidate = name if n == 1 else f"{name}-{n}"
+        try:
+            (parent / candidate).mkdir()
+        except FileExistsError:
+            continue
+        return candidate, parent / candidate
+    raise RuntimeError(f"{parent}: 999 runs named {name!r} already; choose a name with fit(name=...)")
 
 
 def _slug(text: str) -> str:
