@@ -8,11 +8,26 @@ import socket
 # OpenMP threads that busy-wait slow small forward passes 8-30x when the CPU is shared (CI runners, the DDP test's
 # two workers); passive waiting costs nothing measurable on an idle machine. Must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Under pytest-xdist (pyproject's addopts run two workers on the 2-core CI machine) each worker, and every kernel or
+# subprocess it starts, computes on one thread: two workers with two threads each would fight over two cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    from tl_lab.limits import cpu_limit  # imports no torch
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpu_limit() // _WORKERS)))
 
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]) if _WORKERS > 1 else max(1, min(2, os.cpu_count() or 1)))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per CPU this process may use (the cgroup quota, CPU_LIMIT and
+    affinity, as tl_lab.limits reads them), at most 4; each worker computes on one thread (above)."""
+    from tl_lab.limits import cpu_limit
+
+    return max(1, min(4, int(cpu_limit())))
 
 
 @pytest.fixture(autouse=True, scope="session")

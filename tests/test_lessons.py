@@ -4,32 +4,26 @@ Every lesson reports its measured numbers as ``RESULT name = value`` lines (``tl
 claims they must satisfy in ``metadata["tl_lab"]["checks"]``, e.g. ``["clipart_frozen_head", ">",
 "clipart_raw_pixels"]`` (the right side is a result name or a number). The slow tests execute each notebook with
 nbclient in a fresh temporary folder (a copy of the notebook, so runs and checkpoints never land in the repo), on
-the ``python3`` kernel of this environment, and evaluate those checks. The fast tests check what is committed:
+the ``python3`` kernel of this environment, once per session (tests/executed_lessons.py), and evaluate those checks. The fast tests check what is committed:
 lesson metadata, well-formed checks, and no outputs, execution counts or saved widget state.
 """
 
 from __future__ import annotations
 
-import json
 import operator
 import re
-import shutil
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from executed_lessons import executed_lesson
 
-from tl_lab import exercises
 from tl_lab.app.lesson import parse_results
-from tl_lab.exercises.common import fill_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
              "!=": operator.ne}
-CELL_TIMEOUT_S = 900
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _ids(paths):
@@ -52,16 +46,6 @@ def _output_text(nb) -> str:
             elif out.get("output_type") in ("execute_result", "display_data"):
                 parts.append(str(out.get("data", {}).get("text/plain", "")))
     return "\n".join(parts)
-
-
-def _failing_cell(nb) -> tuple[int, str, str]:
-    """(index, source, traceback) of the first code cell with an error output."""
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if out.get("output_type") == "error":
-                tb = ANSI.sub("", "\n".join(out.get("traceback", [])))
-                return i, cell.source, tb
-    return -1, "", ""
 
 
 def unanswered_checks(nb) -> list[str]:
@@ -168,35 +152,14 @@ def test_evaluate_checks_reports_values():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_lesson_runs_and_its_claims_hold(path, tmp_path, monkeypatch):
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    work = tmp_path / "lesson"
-    work.mkdir()
-    copy = work / path.name
-    shutil.copy(path, copy)
-    nb = nbformat.read(copy, as_version=4)
-    lesson_id = path.name[:2]
-    if lesson_id in exercises.totals():  # the checked questions' answer cells, with the solutions filled in
-        fill_solutions(nb, lesson_id)
-    monkeypatch.setenv("TL_LAB_FAST", "1")
-    monkeypatch.chdir(work)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(work)}})
-    start = time.perf_counter()
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        index, source, tb = _failing_cell(nb)
-        pytest.fail(f"{path.name}: cell {index} raised an error\n--- cell source ---\n{source}\n"
-                    f"--- traceback ---\n{tb or ANSI.sub('', str(exc))}", pytrace=False)
-    seconds = time.perf_counter() - start
-
+def test_lesson_runs_and_its_claims_hold(path, tmp_path_factory):
+    run = executed_lesson(path.stem, tmp_path_factory)  # once per session: tests/browser/test_pages.py reads it too
+    if run.error:
+        pytest.fail(run.error, pytrace=False)
+    nb, seconds = run.nb, run.seconds
     results = parse_results(_output_text(nb))
     meta = _lesson_meta(nb)
     failures = evaluate_checks(meta.get("checks", []), results)
-    (tmp_path / "results.json").write_text(json.dumps({"seconds": seconds, "results": results}, indent=1))
     print(f"{path.name}: {seconds:.1f} s, {len(results)} results")
     assert results, f"{path.name}: ran, but printed no RESULT lines (use tl_lab.app.lesson.result)"
     wrong = unanswered_checks(nb)

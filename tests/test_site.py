@@ -8,6 +8,7 @@ on a tiny lesson that records a run.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -308,10 +309,27 @@ def plotly_outputs(executed: Path) -> int:
     return sum(PLOTLY in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
+def shared_real_site(tmp_path_factory) -> Path:
+    """The real site (lesson 00 and the recording lesson) built once per session by :func:`build_real_site`, which
+    must execute both; tests/browser/test_site.py opens the same site. Under pytest-xdist the workers share it
+    through a file lock."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "real_site"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "built").exists():
+            assert build_real_site(root / "site", root / "src") == 2
+            (root / "built").write_text("ok")
+    return root
+
+
 @pytest.mark.slow
-def test_real_build_of_lesson_00_and_a_recorded_run(tmp_path):
-    out = tmp_path / "site"
-    assert build_real_site(out, tmp_path / "src") == 2
+def test_real_build_of_lesson_00_and_a_recorded_run(tmp_path_factory, tmp_path):
+    shared = shared_real_site(tmp_path_factory)
+    out = shared / "site"
     manifest = json.loads((out / MANIFEST).read_text())["lessons"]
     first = manifest["00_start_here.ipynb"]
     assert first["error"] is None and first["fast"] is True and 5 < first["seconds"] < 900
@@ -330,4 +348,6 @@ def test_real_build_of_lesson_00_and_a_recorded_run(tmp_path):
                                    "record": "tl_lab_runs/tiny_record.json"}]
     replay_page = (out / "runs" / "99_records" / "tiny_record.html").read_text()
     assert "tiny run" in replay_page and "8,967" in replay_page
-    assert build_real_site(out, tmp_path / "src") == 0  # nothing changed: nothing runs
+    shutil.copytree(shared / "src", tmp_path / "src")  # a copy, so the browser test may read the shared site now
+    shutil.copytree(out, tmp_path / "site")
+    assert build_real_site(tmp_path / "site", tmp_path / "src") == 0  # nothing changed: nothing runs

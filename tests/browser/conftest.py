@@ -90,6 +90,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if BROWSER_DIR in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.browser)
+            # pytest-xdist (--dist loadgroup): one worker runs every browser test, so one JupyterLab and one
+            # Chromium start, while the other workers run the rest of the suite
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.hookimpl(hookwrapper=True)

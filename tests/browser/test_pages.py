@@ -1,7 +1,7 @@
 """Executed lessons as offline pages, opened in headless Chromium with every http(s) request refused.
 
-Each lesson runs in fast mode (``TL_LAB_FAST=1``) with nbclient as tests/test_lessons.py runs it, keeping the widget
-state nbclient saves by default. Its page is made three ways: nbconvert's stock ``HTMLExporter`` with the
+Each lesson runs in fast mode (``TL_LAB_FAST=1``) with nbclient, keeping the widget state nbclient saves by default:
+tests/executed_lessons.py executes it once for this file and tests/test_lessons.py. Its page is made three ways: nbconvert's stock ``HTMLExporter`` with the
 configuration tl_lab ships (what ``jupyter nbconvert --to html`` and JupyterLab's export load),
 :func:`tl_lab.app.pages.export_page`, and (lesson 00) a Sphinx + MyST-NB build. On each page every figure the
 notebook produced (plain figures and the charts inside widget snapshots) must be drawn by plotly.js (an SVG in a
@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from executed_lessons import executed_lesson
 
-from test_lessons import ANSI, CELL_TIMEOUT_S, _failing_cell
 from tl_lab.app import pages
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -41,39 +39,12 @@ COUNT_JS = """() => {
 }"""
 
 
-def _execute(name: str, folder: Path) -> tuple[nbformat.NotebookNode, float]:
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    folder.mkdir(parents=True, exist_ok=True)
-    copy = folder / f"{name}.ipynb"
-    shutil.copy(ROOT / "notebooks" / copy.name, copy)
-    nb = nbformat.read(copy, as_version=4)
-    old = {k: os.environ.get(k) for k in ("TL_LAB_FAST", "PYTHONPATH")}
-    os.environ["TL_LAB_FAST"] = "1"
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old["PYTHONPATH"]) if p)
-    start = time.perf_counter()
-    try:
-        NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                       resources={"metadata": {"path": str(folder)}}).execute()
-    except CellExecutionError as exc:
-        index, source, tb = _failing_cell(nb)
-        pytest.fail(f"{name}: cell {index} raised\n{source}\n{tb or ANSI.sub('', str(exc))}", pytrace=False)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return nb, time.perf_counter() - start
-
-
 @pytest.fixture(scope="module", params=LESSONS)
 def lesson(request, tmp_path_factory):
-    folder = tmp_path_factory.mktemp(request.param)
-    nb, seconds = _execute(request.param, folder)
-    nbformat.write(nb, folder / f"{request.param}.executed.ipynb")
-    return request.param, nb, folder, seconds
+    run = executed_lesson(request.param, tmp_path_factory)  # shared with tests/test_lessons.py
+    if run.error:
+        pytest.fail(run.error, pytrace=False)
+    return request.param, run.nb, run.folder, run.seconds
 
 
 def _open_offline(browser, path: Path) -> dict:

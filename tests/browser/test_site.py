@@ -2,14 +2,12 @@
 lists the lessons with their times and launch links, each lesson page draws every figure its executed notebook
 holds, and a recorded run's replay page draws its curves.
 
-The site (lesson 00 under TL_LAB_FAST=1 and a tiny lesson that records a run) is built into pytest's cache folder,
-so a second run of this test re-renders the pages but executes nothing (the site's own manifest is the cache);
-``pytest --cache-clear`` builds it from scratch.
+The site (lesson 00 under TL_LAB_FAST=1 and a tiny lesson that records a run) is the one tests/test_site.py builds
+with ``tl-lab site``'s code in a subprocess, once per session.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,24 +18,12 @@ LOCAL = ("file:", "data:", "blob:", "about:")
 
 
 @pytest.fixture(scope="module")
-def course_site(request, tmp_path_factory) -> Path:
-    from test_site import write_recording_lesson  # tests/test_site.py: the tiny lesson that records a run
+def course_site(tmp_path_factory) -> Path:
+    from test_site import (
+        shared_real_site,  # tests/test_site.py builds it once per session and checks the build
+    )
 
-    from tl_lab.app.lessons import lessons_source
-    from tl_lab.app.site import build_site
-    from tl_lab.links import CourseLinks
-
-    cache = getattr(request.config, "cache", None)
-    base = Path(cache.mkdir("tl_lab_course_site")) if cache is not None else tmp_path_factory.mktemp("course_site")
-    source = base / "src"
-    source.mkdir(exist_ok=True)
-    shutil.copyfile(lessons_source() / "00_start_here.ipynb", source / "00_start_here.ipynb")
-    write_recording_lesson(source / "99_records.ipynb")
-    report = build_site(base / "site", source=source, fast=True,
-                        links=CourseLinks(repo="https://github.com/me/tl_lab", hub="https://hub.example.edu",
-                                          folder="notebooks"))
-    assert report.ok, [(e.name, e.error) for e in report.lessons]
-    return base / "site"
+    return shared_real_site(tmp_path_factory) / "site"
 
 
 def _offline(page) -> list[str]:
