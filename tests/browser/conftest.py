@@ -381,6 +381,41 @@ class ConsoleLog:
 
 @pytest.fixture
 def page(browser, request, screenshot_dir):
+    yield from _new_page(browser, request, screenshot_dir)
+
+
+# Chromium's built-in fake webcam (a moving test pattern) and automatic "Allow" on the camera prompt.
+FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+@pytest.fixture(scope="package")
+def camera_browser(chromium_path):
+    """A second headless Chromium with a fake camera (:data:`FAKE_CAMERA_ARGS`); ``browser`` stays camera-free."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=chromium_path, headless=True,
+                                      args=CHROMIUM_ARGS + FAKE_CAMERA_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def camera_page(camera_browser, request, screenshot_dir):
+    """Like ``page``, in the fake-camera Chromium."""
+    yield from _new_page(camera_browser, request, screenshot_dir)
+
+
+@pytest.fixture
+def camera_lab(camera_page, lab_server, screenshot_dir, request) -> LabPage:
+    """Like ``lab``, in the fake-camera Chromium."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    yield LabPage(camera_page, lab_server, screenshot_dir, name)
+    lab_server.shutdown_kernels()
+
+
+def _new_page(browser, request, screenshot_dir):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
     context.set_default_timeout(30_000)
     pg = context.new_page()

@@ -7,6 +7,7 @@
 // {type: "classify", id}. From the kernel: {type: "saved" | "undone" | "error", ...}, {type: "prediction", id, top}.
 
 const HOLD_MS = 150; // while the capture button is held down, one frame every HOLD_MS
+const HOLD_DELAY_MS = 400; // ... once it has been held this long (a click is one frame, however slow the page)
 const MAX_IN_FLIGHT = 4; // captures sent but not yet answered; holding waits rather than queueing more
 const REPLY_TIMEOUT_MS = 5000; // a classify request not answered by then is given up (the next frame is sent)
 
@@ -82,8 +83,8 @@ const CSS = `
 .tl-camera { font-size: 13px; display: flex; gap: 12px; flex-wrap: wrap; align-items: flex-start; }
 .tl-camera video { width: 240px; height: 240px; object-fit: cover; background: #222; border-radius: 4px; }
 .tl-camera button { margin: 2px 4px 2px 0; padding: 3px 10px; cursor: pointer; }
-.tl-camera .tl-cam-message { white-space: pre-wrap; line-height: 1.4; margin: 4px 0; max-width: 560px; }
-.tl-camera .tl-cam-message.bad { color: #b00020; font-weight: bold; }
+.tl-cam-message { white-space: pre-wrap; line-height: 1.4; margin: 4px 0; max-width: 560px; }
+.tl-cam-message.bad { color: #b00020; font-weight: bold; }
 .tl-camera table { border-collapse: collapse; margin: 4px 0; }
 .tl-camera td, .tl-camera th { border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: left; }
 .tl-camera td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -162,7 +163,8 @@ function render({ model, el }) {
 
   let onLive = () => {};
   const panel = h("div");
-  el.append(h("style", {}, CSS), h("div", { class: "tl-camera" }, h("div", {}, video, h("div", {}, startBtn)), panel), message);
+  el.append(h("div", { class: `tl-camera-${mode}` }, h("style", {}, CSS),
+    h("div", { class: "tl-camera" }, h("div", {}, video, h("div", {}, startBtn)), panel), message));
   const cleanups = [];
 
   if (mode === "capture") {
@@ -208,13 +210,15 @@ function render({ model, el }) {
       while (thumbs.children.length > 8) { URL.revokeObjectURL(thumbs.lastChild.src); thumbs.lastChild.remove(); }
       model.send({ type: "capture", class_name: name }, undefined, [await blob.arrayBuffer()]);
     }
-    let holdTimer = null;
-    const release = () => { if (holdTimer) clearInterval(holdTimer); holdTimer = null; };
+    let holdDelay = null, holdTimer = null;
+    const release = () => {
+      clearTimeout(holdDelay); clearInterval(holdTimer); holdDelay = holdTimer = null;
+    };
     captureBtn.addEventListener("pointerdown", (e) => {
       if (e.button !== 0) return;
-      captureOne();
       release();
-      holdTimer = setInterval(captureOne, HOLD_MS);
+      captureOne(); // a click is exactly one frame; held past HOLD_DELAY_MS, a frame every HOLD_MS
+      holdDelay = setTimeout(() => { holdTimer = setInterval(captureOne, HOLD_MS); }, HOLD_DELAY_MS);
     });
     for (const ev of ["pointerup", "pointerleave", "pointercancel"]) captureBtn.addEventListener(ev, release);
     captureBtn.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); captureOne(); } });
