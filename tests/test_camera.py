@@ -6,7 +6,6 @@ The browser half (getUserMedia, the fake camera, the messages) is tests/browser/
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest

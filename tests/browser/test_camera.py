@@ -27,16 +27,16 @@ pytestmark = pytest.mark.browser
 CAPTURE = ".tl-camera-capture"
 LIVE = ".tl-camera-classify"
 CELLS = [
-    "from tl_lab.widgets.camera import CameraCapture\n"
-    "cam = CameraCapture('camera_photos', classes=['a'])\n"
-    "cam",
-    "import torch, tl_lab\n"
-    "from tl_lab.widgets.camera import CameraClassifier\n"
-    "torch.manual_seed(0)\n"
-    "data = tl_lab.load_dataset('digits', shots=2, image_size=32)\n"
-    "run = tl_lab.fit('efficientnet_lite0', data, epochs=1, progress=False, save_checkpoints=False)\n"
-    "live = CameraClassifier(run)\n"
-    "live",
+    ("from tl_lab.widgets.camera import CameraCapture\n"
+     "cam = CameraCapture('camera_photos', classes=['a'])\n"
+     "cam"),
+    ("import torch, tl_lab\n"
+     "from tl_lab.widgets.camera import CameraClassifier\n"
+     "torch.manual_seed(0)\n"
+     "data = tl_lab.load_dataset('digits', shots=2, image_size=32)\n"
+     "run = tl_lab.fit('efficientnet_lite0', data, epochs=1, progress=False, save_checkpoints=False)\n"
+     "live = CameraClassifier(run)\n"
+     "live"),
 ]
 
 
@@ -160,8 +160,11 @@ def camera_site(tmp_path):
 
     (tmp_path / "camera.js").write_text((Path(tl_lab.widgets.__file__).parent / "camera.js").read_text())
     (tmp_path / "index.html").write_text(PAGE)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -39,8 +39,16 @@ from PIL import Image, UnidentifiedImageError
 
 from tl_lab.data.imagefiles import IGNORED_DIR_NAMES, IMAGE_EXTENSIONS, MIN_SIDE, is_ignored
 
-__all__ = ["CaptureFolder", "InvalidFrameError", "check_class_name", "decode_frame", "top_k", "FRAME_FORMATS",
-           "RESERVED_CLASS_NAMES", "MAX_FRAME_BYTES"]
+__all__ = [
+    "FRAME_FORMATS",
+    "MAX_FRAME_BYTES",
+    "RESERVED_CLASS_NAMES",
+    "CaptureFolder",
+    "InvalidFrameError",
+    "check_class_name",
+    "decode_frame",
+    "top_k",
+]
 
 FRAME_FORMATS = {"PNG": ".png", "JPEG": ".jpg"}  # what a browser canvas encodes (toBlob), and the file extension
 RESERVED_CLASS_NAMES = frozenset({"train", "val", "test", "valid", "validation"})
@@ -65,7 +73,7 @@ def check_class_name(name: str) -> str:
         ValueError: class name '../x' contains '/': a class is one folder inside your image folder; use a plain name such as 'cat' or 'my_cup'
     """
     if not isinstance(name, str):
-        raise ValueError(f"a class name must be text, got {type(name).__name__}")
+        raise TypeError(f"a class name must be text, got {type(name).__name__}")
     clean = name.strip()
     if not clean:
         raise ValueError("the class name is empty: type a name such as 'cat' or 'my_cup' first")

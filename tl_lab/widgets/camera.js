@@ -199,7 +199,10 @@ function render({ model, el }) {
     let inFlight = 0;
     async function captureOne() {
       if (!stream) { setStatus(model.get("status"), "Start the camera first.", true); return; }
-      if (inFlight >= MAX_IN_FLIGHT) return;
+      if (inFlight >= MAX_IN_FLIGHT) {
+        setStatus(model.get("status"), "Waiting for the kernel to save the last frames (is a cell still running?).");
+        return;
+      }
       const name = model.get("current_class");
       if (!name) { setStatus("live", "Choose or add a class first (type a name, then Add class).", true); return; }
       const blob = await grabFrame(video, canvas, model.get("size"));
@@ -247,6 +250,7 @@ function render({ model, el }) {
     async function tick() {
       if (!stream || disposed) return;
       const now = performance.now();
+      if (waiting && now - waiting.sent > 2000) fps.textContent = "waiting for the kernel (is a cell still running?)";
       if (waiting && now - waiting.sent < REPLY_TIMEOUT_MS) return;
       if (replies.length && now - replies[replies.length - 1] < model.get("interval_ms")) return;
       waiting = { id: nextId++, sent: now };

@@ -41,7 +41,7 @@ from tl_lab.widgets.common import LatestJob, error_message, png_thumbnail
 if TYPE_CHECKING:
     from tl_lab.training.run import Run
 
-__all__ = ["CameraCapture", "CameraClassifier", "CAMERA_ESM", "CAPTURE_SIZE"]
+__all__ = ["CAMERA_ESM", "CAPTURE_SIZE", "CameraCapture", "CameraClassifier"]
 
 CAMERA_ESM = (Path(__file__).with_name("camera.js")).read_text(encoding="utf-8")
 CAPTURE_SIZE = 224  # pixels a side of a saved frame (centre square of the camera's picture); runs resize it
