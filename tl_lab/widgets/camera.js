@@ -272,7 +272,8 @@ function render({ model, el }) {
         h("b", { class: "tl-cam-name" }, name), ` ${(p * 100).toFixed(1)}%`)));
       if (replies.length >= 2) {
         const rate = (replies.length - 1) * 1000 / (now - replies[0]);
-        fps.textContent = `${rate.toFixed(1)} frames per second (${model.get("size")} px frames)`;
+        fps.textContent = `${rate.toFixed(1)} frames per second (${model.get("size")} px frames; ` +
+          `the model took ${Math.round(msg.ms)} ms of each)`;
         if (now - lastSaved > 1000) { lastSaved = now; model.set("fps", rate); model.save_changes(); }
       }
     };
