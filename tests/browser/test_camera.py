@@ -4,8 +4,9 @@
   on disk are valid images in the right folders and the counts shown match them; then the live view of a trained
   run shows its top classes and a frame rate that keeps updating.
 - Without Jupyter (the widget's module on a small page with a stand-in model): the page served over plain http
-  from another host (this machine's own non-loopback address) says the camera needs https or localhost; a refused
-  permission and a missing camera each show their own message.
+  from another host (this machine's own non-loopback address) says the camera needs https or localhost, and the
+  same host over https (a throwaway certificate) gets the camera; a refused permission, a missing camera and a
+  camera held by another application each show their own message.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import functools
 import http.server
 import re
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from pathlib import Path
 
@@ -154,23 +158,42 @@ def _own_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
-@pytest.fixture
-def camera_site(tmp_path):
-    import tl_lab.widgets
-
-    (tmp_path / "camera.js").write_text((Path(tl_lab.widgets.__file__).parent / "camera.js").read_text())
-    (tmp_path / "index.html").write_text(PAGE)
+def _serve(folder: Path, *, tls: tuple[Path, Path] | None = None):
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-    handler = functools.partial(Quiet, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), functools.partial(Quiet, directory=str(folder)))
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*map(str, tls))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _self_signed(folder: Path, host: str) -> tuple[Path, Path] | None:
+    """A throwaway certificate for ``host`` made with the openssl command (None without it)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=tl-lab-test",
+                    "-addext", f"subjectAltName=IP:{host}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture
+def site_folder(tmp_path) -> Path:
+    """A folder with the widget's module and a page that renders it with a stand-in model."""
+    import tl_lab.widgets
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "camera.js").write_text((Path(tl_lab.widgets.__file__).parent / "camera.js").read_text())
+    (site / "index.html").write_text(PAGE)
+    return site
 
 
 def _start(page, url: str) -> dict:
@@ -181,28 +204,45 @@ def _start(page, url: str) -> dict:
                          " shown: document.querySelector('.tl-cam-message').innerText})")
 
 
-def test_camera_messages_http_denied_missing(camera_page, camera_site):
-    port = camera_site
-    ok = _start(camera_page, f"http://127.0.0.1:{port}/index.html")
-    assert ok["status"] == "live", ok
+def test_camera_messages_http_https_denied_missing(camera_page, camera_browser, site_folder, tmp_path):
+    server = _serve(site_folder)
+    port = server.server_address[1]
+    try:
+        ok = _start(camera_page, f"http://127.0.0.1:{port}/index.html")
+        assert ok["status"] == "live", ok
 
-    host = _own_address()
-    if host is not None:  # plain http from another host: not a secure context, so no camera at all
-        bad = _start(camera_page, f"http://{host}:{port}/index.html")
-        assert bad["status"] == "insecure", bad
-        assert bad["shown"].startswith(f"The camera needs https or localhost: this page is served over plain http "
-                                       f"from {host}:{port}"), bad
-        assert "ssh -L 8888:localhost:8888" in bad["shown"]
+        host = _own_address()
+        if host is not None:  # plain http from another host: not a secure context, so no camera at all
+            bad = _start(camera_page, f"http://{host}:{port}/index.html")
+            assert bad["status"] == "insecure", bad
+            assert bad["shown"].startswith("The camera needs https or localhost: this page is served over plain "
+                                           f"http from {host}:{port}"), bad
+            assert "ssh -L 8888:localhost:8888" in bad["shown"]
+            tls = _self_signed(tmp_path, host)
+            if tls is not None:  # the same host over https (a hub): the camera works
+                secure = _serve(site_folder, tls=tls)
+                context = camera_browser.new_context(ignore_https_errors=True)
+                try:
+                    good = _start(context.new_page(), f"https://{host}:{secure.server_address[1]}/index.html")
+                finally:
+                    context.close()
+                    secure.shutdown()
+                    secure.server_close()
+                assert good["status"] == "live", good
 
-    camera_page.add_init_script("""navigator.mediaDevices.getUserMedia = () =>
-        Promise.reject(new DOMException(new URLSearchParams(location.search).get('e'),
-                                        new URLSearchParams(location.search).get('e')));""")
-    denied = _start(camera_page, f"http://127.0.0.1:{port}/index.html?e=NotAllowedError")
-    assert denied["status"] == "denied" and denied["shown"].startswith("Camera permission was denied. Allow the camera")
-    missing = _start(camera_page, f"http://127.0.0.1:{port}/index.html?e=NotFoundError")
-    assert missing["status"] == "no-camera" and missing["shown"].startswith("No camera found: connect a webcam")
-    busy = _start(camera_page, f"http://127.0.0.1:{port}/index.html?e=NotReadableError")
-    assert busy["status"] == "in-use" and "another application" in busy["shown"]
+        camera_page.add_init_script("""navigator.mediaDevices.getUserMedia = () =>
+            Promise.reject(new DOMException(new URLSearchParams(location.search).get('e'),
+                                            new URLSearchParams(location.search).get('e')));""")
+        denied = _start(camera_page, f"http://127.0.0.1:{port}/index.html?e=NotAllowedError")
+        assert denied["status"] == "denied"
+        assert denied["shown"].startswith("Camera permission was denied. Allow the camera")
+        missing = _start(camera_page, f"http://127.0.0.1:{port}/index.html?e=NotFoundError")
+        assert missing["status"] == "no-camera" and missing["shown"].startswith("No camera found: connect a webcam")
+        busy = _start(camera_page, f"http://127.0.0.1:{port}/index.html?e=NotReadableError")
+        assert busy["status"] == "in-use" and "another application" in busy["shown"]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_capture_in_notebook_7(camera_lab):
