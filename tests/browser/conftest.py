@@ -9,6 +9,8 @@ Reusable pieces (other browser test files use them; see ``test_smoke.py`` for a 
   Private Jupyter config/data/runtime/settings/workspace folders keep the user's setup out; installed
   labextensions (anywidget, jupyterlab-plotly, the ipywidgets manager) are still found under ``sys.prefix``.
 - ``browser`` (session): Debian's Chromium driven by Playwright (never a downloaded browser), headless.
+- ``camera_browser`` / ``camera_page`` / ``camera_lab``: the same with Chromium's fake camera (``FAKE_CAMERA_ARGS``), sharing
+  one Playwright (``playwright_driver``) with ``browser``: the sync API allows only one per thread.
 - ``page`` (function): a fresh browser context and page; every console error and uncaught page error is recorded
   in ``page.console_log`` (a :class:`ConsoleLog`). A failing test saves ``FAILED-<test>.png``.
 - ``lab`` (function): a :class:`LabPage` wrapping ``page`` with the helpers tests need: ``open_notebook``,
@@ -321,14 +323,20 @@ def lab_server(tmp_path_factory, chromium_path) -> LabServer:
 
 
 @pytest.fixture(scope="package")
-def browser(chromium_path):
+def playwright_driver(chromium_path):
+    """One Playwright for the package (the sync API allows one running instance per thread)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+        yield pw
+
+
+@pytest.fixture(scope="package")
+def browser(playwright_driver, chromium_path):
+    chromium = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
 
 
 @pytest.fixture(scope="package")
@@ -384,6 +392,39 @@ class ConsoleLog:
 
 @pytest.fixture
 def page(browser, request, screenshot_dir):
+    yield from _new_page(browser, request, screenshot_dir)
+
+
+# Chromium's built-in fake webcam (a moving test pattern) and automatic "Allow" on the camera prompt.
+FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+@pytest.fixture(scope="package")
+def camera_browser(playwright_driver, chromium_path):
+    """A second headless Chromium with a fake camera (:data:`FAKE_CAMERA_ARGS`); ``browser`` stays camera-free."""
+    chromium = playwright_driver.chromium.launch(executable_path=chromium_path, headless=True,
+                                                 args=CHROMIUM_ARGS + FAKE_CAMERA_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+@pytest.fixture
+def camera_page(camera_browser, request, screenshot_dir):
+    """Like ``page``, in the fake-camera Chromium."""
+    yield from _new_page(camera_browser, request, screenshot_dir)
+
+
+@pytest.fixture
+def camera_lab(camera_page, lab_server, screenshot_dir, request) -> LabPage:
+    """Like ``lab``, in the fake-camera Chromium."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    yield LabPage(camera_page, lab_server, screenshot_dir, name)
+    lab_server.shutdown_kernels()
+
+
+def _new_page(browser, request, screenshot_dir):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, device_scale_factor=1)
     context.set_default_timeout(30_000)
     pg = context.new_page()

@@ -12,6 +12,7 @@ with their message (and the traceback one click away).
 
 from tl_lab.widgets.attributions import AttributionExplorer
 from tl_lab.widgets.backbone_choice import BackboneChooser
+from tl_lab.widgets.camera import CameraCapture, CameraClassifier
 from tl_lab.widgets.compare import CompareRuns
 from tl_lab.widgets.dashboard import TransferLab
 from tl_lab.widgets.few_shot import FewShot
@@ -29,6 +30,8 @@ __all__ = [
     "AttributionExplorer",
     "BackboneChooser",
     "BackbonePicker",
+    "CameraCapture",
+    "CameraClassifier",
     "CompareRuns",
     "FewShot",
     "FeatureExplorer",

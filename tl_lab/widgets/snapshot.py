@@ -130,6 +130,9 @@ def _thumbnail(value: bytes, shown: int) -> bytes:  # cached: snapshots are reco
 def _walk(w: Any) -> str:
     if _hidden(w):
         return ""
+    own = getattr(w, "_snapshot_html", None)  # a widget drawn by its own script (anywidget) gives its static form
+    if callable(own):
+        return own()
     from tl_lab.widgets.common import FigureSlot  # common imports this module's installer
 
     if isinstance(w, FigureSlot):
