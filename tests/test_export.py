@@ -246,6 +246,18 @@ def test_a_multi_task_run_is_refused_by_name(tiny):
         dataclasses.replace(tiny, tasks=tasks).export("x")
 
 
+def test_the_path_names_the_files(tiny, tmp_path):
+    from tl_lab.training.export import _stem
+
+    assert _stem(tmp_path / "digits") == _stem(tmp_path / "digits.onnx") == _stem(tmp_path / "digits.pt2") == (
+        tmp_path / "digits")
+    assert _stem(tmp_path) == tmp_path / "model"  # an existing folder: model.onnx, model.pt2, model.json inside
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"would overwrite the run's own run.json; choose another name, e\.g\. "):
+        dataclasses.replace(tiny, run_dir=tmp_path).export(tmp_path / "run.onnx")
+    assert (tmp_path / "run.json").read_text() == "{}"
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"formats": ("tflite",)}, r"formats must name one or both of 'onnx', 'pt2', each once; got \('tflite',\)"),
     ({"formats": ()}, "formats must name one or both"),
@@ -328,7 +340,7 @@ def test_a_failed_check_raises_and_leaves_no_file_behind(tiny, tmp_path, monkeyp
     import tl_lab.training.export as export
 
     real = export._onnx_probabilities
-    monkeypatch.setattr(export, "_onnx_probabilities", lambda path, x: real(path, x).roll(1, dims=1))
+    monkeypatch.setattr(export, "_onnx_probabilities", lambda *args: real(*args).roll(1, dims=1))
     (tmp_path / "m.json").write_text("an earlier export")
     with pytest.raises(ExportParityError, match=r"onnx: 40 test images, .* top-1 agreement 0/40") as caught:
         export_run(tiny, tmp_path / "m")

@@ -144,7 +144,7 @@ EXPORT_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 def export_checks() -> list[Check]:
     """Whether ``run.export`` can write ONNX: the ``tl-lab[export]`` extra (onnx, onnxscript, onnxruntime).
 
-    Only onnxruntime is imported (0.3 s); onnx and onnxscript (1.8 s together) are looked up by their metadata and
+    Only onnxruntime is imported (0.3-0.6 s); onnx and onnxscript (1.8-4 s together) are looked up by their metadata and
     module spec, so the doctor stays quick. ``.pt2`` export needs nothing extra and is always available."""
     import importlib.util
 

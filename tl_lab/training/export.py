@@ -18,7 +18,7 @@ outside the graph, in the JSON, as ImageNet models are usually shipped.
 
 Why the ``torch.export``-based ONNX exporter (``dynamo=True``, needs ``onnxscript``) and not the TorchScript one
 (``dynamo=False``): both export EfficientNet-Lite0, ResNet-18, MobileNetV3, ConvNeXt-Tiny and ViT-B/16 offline with
-probabilities within 4e-7 of PyTorch's, but the TorchScript exporter is deprecated (PyTorch 2.9+ warns that it will
+probabilities within 4e-7 of PyTorch's (random-init networks on random images), but the TorchScript exporter is deprecated (PyTorch 2.9+ warns that it will
 be removed), and the dynamo exporter translates the very ``torch.export`` program saved as ``.pt2``, so both files
 come from one trace of the model.
 
@@ -34,8 +34,8 @@ Example::
     >>> data = tl_lab.load_dataset("digits", shots=3, image_size=32)                       # doctest: +SKIP
     >>> run = tl_lab.fit("efficientnet_lite0", data, epochs=30, progress=False)             # doctest: +SKIP
     >>> print(run.export("exports/digits"))   # 30 s on 2 CPU cores, mostly tracing         # doctest: +SKIP
-    exported lite0, frozen to head, 3-shot (10 classes, 32 px) to exports/ in 31.0 s
-      digits.onnx 13.7 MB: 539 test images, max |p - p_torch| 1.6e-07 (tolerance 1e-04), top-1 agreement 539/539
+    exported lite0, frozen to head, 3-shot (10 classes, 32 px) to exports/ in 33.5 s
+      digits.onnx 13.7 MB: 539 test images, max |p - p_torch| 2.1e-06 (tolerance 1e-04), top-1 agreement 539/539
       digits.pt2 14.4 MB: 539 test images, max |p - p_torch| 0.0e+00 (tolerance 1e-04), top-1 agreement 539/539
       digits.json 2.0 kB (preprocessing, classes, parity)
 """
@@ -50,7 +50,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
@@ -171,13 +171,16 @@ def export_run(run: Run, path: str | Path, *, formats: Sequence[ExportFormat] = 
     formats = _check_formats(formats)
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
         raise ValueError(f"tolerance must be a number >= 0 (an absolute probability difference); got {tolerance!r}")
+    stem = _stem(path)
+    if run.run_dir is not None and stem.parent.resolve() == Path(run.run_dir).resolve() and stem.name == "run":
+        raise ValueError(f"exporting as {stem} would overwrite the run's own run.json; choose another name, "
+                         f"e.g. run.export({str(stem.parent / 'model')!r})")
     model = exportable_model(run)  # refuses a multi-task run
     if "onnx" in formats:
         _require_onnx(check)
-    stem = _stem(path)
     started = time.perf_counter()
     size = int(run.data.image_size)
-    split, images = _check_images(run)
+    split, images = _check_images(run) if check else ("", None)
     example = torch.zeros(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
@@ -187,28 +190,29 @@ def export_run(run: Run, path: str | Path, *, formats: Sequence[ExportFormat] = 
     try:
         written: dict[str, Path] = {}
         parity: dict[str, Parity] = {}
-        x = run.backbone.normalize(images) if check else None
-        reference = _batched(model, x) if check else None
+        normalize = run.backbone.normalize
+        reference = _batched(model, images, normalize) if check else None
         if "pt2" in formats:
             written["pt2"] = tmp / f"{stem.name}.pt2"
             torch.export.save(program, written["pt2"])
             if check:
                 loaded = torch.export.load(written["pt2"]).module()
-                parity["pt2"] = compare_probabilities("pt2", split, _batched(loaded, x), reference, tolerance)
+                parity["pt2"] = compare_probabilities("pt2", split, _batched(loaded, images, normalize), reference, tolerance)
         if "onnx" in formats:
             written["onnx"] = tmp / f"{stem.name}.onnx"
             torch.onnx.export(program, (example,), str(written["onnx"]), dynamo=True, external_data=False,
                               opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               verbose=False)
             if check:
-                probs = _onnx_probabilities(written["onnx"], x)
+                probs = _onnx_probabilities(written["onnx"], images, normalize)
                 parity["onnx"] = compare_probabilities("onnx", split, probs, reference, tolerance)
         failed = [p for p in parity.values() if not p.ok]
         if failed:
             raise ExportParityError(
                 "the exported model does not reproduce PyTorch's probabilities, so nothing was written: "
                 + "; ".join(f"{p.format}: {p.describe()}" for p in failed)
-                + ". Try another opset or exporter (torch.onnx.export), or report it with the run's backbone name")
+                + '. Export with formats=("pt2",) meanwhile, and report it with the backbone\'s name and these '
+                + "figures")
         info = _info(run, stem, written, parity, tolerance, split)
         written["json"] = tmp / f"{stem.name}.json"
         written["json"].write_text(json.dumps(info, indent=1) + "\n")
@@ -237,7 +241,7 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
 
 def _require_onnx(check: bool) -> None:
     """Raise an ImportError naming the extra when a package the ONNX export needs is missing (looked up, not
-    imported: onnx and onnxscript take 1.8 s to import, and torch.onnx imports them itself)."""
+    imported: onnx and onnxscript take 1.8-4 s to import, and torch.onnx imports them itself)."""
     needed = ("onnx", "onnxscript") + (("onnxruntime",) if check else ())
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
@@ -261,18 +265,21 @@ def _check_images(run: Run) -> tuple[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _batched(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``model`` (already in eval mode: an exported program's module cannot switch) on ``x`` in batches."""
-    return torch.cat([model(x[lo : lo + _BATCH]) for lo in range(0, len(x), _BATCH)])
+def _batched(model: nn.Module, images: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``model`` (already in eval mode: an exported program's module cannot switch) on uint8 ``images``, normalised
+    one batch at a time (a large test split never sits in memory as float32)."""
+    return torch.cat([model(normalize(images[lo : lo + _BATCH])) for lo in range(0, len(images), _BATCH)])
 
 
-def _onnx_probabilities(path: Path, x: torch.Tensor) -> torch.Tensor:
+def _onnx_probabilities(path: Path, images: torch.Tensor,
+                        normalize: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """onnxruntime's probabilities for uint8 ``images``, normalised by ``normalize`` one batch at a time."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    arrays = x.numpy()
-    return torch.cat([torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: arrays[lo : lo + _BATCH]})[0])
-                      for lo in range(0, len(arrays), _BATCH)])
+    return torch.cat([
+        torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: normalize(images[lo : lo + _BATCH]).numpy()})[0])
+        for lo in range(0, len(images), _BATCH)])
 
 
 def compare_probabilities(kind: str, split: str, probs: torch.Tensor, reference: torch.Tensor,
