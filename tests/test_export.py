@@ -154,7 +154,7 @@ def _readme_script() -> str:
     """The python block under the README's "Predicting outside the kit" heading (the text learners copy)."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Predicting outside the kit", 1)[1].split("\n#", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert len(blocks) == 1, "the section should hold exactly one python block: the script"
     return blocks[0]
 
@@ -177,7 +177,7 @@ def test_readme_script_is_about_twenty_lines_and_imports_only_onnxruntime_numpy_
     script = _readme_script()
     lines = [line for line in script.splitlines() if line.strip()]
     assert 15 <= len(lines) <= 22
-    imported = {m.split(".")[0] for m in re.findall(r"^(?:import|from) ([\w.]+(?:, [\w.]+)*)", script, flags=re.M)
+    imported = {m.split(".")[0] for m in re.findall(r"^(?:import|from) ([\w.]+(?:, [\w.]+)*)", script, flags=re.MULTILINE)
                 for m in m.split(", ")}
     assert imported == {"json", "sys", "numpy", "onnxruntime", "PIL"}
 
@@ -199,7 +199,8 @@ def test_readme_script_predicts_what_run_predict_does_without_tl_lab(exported, t
         picture.save(tmp_path / name)
     out = subprocess.run([sys.executable, "-I", "-c", _RUNNER, str(script), str(exported.paths["onnx"]),
                           *(str(tmp_path / name) for name in pictures)],
-                         capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path,
+                         check=False)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == len(pictures)
@@ -337,7 +338,7 @@ def test_the_check_fails_wrong_probabilities(wrong, message):
 
 @pytest.mark.slow
 def test_a_failed_check_raises_and_leaves_no_file_behind(tiny, tmp_path, monkeypatch):
-    import tl_lab.training.export as export
+    from tl_lab.training import export
 
     real = export._onnx_probabilities
     monkeypatch.setattr(export, "_onnx_probabilities", lambda *args: real(*args).roll(1, dims=1))

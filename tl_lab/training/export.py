@@ -58,13 +58,21 @@ from typing import TYPE_CHECKING, Literal, get_args
 import torch
 from torch import nn
 
-
 if TYPE_CHECKING:
     from tl_lab.training.run import Run
 
-__all__ = ["ExportFormat", "ExportParityError", "ExportResult", "Parity", "compare_probabilities", "export_run",
-           "exportable_model",
-           "EXPORT_MISSING", "DEFAULT_TOLERANCE", "OPSET"]
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "EXPORT_MISSING",
+    "OPSET",
+    "ExportFormat",
+    "ExportParityError",
+    "ExportResult",
+    "Parity",
+    "compare_probabilities",
+    "export_run",
+    "exportable_model",
+]
 
 ExportFormat = Literal["onnx", "pt2"]
 DEFAULT_TOLERANCE = 1e-4  # absolute, on probabilities; measured differences are ~1e-7 (float32 rounding)
@@ -114,8 +122,8 @@ class ExportResult:
 
     def summary(self) -> str:
         folder = next(iter(self.paths.values())).parent
-        lines = [f"exported {self.info['source']['run_label']} ({len(self.info['classes'])} classes, "
-                 f"{self.info['preprocessing']['size']} px) to {folder}/ in {self.seconds:.1f} s"]
+        lines = [(f"exported {self.info['source']['run_label']} ({len(self.info['classes'])} classes, "
+                  f"{self.info['preprocessing']['size']} px) to {folder}/ in {self.seconds:.1f} s")]
         for kind, path in self.paths.items():
             check = f": {self.parity[kind].describe()}" if kind in self.parity else ""
             lines.append(f"  {path.name} {self.sizes[kind] / 1e6:.1f} MB{check}" if kind != "json"
