@@ -285,6 +285,13 @@ def test_without_the_extra_onnx_export_names_the_install_and_writes_nothing(tiny
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_old_torch_is_named_before_onnx_export(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion("2.4.1"))
+    with pytest.raises(ImportError, match=r"needs torch 2.6 or later \(this is 2.4.1\): pip install -U"):
+        tiny.export(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_without_the_extra_a_pt2_export_still_works(tiny, tmp_path, monkeypatch):
     for name in ("onnx", "onnxscript", "onnxruntime"):

@@ -250,6 +250,9 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
 def _require_onnx(check: bool) -> None:
     """Raise an ImportError naming the extra when a package the ONNX export needs is missing (looked up, not
     imported: onnx and onnxscript take 1.8-4 s to import, and torch.onnx imports them itself)."""
+    if torch.__version__ < "2.6":  # TorchVersion compares with strings; dynamo= and external_data= arrived in 2.5/2.6
+        raise ImportError(f"exporting to ONNX needs torch 2.6 or later (this is {torch.__version__}): "
+                          'pip install -U "torch>=2.6"; run.export(path, formats=("pt2",)) works with this torch')
     needed = ("onnx", "onnxscript") + (("onnxruntime",) if check else ())
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
