@@ -54,6 +54,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Retain": ("tl_lab.training.retention", "Retain"),  # a forgetting remedy for fit(retain=...)
     "merge_lora": ("tl_lab.training.peft_params", "merge_lora"),
     "Run": ("tl_lab.training.run", "Run"),
+    "export_run": ("tl_lab.training.export", "export_run"),  # run.export(path): ONNX + .pt2 + JSON, checked
+    "ExportResult": ("tl_lab.training.export", "ExportResult"),
     "sample_photo": ("tl_lab.backbones.samples", "sample_photo"),
     "sample_photos": ("tl_lab.backbones.samples", "sample_photos"),
     "fit": ("tl_lab.training.loop", "fit"),
@@ -126,6 +128,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.training.loop import fit
     from tl_lab.training.lp_ft import lp_ft
     from tl_lab.training.run import Run
+    from tl_lab.training.export import ExportResult, export_run
 
 
 def __getattr__(name: str) -> Any:

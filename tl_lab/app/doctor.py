@@ -423,6 +423,12 @@ def _check_lessons() -> list[Check]:
     return lessons_checks()
 
 
+def _check_export() -> list[Check]:
+    from tl_lab.app.doctor_hub import export_checks
+
+    return export_checks()
+
+
 _SECTIONS: tuple[tuple[str, Callable[[], list[Check]]], ...] = (
     ("Packages", _check_packages),
     ("Device", _check_device),
@@ -430,6 +436,7 @@ _SECTIONS: tuple[tuple[str, Callable[[], list[Check]]], ...] = (
     ("Weights", _check_weights),
     ("Limits (sizing for a hub)", _check_limits),
     ("Lessons 09 and 12", _check_lessons),
+    ("Exporting a model", _check_export),
 )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from tl_lab.app.doctor_check import Check
 
-__all__ = ["lessons_checks", "limits_checks"]
+__all__ = ["export_checks", "lessons_checks", "limits_checks"]
 
 _MEASURED = "a 1-CPU pod measured 4.1 s with 1 thread against 18.8 s with 16 for the same fine-tune"
 
@@ -136,3 +136,42 @@ def lessons_checks() -> list[Check]:
     else:
         checks.append(Check("peft", ok=True, detail=f"{version} (lesson 12's LoRA)", data={"version": version}))
     return checks
+
+
+EXPORT_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+
+
+def export_checks() -> list[Check]:
+    """Whether ``run.export`` can write ONNX: the ``tl-lab[export]`` extra (onnx, onnxscript, onnxruntime).
+
+    Only onnxruntime is imported (0.3-0.6 s); onnx and onnxscript (1.8-4 s together) are looked up by their metadata and
+    module spec, so the doctor stays quick. ``.pt2`` export needs nothing extra and is always available."""
+    import importlib.util
+
+    versions: dict[str, str | None] = {}
+    missing, broken = [], []
+    for name in EXPORT_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+            missing.append(name)
+            continue
+        try:
+            if name == "onnxruntime":
+                importlib.import_module(name)
+            elif importlib.util.find_spec(name) is None:
+                raise ImportError(f"no module named {name!r}")
+        except Exception as exc:  # noqa: BLE001 - installed but broken
+            broken.append(f"{name} ({type(exc).__name__}: {exc})")
+    data = {"versions": versions}
+    if missing:
+        return [Check("export (ONNX)", ok=False, critical=False, fix='pip install "tl-lab[export]"', data=data,
+                      detail=f"{' and '.join(missing)} not installed: run.export writes only .pt2 files "
+                             '(formats=("pt2",)) until the extra is installed')]
+    if broken:
+        return [Check("export (ONNX)", ok=False, critical=False, data=data,
+                      fix="pip install --force-reinstall " + " ".join(EXPORT_PACKAGES),
+                      detail="installed but does not import: " + "; ".join(broken))]
+    found = ", ".join(f"{name} {version}" for name, version in versions.items())
+    return [Check("export (ONNX)", ok=True, data=data, detail=f"{found} (run.export: .onnx checked with onnxruntime)")]

@@ -84,6 +84,20 @@ class Run:
         return predict_images(self.backbone, images, image_size=self.data.image_size, device=_device_of(self.model),
                               batch_size=batch_size, tasks=self.tasks)
 
+    def export(self, path: str | Path, *, formats: tuple[str, ...] = ("onnx", "pt2"), check: bool = True,
+               tolerance: float | None = None) -> Any:
+        """Write the trained network for use without tl_lab: ``<path>.onnx``, ``<path>.pt2`` and ``<path>.json``
+        (preprocessing, class names, parity figures). See :func:`tl_lab.training.export.export_run`.
+
+        The ONNX file outputs probabilities, is checked with onnxruntime on the test split (same top-1 on every image,
+        probabilities within ``tolerance``, default 1e-4) and needs ``pip install "tl-lab[export]"``.
+        Returns an :class:`~tl_lab.training.export.ExportResult` (``print`` it for files, sizes and parity).
+        """
+        from tl_lab.training.export import DEFAULT_TOLERANCE, export_run
+
+        return export_run(self, path, formats=formats, check=check,
+                          tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance)
+
     def table_row(self) -> dict:
         """One row for a runs table."""
         return {
