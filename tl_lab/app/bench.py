@@ -351,7 +351,11 @@ def main(args: Any) -> int:
     if lessons:
         from tl_lab.app.lessons_bench import bench_lessons
 
-        report = bench_lessons(out=Path(args.json).with_name("bench_lessons.json"), fast=getattr(args, "fast", False),
-                               threads=getattr(args, "threads", None))
+        from tl_lab.app.lessons_bench import lesson_paths
+
+        chosen = getattr(args, "lesson_numbers", None)
+        paths = [p for p in lesson_paths() if not chosen or p.name[:2] in chosen]
+        report = bench_lessons(paths, out=Path(args.json).with_name("bench_lessons.json"), fast=getattr(args, "fast", False),
+                               threads=getattr(args, "threads", None), references=getattr(args, "references", False))
         return 0 if all(not r["error"] and r["checks_ok"] for r in report["lessons"]) else 1
     return 0

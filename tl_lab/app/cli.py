@@ -6,6 +6,7 @@
     tl-lab train CONFIG.json   # rerun a recorded Run.config outside Jupyter
     tl-lab bench [--quick]     # side-by-side speed ratios, peak memory, JSON
     tl-lab bench --only-lessons --fast --threads 1 2   # seconds and peak memory per lesson at 1 and 2 threads
+    tl-lab bench --only-lessons --references [--lesson 09 12]   # record the numbers the lessons' text quotes
     tl-lab progress [--json]   # checked questions passed per lesson (local file, never sent)
 """
 
@@ -219,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--fast", action="store_true", help="lessons with TL_LAB_FAST=1 (as CI runs them)")
     be.add_argument("--threads", type=int, nargs="+", metavar="N",
                     help="run each lesson at each thread count, e.g. --threads 1 2 (a 1-CPU and a 2-CPU pod)")
+    be.add_argument("--references", action="store_true",
+                    help="record what each lesson measures at full size as the numbers its text quotes "
+                         "(notebooks/references/lesson_results.json)")
+    be.add_argument("--lesson", dest="lesson_numbers", nargs="+", metavar="NN",
+                    help="only these lessons, by number (e.g. --lesson 09 12)")
     be.set_defaults(func=_cmd_bench)
     return parser
 

@@ -123,7 +123,8 @@ def _outputs_text(nb: Any) -> str:
 
 def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int = 900, interval: float = 0.1,
                    workdir: str | os.PathLike | None = None, kernel_name: str = "python3",
-                   executed: str | os.PathLike | None = None, threads: int | None = None) -> dict:
+                   executed: str | os.PathLike | None = None, threads: int | None = None,
+                   trace: bool = False) -> dict:
     """Run one notebook in a fresh kernel; return its timings, peak memory, results and checks.
 
     ``fast`` sets ``TL_LAB_FAST=1`` for the kernel. A cell that raises ends the run: the record then holds
@@ -131,6 +132,7 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
     ``executed``: also write the notebook with its outputs there, to look at what the lesson showed.
     ``threads``: the kernel's thread count (``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``, which tl_lab leaves alone
     and torch reads when it loads); None leaves the environment's (normally unset: tl_lab's CPU-limit rule).
+    ``trace``: record the tl_lab functions the lesson calls (``record["calls"]``, :mod:`tl_lab.app.references`).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -164,6 +166,10 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
                 if sampler:
                     sampler.__enter__()
                 cell_times = record["cell_seconds"] = {}
+                if trace:
+                    from tl_lab.app.references import TRACE_START
+
+                    _run_probe(client, TRACE_START)
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type != "code":
                         continue
@@ -177,6 +183,10 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
                         record["error_cell"] = index
                         break
                     cell_times[str(index)] = round(time.perf_counter() - t_cell, 2)
+                if trace:
+                    from tl_lab.app.references import TRACE_END, calls_from_output
+
+                    record["calls"] = calls_from_output(_run_probe(client, TRACE_END))
                 record["torch_threads"] = _kernel_torch_threads(client)
             finally:
                 if sampler:
@@ -211,25 +221,28 @@ def bench_notebook(path: str | os.PathLike, *, fast: bool = False, timeout: int 
     return record
 
 
-def _kernel_torch_threads(client: Any) -> int | None:
-    """The kernel's ``torch.get_num_threads()`` after the lesson (None if the lesson never imported torch)."""
+def _run_probe(client: Any, code: str) -> str:
+    """Run ``code`` in the lesson's kernel outside the notebook (no history) and return what it printed."""
     from nbformat.v4 import new_code_cell
 
-    probe = new_code_cell("import sys as _s\nprint('TORCH_THREADS', _s.modules['torch'].get_num_threads() "
-                          "if 'torch' in _s.modules else -1)")
+    probe = new_code_cell(code)
     cells = client.nb.cells
     cells.append(probe)  # at its own index (nbclient looks cells up by index), removed again below
     try:
         client.execute_cell(probe, len(cells) - 1, store_history=False)
-    except Exception:  # noqa: BLE001 - the count is a report, never a reason to fail the lesson
-        return None
+    except Exception:  # noqa: BLE001 - a probe is a report, never a reason to fail the lesson
+        return ""
     finally:
         cells.remove(probe)
-    for out in probe.get("outputs", []):
-        match = re.search(r"TORCH_THREADS (-?\d+)", out.get("text", ""))
-        if match:
-            return int(match.group(1)) if int(match.group(1)) > 0 else None
-    return None
+    return "".join(out.get("text", "") for out in probe.get("outputs", []))
+
+
+def _kernel_torch_threads(client: Any) -> int | None:
+    """The kernel's ``torch.get_num_threads()`` after the lesson (None if the lesson never imported torch)."""
+    text = _run_probe(client, "import sys as _s\nprint('TORCH_THREADS', _s.modules['torch'].get_num_threads() "
+                              "if 'torch' in _s.modules else -1)")
+    match = re.search(r"TORCH_THREADS (-?\d+)", text)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 def threads_table(records: Sequence[dict]) -> list[dict]:
@@ -261,13 +274,18 @@ def format_table(table: Sequence[dict]) -> str:
 
 def bench_lessons(notebooks: Sequence[str | os.PathLike] | None = None, *, out: str | os.PathLike | None =
                   "bench_lessons.json", fast: bool = False, timeout: int = 900, memory_limit_mb: float = 2048.0,
-                  echo: Callable[[str], None] = print, threads: Sequence[int] | None = None) -> dict:
+                  echo: Callable[[str], None] = print, threads: Sequence[int] | None = None,
+                  references: bool = False) -> dict:
     """Run each lesson (default: all of them, at full size) and write a JSON report to ``out``.
 
     ``memory_limit_mb`` (Binder's 2 GB by default) marks each lesson ``fits_memory_limit``. ``threads``: run each
     lesson once per thread count (each in a fresh kernel given that count); None: once, with tl_lab's own rule.
+    ``references``: also record what each lesson measured, and the code it ran, in the lessons' reference file
+    (:mod:`tl_lab.app.references`; full size only, and only lessons that ran without an error).
     """
     counts: list[int | None] = list(threads) if threads else [None]
+    if references and fast:
+        raise ValueError("references are what a lesson measures at full size: drop --fast (or --references)")
     paths = [Path(p) for p in notebooks] if notebooks is not None else lesson_paths()
     if not paths:
         raise FileNotFoundError("no lesson notebooks found (NN_name.ipynb); pass their paths")
@@ -285,13 +303,27 @@ def bench_lessons(notebooks: Sequence[str | os.PathLike] | None = None, *, out: 
         for n in counts:
             how = ("fast" if fast else "full size") + ("" if n is None else f", {n} thread{'s' if n != 1 else ''}")
             echo(f"lesson {path.name} ({how}) …")
-            rec = bench_notebook(path, fast=fast, timeout=timeout, threads=n)
+            rec = bench_notebook(path, fast=fast, timeout=timeout, threads=n, trace=references and n == counts[0])
             rec["fits_memory_limit"] = rec["peak_rss_mb"] <= memory_limit_mb
             report["lessons"].append(rec)
             failed = [c["check"] for c in rec["checks"] if not c["ok"]]
             status = f"ERROR in cell {rec['error_cell']}: {rec['error']}" if rec["error"] else \
                 ("checks ok" if not failed else f"checks failed: {'; '.join(failed)}")
             echo(f"  {rec['seconds']:8.1f} s   peak {rec['peak_rss_mb']:7.1f} MB   {status}")
+    if references:
+        import nbformat
+
+        from tl_lab.app.references import record_references
+
+        traced = [r for r in report["lessons"] if "calls" in r and not r["error"]]
+        if traced:
+            where = record_references(traced, {Path(r["lesson"]).stem: nbformat.read(p, as_version=4)
+                                               for r in traced for p in paths if p.name == r["lesson"]},
+                                      path=paths[0].parent / "references" / "lesson_results.json")
+            echo(f"recorded {len(traced)} lesson(s)' results in {where}")
+        report["references"] = [Path(r["lesson"]).stem for r in traced]
+        for rec in report["lessons"]:
+            rec.pop("calls", None)
     report["total_seconds"] = round(sum(r["seconds"] for r in report["lessons"]), 1)
     report["max_peak_rss_mb"] = max(r["peak_rss_mb"] for r in report["lessons"])
     report["table"] = threads_table(report["lessons"])
@@ -314,9 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     parser.add_argument("--threads", type=int, nargs="+", metavar="N",
                         help="run each lesson at each thread count (e.g. --threads 1 2)")
+    parser.add_argument("--references", action="store_true",
+                        help="record each lesson's results and the code it ran as the numbers its text may quote")
     args = parser.parse_args(argv)
     report = bench_lessons(args.notebooks or None, out=args.json, fast=args.fast, timeout=args.timeout,
-                           threads=args.threads)
+                           threads=args.threads, references=args.references)
     ok = all(not r["error"] and r["checks_ok"] for r in report["lessons"])
     return 0 if ok else 1
 
