@@ -204,12 +204,17 @@ def test_bench_lessons_options_reach_the_lessons_bench(monkeypatch, tmp_path):
 
     calls = {}
 
-    def fake_bench_lessons(**kw):
-        calls.update(kw)
+    def fake_bench_lessons(paths, **kw):
+        calls.update(kw, lessons=[p.name[:2] for p in paths])
         return {"lessons": [{"error": None, "checks_ok": True}]}
 
     monkeypatch.setattr(tl_lab.app.lessons_bench, "bench_lessons", fake_bench_lessons)
     monkeypatch.setattr(tl_lab.app.bench, "run_bench", lambda **kw: pytest.fail("--only-lessons ran the speed bench"))
     out = tmp_path / "b.json"
     assert main(["bench", "--only-lessons", "--fast", "--threads", "1", "2", "--json", str(out)]) == 0
-    assert calls == {"out": tmp_path / "bench_lessons.json", "fast": True, "threads": [1, 2]}
+    assert calls == {"out": tmp_path / "bench_lessons.json", "fast": True, "threads": [1, 2], "references": False,
+                     "lessons": [p.name[:2] for p in tl_lab.app.lessons_bench.lesson_paths()]}
+    calls.clear()
+    assert main(["bench", "--only-lessons", "--references", "--lesson", "12", "09", "--json", str(out)]) == 0
+    assert calls == {"out": tmp_path / "bench_lessons.json", "fast": False, "threads": None, "references": True,
+                     "lessons": ["09", "12"]}

@@ -53,13 +53,28 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from tl_lab.training.run import Run
+
+class Run(Protocol):
+    """What an export reads of a :class:`tl_lab.training.run.Run` (typed here so this module, which ``Run.export``
+    imports, does not import run.py back)."""
+
+    name: str
+    backbone: Any
+    data: Any
+    best: dict
+    run_dir: Path | None
+    tasks: Any
+
+    @property
+    def model(self) -> nn.Module: ...
+
+    @property
+    def label(self) -> str: ...
 
 __all__ = [
     "DEFAULT_TOLERANCE",
