@@ -62,7 +62,7 @@ class LabelCleaner(W.VBox):
         self._source, self._backbone = source, backbone
         self.status = StatusLine("Finding the training images the model finds hardest…")
         self.items = W.VBox()
-        self.save_button = W.Button(description="Save decisions", icon="save", button_style="primary",
+        self.save_button = W.Button(description="Save decisions", button_style="primary",
                                     tooltip=f"write them to {LABELS_FILE} in your folder (no image is moved)")
         self.save_button.add_class("tl-cleaner-save")
         self.saved = W.HTML()
