@@ -192,6 +192,7 @@ def test_load_dataset_honours_the_decisions_and_reports_them_without_touching_a_
     plain = load_dataset("folder", root=root, image_size=16, val_per_class=1)
     assert plain.report == () and sum(map(len, (plain.train, plain.val, plain.test))) == 12
     write_label_fixes(root, LabelFixes({"dog/0.png": "cat"}, ("cat/1.png", "cat/gone.png")))
+    (root / "cat" / "notes.txt").write_text("not an image")
     data = load_dataset("folder", root=root, image_size=16, val_per_class=1)
     files = data.meta["files"]
     label_of = {}
@@ -203,12 +204,13 @@ def test_load_dataset_honours_the_decisions_and_reports_them_without_touching_a_
     assert data.meta["label_fixes"] == {"file": LABELS_FILE, "relabelled": ["dog/0.png"], "left_out": ["cat/1.png"],
                                         "missing": ["cat/gone.png"]}
     assert [str(r) for r in data.report] == [
+        f"{root / 'cat/notes.txt'}: not an image file (extension '.txt')",
         f"{root / 'dog/0.png'}: relabelled as 'cat' (was 'dog') by your {LABELS_FILE}",
         f"{root / 'cat/1.png'}: left out by your {LABELS_FILE}",
         f"{root / 'cat/gone.png'}: named in {LABELS_FILE}, but no image of that name was read (moved, renamed or "
         "unreadable); its decision is not used. Remove it from the file"]
     assert (f"your {LABELS_FILE}: 1 relabelled, 1 left out, 1 for files not found (see .report)"
-            in data.summary()) and "skipped" not in data.summary()
+            in data.summary()) and f"skipped 1 file(s); see .report, e.g. {root / 'cat/notes.txt'}" in data.summary()
     assert _files(root) == before  # nothing moved, renamed or deleted
     write_label_fixes(root, LabelFixes({"dog/0.png": "kat"}))
     with pytest.raises(LabelFixesError, match=r"relabels 'dog/0.png' as 'kat', which is not a class of this folder; "
@@ -270,7 +272,7 @@ def test_run_mistakes_match_the_runs_own_predictions(digits_run):
     losses = -torch.log(probs[torch.arange(len(y)), y])
     assert [r["loss"] for r in m.top_losses] == pytest.approx(sorted(losses.tolist(), reverse=True), rel=1e-4,
                                                               abs=1e-5)
-    assert m.accuracy == pytest.approx(run.evaluate("test")["acc"])
+    assert m.accuracy == pytest.approx(run.evaluate("test")["acc"]) == pytest.approx(run.best["test_acc"])  # kept model
     assert run.mistakes("val").split == "val" and len(run.mistakes("train", top=3).top_losses) == 3
 
 
