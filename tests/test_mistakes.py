@@ -297,18 +297,15 @@ def test_prototypes_and_zero_shot_have_the_same_mistakes_call():
 
 
 @pytest.mark.slow
-def test_mistakes_view_shows_the_latest_run_with_attributions(digits_run, tmp_path):
-    from tl_lab.widgets import MistakesView, TransferLab
-    from tl_lab.widgets.dashboard import TAB_TITLES
+def test_mistakes_view_shows_the_latest_run_with_attributions(digits_run):
+    from tl_lab.widgets import LabState, MistakesView
     from tl_lab.widgets.snapshot import snapshot_html
 
-    lab = TransferLab(dataset="digits", shots=2, run_dir=tmp_path)
-    assert lab.mistakes.widget is None  # built when its tab is first shown
-    lab.tabs.selected_index = TAB_TITLES.index("9 Mistakes")
-    view = lab.mistakes.widget
-    assert isinstance(view, MistakesView) and "no run yet" in view.run_label.value
+    state = LabState(dataset="digits")  # the dashboard's shared state (its 9 Mistakes tab: tests/test_widgets.py)
+    view = MistakesView(state=state)
+    assert "no run yet" in view.run_label.value
     view.method.value = "saliency"
-    lab.state.add_run(digits_run)  # a run trained in the Train tab: the view follows it
+    state.add_run(digits_run)  # a run trained in the Train tab: the view follows it
     assert view.wait(120) and view.status.kind == "ok", view.status.text
     m = view.mistakes
     assert m.accuracy == pytest.approx(digits_run.evaluate("test")["acc"])
