@@ -65,6 +65,24 @@ class Run:
         return evaluate_model(self.backbone, data, device=_device_of(self.model), batch_size=batch_size,
                               tasks=self.tasks)
 
+    def mistakes(self, split: str = "test", *, top: int | None = TOP_DEFAULT, batch_size: int = 64) -> Mistakes:
+        """What this run's model gets wrong on ``split``: per-class accuracy, the confusion matrix (rows true,
+        columns predicted), the most-confused pairs and the ``top`` highest-loss images (cross-entropy, highest
+        first). Computed from the model as it is now: the kept (best) weights after ``fit``.
+
+            >>> m = run.mistakes("test")                                  # doctest: +SKIP
+            >>> print(m.table()); m.confused_pairs[:3]; m.top_losses[0]   # doctest: +SKIP
+
+        See :class:`tl_lab.training.mistakes.Mistakes`; :func:`tl_lab.plots.mistakes.top_loss_figure` draws them.
+        """
+        if self.tasks is not None:
+            raise ValueError("run.mistakes() looks at one set of classes; this run learned several tasks. Train a "
+                             "single-task run (fit without tasks=) to see its mistakes")
+        data = _split(self.data, split)
+        logits = split_logits(self.backbone, data, batch_size=batch_size)
+        return mistakes_from_logits(logits, data.labels, self.data.classes, split=split, top=top,
+                                    files=split_files(self.data, data))
+
     def predict(self, images: torch.Tensor | Any, *, batch_size: int = 64) -> torch.Tensor | dict[str, torch.Tensor]:
         """Class probabilities ``(N, classes)`` for images prepared as this run's training images were (a multi-task
         run: ``{task: (N, classes of the task)}``).
@@ -84,24 +102,6 @@ class Run:
         """
         return predict_images(self.backbone, images, image_size=self.data.image_size, device=_device_of(self.model),
                               batch_size=batch_size, tasks=self.tasks)
-
-    def mistakes(self, split: str = "test", *, top: int | None = TOP_DEFAULT, batch_size: int = 64) -> Mistakes:
-        """What this run's model gets wrong on ``split``: per-class accuracy, the confusion matrix (rows true,
-        columns predicted), the most-confused pairs and the ``top`` highest-loss images (cross-entropy, highest
-        first). Computed from the model as it is now: the kept (best) weights after ``fit``.
-
-            >>> m = run.mistakes("test")                                  # doctest: +SKIP
-            >>> print(m.table()); m.confused_pairs[:3]; m.top_losses[0]   # doctest: +SKIP
-
-        See :class:`tl_lab.training.mistakes.Mistakes`; :func:`tl_lab.plots.mistakes.top_loss_figure` draws them.
-        """
-        if self.tasks is not None:
-            raise ValueError("run.mistakes() looks at one set of classes; this run learned several tasks. Train a "
-                             "single-task run (fit without tasks=) to see its mistakes")
-        data = _split(self.data, split)
-        logits = split_logits(self.backbone, data, batch_size=batch_size)
-        return mistakes_from_logits(logits, data.labels, self.data.classes, split=split, top=top,
-                                    files=split_files(self.data, data))
 
     def table_row(self) -> dict:
         """One row for a runs table."""
