@@ -21,7 +21,7 @@ from tl_lab.data.label_fixes import (
     read_label_fixes,
     write_label_fixes,
 )
-from tl_lab.inside.mistakes import find_mistakes, top_loss_images
+from tl_lab.inside.mistakes import explain_mistakes, find_mistakes, top_loss_images
 from tl_lab.plots.mistakes import confusion_figure, top_loss_figure
 from tl_lab.plots.static import describe
 from tl_lab.training.mistakes import confusion_counts, mistakes_from_logits
@@ -112,6 +112,10 @@ def test_find_mistakes_takes_a_logits_classifier_a_split_name_or_a_function(tmp_
         find_mistakes(clf, "validation")
     with pytest.raises(ValueError, match="pass data= "):
         find_mistakes(lambda x: x, "test")
+    with pytest.raises(ValueError, match="explain_mistakes explains a trained run's own classes; a _Scores scores"):
+        explain_mistakes(clf, m)  # prototypes and zero-shot have no output per class to attribute
+    with pytest.raises(ValueError, match="unknown attribution method 'gradcam'; choose one of: saliency"):
+        explain_mistakes(clf, m, method="gradcam")
 
 
 # ---- figures ------------------------------------------------------------------------------------------------------

@@ -110,6 +110,10 @@ def explain_mistakes(run: Run | Any, m: Mistakes, split: ImageSplit | None = Non
     classifiers have no single class output to attribute, so only a Run (or a Backbone) is explained.
     """
     get_method(method)  # an unknown method is refused before any work, naming the methods
+    if hasattr(run, "logits"):  # its backbone's head is ImageNet's: class k there is not class k of these mistakes
+        raise ValueError(f"explain_mistakes explains a trained run's own classes; a {type(run).__name__} scores "
+                         "classes through the pretrained network, which has no output per class to attribute. Show "
+                         "its mistakes without maps: top_loss_figure(m, top_loss_images(m, split))")
     if target not in ("predicted", "true"):
         raise ValueError(f"target must be 'predicted' or 'true'; got {target!r}")
     if split is None:
