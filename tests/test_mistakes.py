@@ -322,3 +322,18 @@ def test_mistakes_view_shows_the_latest_run_with_attributions(digits_run):
     view.method.value = "none"
     view.wait(60)
     assert [t.type for t in view.gallery.figure.data].count("image") == len(m.top_losses)
+
+
+@pytest.mark.slow
+def test_cleaner_of_a_run_trained_on_the_folder_shows_its_highest_training_losses(tmp_path):
+    import tl_lab
+    from tl_lab.widgets.cleaner import LabelCleaner
+
+    root = _folder(tmp_path / "photos", per_class=5)
+    data = load_dataset("folder", root=root, image_size=32, val_per_class=1)
+    run = tl_lab.fit("efficientnet_lite0", data, epochs=1, progress=False, save_checkpoints=False)
+    cleaner = LabelCleaner(run, top=3)
+    assert cleaner.wait(60) and cleaner.status.kind == "ok", cleaner.status.text
+    expected = run.mistakes("train", top=3).top_losses  # the run's own training losses, highest first
+    assert list(cleaner.menus) == [Path(r["file"]).relative_to(root).as_posix() for r in expected]
+    assert all(v == "keep" for v in cleaner.decisions.values()) and not (root / LABELS_FILE).exists()
