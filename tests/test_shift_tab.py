@@ -137,7 +137,7 @@ def test_shift_lab_buttons_train_adapt_and_record_what_they_used():
     assert lab.figure.figure.layout.title.text.startswith("digits, noisy")
     lab.shift.value = "inverted"  # new settings: start again from the source
     assert lab.records == [] and lab.source is None and lab.adabn_button.disabled and lab.table.value == ""
-    assert TAB_TITLES[-1] == "8 Shift"
+    assert TAB_TITLES[7] == "8 Shift"
 
 
 @pytest.mark.parametrize("control, value", [("shift", "inverted"),

@@ -166,6 +166,13 @@ def test_failed_pick_in_the_dashboard_shows_the_backbone_the_other_tabs_use(no_n
     lab.picker.wait(60)
     assert lab.picker.value == lab.state.backbone_name == "efficientnet_lite0"
     assert "keeps using efficientnet_lite0" in lab.picker.status.text
+    from tl_lab.widgets import MistakesView
+    from tl_lab.widgets.dashboard import TAB_TITLES
+
+    assert lab.mistakes.widget is None  # the Mistakes tab is built when first shown, and follows the shared runs
+    lab.tabs.selected_index = TAB_TITLES.index("9 Mistakes")
+    assert isinstance(lab.mistakes.widget, MistakesView) and lab.mistakes.widget.state is lab.state
+    assert "no run yet" in lab.mistakes.widget.run_label.value
 
 
 # ---- TrainPanel -------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "rank_backbones": ("tl_lab.experiments.backbone_ranking", "rank_backbones"),
     "zero_shot": ("tl_lab.inside.zero_shot", "zero_shot"),
     "nearest_mean": ("tl_lab.inside.prototypes", "nearest_mean"),
+    "find_mistakes": ("tl_lab.inside.mistakes", "find_mistakes"),  # what a classifier gets wrong (run.mistakes())
     "old_task_agreement": ("tl_lab.inside.old_task", "old_task_agreement"),  # how much ImageNet a run kept
     "FreezePlan": ("tl_lab.training.freeze", "FreezePlan"),
     "Retain": ("tl_lab.training.retention", "Retain"),  # a forgetting remedy for fit(retain=...)
@@ -116,6 +117,7 @@ if TYPE_CHECKING:  # what each name is, for readers and type checkers
     from tl_lab.inside.sanity import mask_scores, sanity_check
     from tl_lab.inside.stage_features import stage_features
     from tl_lab.inside.prototypes import nearest_mean
+    from tl_lab.inside.mistakes import find_mistakes
     from tl_lab.inside.taps import tap
     from tl_lab.inside.transferability import transferability
     from tl_lab.inside.zero_shot import zero_shot

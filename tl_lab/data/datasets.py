@@ -226,8 +226,14 @@ class DatasetSplits:
             lines.append(f"  source: {self.meta['source']}")
         if self.meta.get("license"):
             lines.append(f"  license: {self.meta['license']}")
-        if self.report:
-            lines.append(f"  skipped {len(self.report)} file(s); see .report, e.g. {self.report[0]}")
+        fixes = self.meta.get("label_fixes")
+        if fixes:  # the learner's tl_lab_labels.json (tl_lab.data.label_fixes); its lines are in .report too
+            lines.append(f"  your {fixes['file']}: {len(fixes['relabelled'])} relabelled, {len(fixes['left_out'])} "
+                         f"left out, {len(fixes['missing'])} for files not found (see .report)")
+        n_fixes = sum(len(fixes[k]) for k in ("relabelled", "left_out", "missing")) if fixes else 0
+        skipped = self.report[: len(self.report) - n_fixes]  # the decisions' lines come last
+        if skipped:
+            lines.append(f"  skipped {len(skipped)} file(s); see .report, e.g. {skipped[0]}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "LABELS_FILE",
     "MAX_DECODE_PIXELS",
     "MIN_SIDE",
     "ClassFolderScan",
@@ -42,6 +43,8 @@ __all__ = [
     "to_rgb",
 ]
 
+# The learner's label decisions (tl_lab.data.label_fixes) in the dataset folder itself: read, never reported.
+LABELS_FILE = "tl_lab_labels.json"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".ppm"})
 # Junk that operating systems and tools leave in folders; ignored silently (it is never a learner's image).
 IGNORED_FILE_NAMES = frozenset({"thumbs.db", ".ds_store", "desktop.ini", "ehthumbs.db", "icon\r"})
@@ -202,6 +205,8 @@ def scan_class_folders(root: str | os.PathLike) -> ClassFolderScan:
     report: list[SkippedFile] = []
     ignored = 0
     for entry in sorted(root.iterdir()):
+        if entry.name == LABELS_FILE and entry.is_file():
+            continue  # the learner's label decisions, applied by load_dataset
         skipped = _skip(entry, report)
         if skipped is not None:
             ignored += skipped
@@ -383,7 +388,7 @@ def read_image_folder(root: str | os.PathLike, *, size: int) -> FolderImages:
     if parts != {"all": root}:  # split folders: whatever else lies in root is not read, and is named
         used = {path.resolve() for path in parts.values()}
         for entry in sorted(root.iterdir()):
-            if entry.resolve() in used and entry.is_dir():
+            if (entry.resolve() in used and entry.is_dir()) or (entry.name == LABELS_FILE and entry.is_file()):
                 continue
             odd = _not_a_file_reason(entry)
             if odd is not None:

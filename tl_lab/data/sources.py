@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from tl_lab.data.imagefiles import SkippedFile, fit_square, read_image_folder
+from tl_lab.data.label_fixes import apply_label_fixes, read_label_fixes, relative_key
 from tl_lab.data.procedural import make_shapes, make_textures, shape_targets
 from tl_lab.limits import apply_torch_threads
 from tl_lab.shared_cache import shared_path
@@ -175,26 +176,40 @@ def textures_pool(size: int, per_class: int) -> Pool:
 
 
 def folder_pool(root: Path, size: int) -> Pool:
-    """A learner's folder (layouts in :func:`tl_lab.imagefiles.read_image_folder`)."""
+    """A learner's folder (layouts in :func:`tl_lab.imagefiles.read_image_folder`), with the label decisions of
+    its ``tl_lab_labels.json`` applied (:mod:`tl_lab.data.label_fixes`): relabelled files in their new class,
+    left-out files dropped, each listed in the report. No file is moved or deleted."""
     found = read_image_folder(root, size=size)
     split_layout = found.layout.startswith("train/")
+    fixes = read_label_fixes(root)
+    images, labels, paths, split_of, report = found.images, found.labels, found.paths, found.split_of, found.report
+    applied = None
+    if fixes:
+        keys = [relative_key(root, p) for p in paths]
+        applied = apply_label_fixes(fixes, keys, labels, found.classes, root=root)
+        keep = applied.keep
+        images, labels, split_of = images[keep], applied.labels[keep], split_of[keep]
+        paths = tuple(p for p, k in zip(paths, keep) if k)
+        report = (*report, *applied.report)
     meta = {
         "description": f"images from {root} ({found.layout} layout)",
         "source": str(root),
         "license": "the learner's own images",
         "layout": found.layout,
         "ignored_files": found.ignored,
-        "files": [str(p) for p in found.paths],  # indexed by ImageSplit.ids
+        "files": [str(p) for p in paths],  # indexed by ImageSplit.ids
     }
-    has_val = split_layout and bool((found.split_of == "val").any())
+    if applied is not None:
+        meta["label_fixes"] = applied.meta()
+    has_val = split_layout and bool((split_of == "val").any())
     return Pool(
-        found.images,
-        found.labels,
+        images,
+        labels,
         found.classes,
         meta,
-        test_mask=(found.split_of == "test") if split_layout else None,
-        val_mask=(found.split_of == "val") if has_val else None,
-        report=found.report,
+        test_mask=(split_of == "test") if split_layout else None,
+        val_mask=(split_of == "val") if has_val else None,
+        report=tuple(report),
     )
 
 

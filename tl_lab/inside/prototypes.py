@@ -48,6 +48,7 @@ import torch
 from tl_lab.data.baseline import baseline
 from tl_lab.data.datasets import ImageSplit
 from tl_lab.inside.stage_features import stage_features
+from tl_lab.training.mistakes import TOP_DEFAULT, Mistakes, confusion_counts, mistakes_from_logits, split_files
 
 if TYPE_CHECKING:
     from tl_lab.backbones.registry import Backbone
@@ -116,10 +117,33 @@ class NearestMeanResult:
     n_train: int
     seconds: float
     backbone: Backbone = field(repr=False)
+    data: DatasetSplits | None = field(default=None, repr=False)  # what it was fitted and scored on
 
     def predict(self, images: torch.Tensor | ImageSplit) -> np.ndarray:
         """Predicted class indices (N,) for uint8 images (N, 3, H, W) or an ImageSplit."""
         return self.prototypes.predict(stage_features(self.backbone, images, [self.stage])[self.stage])
+
+    def logits(self, images: torch.Tensor | ImageSplit) -> np.ndarray:
+        """(N, K) negative squared distances to the class means: Prototypical Networks' logits (Snell et al.
+        2017: ``p(y = k | x) = softmax_k(-||z(x) - c_k||^2)``), whose argmax is :meth:`predict`."""
+        return self.prototypes.scores(stage_features(self.backbone, images, [self.stage])[self.stage])
+
+    def mistakes(self, split: str = "test", *, top: int | None = TOP_DEFAULT,
+                 data: DatasetSplits | None = None) -> Mistakes:
+        """What the prototypes get wrong on ``split`` of ``data`` (default: the data they were fitted on), as
+        :meth:`tl_lab.training.run.Run.mistakes`; probabilities are the softmax of :meth:`logits`."""
+        data = data if data is not None else self.data
+        if data is None:
+            raise ValueError("pass data=: the DatasetSplits whose split to look at")
+        part = _named_split(data, split)
+        return mistakes_from_logits(self.logits(part), part.labels, self.classes, split=split, top=top,
+                                    files=split_files(data, part))
+
+
+def _named_split(data: DatasetSplits, split: str) -> ImageSplit:
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    return getattr(data, split)
 
 
 def _accuracy(pred: np.ndarray, labels: torch.Tensor) -> float:
@@ -153,7 +177,7 @@ def nearest_mean(
     accs = {name: _accuracy(protos.predict(f), getattr(data, name).labels) if len(f) else float("nan")
             for name, f in feats.items()}
     return NearestMeanResult(stage, tuple(data.classes), protos, accs["train"], accs["val"], accs["test"],
-                             len(data.train), time.perf_counter() - start, backbone)
+                             len(data.train), time.perf_counter() - start, backbone, data)
 
 
 # ---- few-shot from picked examples (what the FewShot widget shows) ----------------------------------------------
@@ -162,20 +186,6 @@ def nearest_mean(
 def class_counts(labels: np.ndarray | Sequence[int], num_classes: int) -> np.ndarray:
     """Examples per class (K,) of ``labels``: ``class_counts([0, 2, 2], 3)`` -> ``[1, 0, 2]``."""
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)[:num_classes]
-
-
-def confusion_counts(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(K, K) counts: row = true class, column = predicted class; the diagonal holds the hits.
-
-    >>> confusion_counts(np.array([0, 0, 1]), np.array([0, 1, 1]), 2).tolist()
-    [[1, 1], [0, 1]]
-    """
-    truth, pred = np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)
-    if truth.shape != pred.shape:
-        raise ValueError(f"truth and pred must have the same shape; got {truth.shape} and {pred.shape}")
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(matrix, (truth, pred), 1)
-    return matrix
 
 
 @dataclass(frozen=True)

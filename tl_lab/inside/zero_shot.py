@@ -63,6 +63,7 @@ from tl_lab._eval_mode import eval_mode
 from tl_lab._memo import WeakMemo
 from tl_lab.backbones.samples import imagenet_categories
 from tl_lab.inside.stage_features import _weights_key
+from tl_lab.training.mistakes import TOP_DEFAULT, Mistakes, mistakes_from_logits, split_files
 from tl_lab.inside.wordnet import (
     Sense,
     imagenet_wnids,
@@ -388,6 +389,7 @@ class ZeroShotResult:
     seconds: float
     backbone: Backbone = field(repr=False)
     _test_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    data: DatasetSplits | None = field(default=None, repr=False)  # the data it was scored on
 
     @property
     def class_map(self) -> dict[str, tuple[str, ...]]:
@@ -406,6 +408,24 @@ class ZeroShotResult:
     def predict(self, images: torch.Tensor | ImageSplit) -> np.ndarray:
         """Predicted target-class indices (N,) for uint8 images (N, 3, H, W) or an ImageSplit."""
         return self.scores(images).argmax(axis=1)
+
+    def logits(self, images: torch.Tensor | ImageSplit) -> np.ndarray:
+        """(N, K) ``log s_c``: their softmax is the scores renormalised over the target classes,
+        ``s_c / sum_j s_j`` (a probability per target class), and their argmax is :meth:`predict`."""
+        return np.log(np.maximum(self.scores(images), 1e-30))
+
+    def mistakes(self, split: str = "test", *, top: int | None = TOP_DEFAULT,
+                 data: DatasetSplits | None = None) -> Mistakes:
+        """What zero-shot gets wrong on ``split`` of ``data`` (default: the data it was scored on), as
+        :meth:`tl_lab.training.run.Run.mistakes`; probabilities are the scores renormalised over the classes."""
+        data = data if data is not None else self.data
+        if data is None:
+            raise ValueError("pass data=: the DatasetSplits whose split to look at")
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        part = getattr(data, split)
+        return mistakes_from_logits(self.logits(part), part.labels, self.classes, split=split, top=top,
+                                    files=split_files(data, part))
 
     def per_class_acc(self, labels: np.ndarray | torch.Tensor | None = None) -> dict[str, float]:
         """Test accuracy (recall) per target class: where the hierarchy helps and where it fails."""
@@ -478,4 +498,4 @@ def zero_shot(
     labels = data.test.labels.numpy()
     acc = float((predictions == labels).mean()) if len(labels) else float("nan")
     return ZeroShotResult(tuple(data.classes), matches, score, acc, predictions, 1 / len(data.classes), image_size,
-                          time.perf_counter() - start, backbone, labels)
+                          time.perf_counter() - start, backbone, labels, data)

@@ -20,6 +20,7 @@ from tl_lab._eval_mode import eval_mode
 from tl_lab.backbones.registry import Backbone
 from tl_lab.data.datasets import DatasetSplits, ImageSplit
 from tl_lab.training.events import StopCause
+from tl_lab.training.mistakes import TOP_DEFAULT, Mistakes, mistakes_from_logits, split_files, split_logits
 
 if TYPE_CHECKING:
     from tl_lab.training.freeze import FreezePlan, FreezeSummary
@@ -63,6 +64,24 @@ class Run:
         data = _split(self.data, split)
         return evaluate_model(self.backbone, data, device=_device_of(self.model), batch_size=batch_size,
                               tasks=self.tasks)
+
+    def mistakes(self, split: str = "test", *, top: int | None = TOP_DEFAULT, batch_size: int = 64) -> Mistakes:
+        """What this run's model gets wrong on ``split``: per-class accuracy, the confusion matrix (rows true,
+        columns predicted), the most-confused pairs and the ``top`` highest-loss images (cross-entropy, highest
+        first). Computed from the model as it is now: the kept (best) weights after ``fit``.
+
+            >>> m = run.mistakes("test")                                  # doctest: +SKIP
+            >>> print(m.table()); m.confused_pairs[:3]; m.top_losses[0]   # doctest: +SKIP
+
+        See :class:`tl_lab.training.mistakes.Mistakes`; :func:`tl_lab.plots.mistakes.top_loss_figure` draws them.
+        """
+        if self.tasks is not None:
+            raise ValueError("run.mistakes() looks at one set of classes; this run learned several tasks. Train a "
+                             "single-task run (fit without tasks=) to see its mistakes")
+        data = _split(self.data, split)
+        logits = split_logits(self.backbone, data, batch_size=batch_size)
+        return mistakes_from_logits(logits, data.labels, self.data.classes, split=split, top=top,
+                                    files=split_files(self.data, data))
 
     def predict(self, images: torch.Tensor | Any, *, batch_size: int = 64) -> torch.Tensor | dict[str, torch.Tensor]:
         """Class probabilities ``(N, classes)`` for images prepared as this run's training images were (a multi-task

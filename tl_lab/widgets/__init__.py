@@ -18,6 +18,8 @@ from tl_lab.widgets.dashboard import TransferLab
 from tl_lab.widgets.few_shot import FewShot
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
+from tl_lab.widgets.cleaner import LabelCleaner
+from tl_lab.widgets.mistakes import MistakesView
 from tl_lab.widgets.picker import BackbonePicker
 from tl_lab.widgets.shift_tab import ShiftLab
 from tl_lab.widgets.state import LabState
@@ -36,6 +38,8 @@ __all__ = [
     "FewShot",
     "FeatureExplorer",
     "LabState",
+    "LabelCleaner",
+    "MistakesView",
     "ShiftLab",
     "StageFreezer",
     "TrainPanel",

@@ -2,7 +2,7 @@
 
 Backbone (choose a network, see its stages) → Freeze (which stages learn) → Train (live curves, Stop, runs table)
 → Inside (feature maps, filters, probes, embedding) → Attributions (pretrained vs your runs) → Compare (per-stage
-CKA) → Few-shot (pick one image per class: prototypes, against zero-shot and raw pixels) → Shift (a new domain without its labels: AdaBN, domain confusion). The backbone picked in the first tab is what the others use; the plan set in Freeze is the Train tab's
+CKA) → Few-shot (pick one image per class: prototypes, against zero-shot and raw pixels) → Shift (a new domain without its labels: AdaBN, domain confusion) → Mistakes (what the latest run gets wrong: per-class accuracy, confusion matrix, highest-loss images with their attributions). The backbone picked in the first tab is what the others use; the plan set in Freeze is the Train tab's
 "from the Freeze tab" plan; every run trained appears in Attributions and Compare.
 
 Example::
@@ -25,6 +25,7 @@ from tl_lab.widgets.compare import CompareRuns
 from tl_lab.widgets.few_shot import FewShot
 from tl_lab.widgets.freezer import StageFreezer
 from tl_lab.widgets.inside import FeatureExplorer
+from tl_lab.widgets.mistakes import MistakesView
 from tl_lab.widgets.picker import BackbonePicker
 from tl_lab.widgets.shift_tab import ShiftLab
 from tl_lab.widgets.state import LabState
@@ -32,7 +33,8 @@ from tl_lab.widgets.train_panel import TrainPanel
 
 __all__ = ["TransferLab", "TAB_TITLES"]
 
-TAB_TITLES = ("1 Backbone", "2 Freeze", "3 Train", "4 Inside", "5 Attributions", "6 Compare", "7 Few-shot", "8 Shift")
+TAB_TITLES = ("1 Backbone", "2 Freeze", "3 Train", "4 Inside", "5 Attributions", "6 Compare", "7 Few-shot", "8 Shift",
+              "9 Mistakes")
 
 
 class TransferLab(W.VBox):
@@ -58,8 +60,10 @@ class TransferLab(W.VBox):
         self.compare = CompareRuns(state=self.state)
         self.few_shot = _LazyTab(lambda: FewShot(state=self.state, class_map=class_map))
         self.shift = ShiftLab(state=self.state)  # adapting to a new domain without its labels (lesson 11)
+        self.mistakes = _LazyTab(lambda: MistakesView(state=self.state))  # what the latest run gets wrong, and why
         self.tabs = W.Tab(children=[W.VBox([self.picker, self.chooser]), self.freezer, self.train, self.inside,
-                                    self.attributions, self.compare, self.few_shot, self.shift], titles=TAB_TITLES)
+                                    self.attributions, self.compare, self.few_shot, self.shift, self.mistakes],
+                          titles=TAB_TITLES)
         self.tabs.observe(self._on_tab, names="selected_index")
         super().__init__(children=[
             W.HTML("<h3 style='margin:4px 0'>Transfer Learning Lab</h3>Work left to right: choose a pretrained "
@@ -71,6 +75,8 @@ class TransferLab(W.VBox):
     def _on_tab(self, change: dict) -> None:
         if self.tabs.children[change["new"]] is self.few_shot:
             self.few_shot.build()
+        if self.tabs.children[change["new"]] is self.mistakes:
+            self.mistakes.build()
 
 
 class _LazyTab(W.VBox):
