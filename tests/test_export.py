@@ -86,9 +86,10 @@ def _normalised(run: Run, images: torch.Tensor) -> np.ndarray:
 @pytest.mark.slow
 def test_export_writes_three_files_whose_sizes_and_parity_it_reports(exported, trained, digits):
     paths = exported.paths
-    assert list(paths) == ["onnx", "pt2", "json"]
-    assert [p.name for p in paths.values()] == ["digits.onnx", "digits.pt2", "digits.json"]
-    assert sorted(p.name for p in paths["onnx"].parent.iterdir()) == ["digits.json", "digits.onnx", "digits.pt2"]
+    assert list(paths) == ["onnx", "pt2", "json", "script"]
+    assert [p.name for p in paths.values()] == ["digits.onnx", "digits.pt2", "digits.json", "predict.py"]
+    assert sorted(p.name for p in paths["onnx"].parent.iterdir()) == ["digits.json", "digits.onnx", "digits.pt2",
+                                                                      "predict.py"]
     for kind, path in paths.items():  # nothing else left in the folder (no temporary folder)
         assert path.stat().st_size == exported.sizes[kind] > 0
     assert exported.sizes["onnx"] > 10e6 and exported.sizes["pt2"] > 10e6  # Lite0's 3.4 M float32 weights: 13.6 MB
@@ -184,8 +185,8 @@ def test_readme_script_is_about_twenty_lines_and_imports_only_onnxruntime_numpy_
 
 @pytest.mark.slow
 def test_readme_script_predicts_what_run_predict_does_without_tl_lab(exported, trained, digits, tmp_path):
-    script = tmp_path / "predict.py"
-    script.write_text(_readme_script())
+    script = exported.paths["script"]  # the export writes the README's script beside the model
+    assert script.read_text() == _readme_script()
     pictures = {}
     for i in range(3):  # test images as the learner would save them
         pictures[f"test{i}.png"] = Image.fromarray(digits.test.images[i].permute(1, 2, 0).numpy())

@@ -59,6 +59,11 @@ import torch
 from torch import nn
 
 
+# The standalone prediction script (the README's "Predicting outside the kit"), written beside an ONNX export.
+PREDICT_SCRIPT_SOURCE = Path(__file__).resolve().parents[1] / "assets" / "predict_onnx.py"
+PREDICT_SCRIPT = Path("predict.py")
+
+
 class Run(Protocol):
     """What an export reads of a :class:`tl_lab.training.run.Run` (typed here so this module, which ``Run.export``
     imports, does not import run.py back)."""
@@ -83,6 +88,7 @@ __all__ = [
     "ExportFormat",
     "ExportParityError",
     "ExportResult",
+    "PREDICT_SCRIPT",
     "Parity",
     "compare_probabilities",
     "export_run",
@@ -129,7 +135,7 @@ class ExportResult:
     """What :func:`export_run` wrote: ``paths`` and ``sizes`` (bytes) per format (``"onnx"``, ``"pt2"``, ``"json"``),
     the ``parity`` of each checked format, and ``info``, the JSON file's contents."""
 
-    paths: dict[str, Path]
+    paths: dict[str, Path]  # and "script": predict.py, beside an ONNX file (needs only onnxruntime, numpy, Pillow)
     sizes: dict[str, int]
     parity: dict[str, Parity]
     info: dict = field(repr=False)
@@ -141,8 +147,13 @@ class ExportResult:
                   f"{self.info['preprocessing']['size']} px) to {folder}/ in {self.seconds:.1f} s")]
         for kind, path in self.paths.items():
             check = f": {self.parity[kind].describe()}" if kind in self.parity else ""
-            lines.append(f"  {path.name} {self.sizes[kind] / 1e6:.1f} MB{check}" if kind != "json"
-                         else f"  {path.name} {self.sizes[kind] / 1e3:.1f} kB (preprocessing, classes, parity)")
+            if kind == "json":
+                lines.append(f"  {path.name} {self.sizes[kind] / 1e3:.1f} kB (preprocessing, classes, parity)")
+            elif kind == "script":
+                lines.append(f"  {path.name}: python {path.name} {self.paths['onnx'].name} IMAGE ... (needs only "
+                             "onnxruntime, numpy and Pillow)")
+            else:
+                lines.append(f"  {path.name} {self.sizes[kind] / 1e6:.1f} MB{check}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -239,7 +250,10 @@ def export_run(run: Run, path: str | Path, *, formats: Sequence[ExportFormat] = 
         info = _info(run, stem, written, parity, tolerance, split)
         written["json"] = tmp / f"{stem.name}.json"
         written["json"].write_text(json.dumps(info, indent=1) + "\n")
-        written = {kind: written[kind] for kind in ("onnx", "pt2", "json") if kind in written}
+        if "onnx" in written:  # the script that runs it elsewhere (the README's "Predicting outside the kit")
+            written["script"] = tmp / PREDICT_SCRIPT.name
+            shutil.copyfile(PREDICT_SCRIPT_SOURCE, written["script"])
+        written = {kind: written[kind] for kind in ("onnx", "pt2", "json", "script") if kind in written}
         final = {kind: stem.parent / f.name for kind, f in written.items()}
         sizes = {kind: f.stat().st_size for kind, f in written.items()}
         for kind, f in written.items():
