@@ -136,6 +136,35 @@ def test_lesson_metadata(path):
         assert isinstance(right, (str, int, float)) and not isinstance(right, bool), f"{path.name}: bad {check!r}"
 
 
+def stray_outputs(nb) -> list[str]:
+    """Code cells that would save a stray output: a cell ending in a bare ``lesson.result(...)`` (its float is shown
+    as the cell's value, beside its RESULT line), or printing a widget's status line (a moment's "computing…")."""
+    import ast
+
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # magics: not a lesson's style, checked elsewhere
+            continue
+        last = tree.body[-1] if tree.body else None
+        if (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+                and ast.unparse(last.value.func) in ("lesson.result", "tl_lab.lesson.result")):
+            found.append(f"cell {i} ends with a bare {ast.unparse(last.value.func)}(...): assign its value")
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and ast.unparse(node.func) == "print"
+                    and any(ast.unparse(a).endswith(".status.text") for a in node.args)):
+                found.append(f"cell {i} prints a widget's status line ({ast.unparse(node)})")
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_no_cell_saves_a_stray_output(path):
+    assert stray_outputs(nbformat.read(path, as_version=4)) == []
+
+
 def test_unanswered_checks_reads_each_check_cells_result():
     def cell(source, shown):
         c = nbformat.v4.new_code_cell(source)
