@@ -120,6 +120,35 @@ def test_lesson_metadata(path):
         assert isinstance(right, (str, int, float)) and not isinstance(right, bool), f"{path.name}: bad {check!r}"
 
 
+def stray_outputs(nb) -> list[str]:
+    """Code cells that would save a stray output: a cell ending in a bare ``lesson.result(...)`` (its float is shown
+    as the cell's value, beside its RESULT line), or printing a widget's status line (a moment's "computing…")."""
+    import ast
+
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # magics: not a lesson's style, checked elsewhere
+            continue
+        last = tree.body[-1] if tree.body else None
+        if (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+                and ast.unparse(last.value.func) in ("lesson.result", "tl_lab.lesson.result")):
+            found.append(f"cell {i} ends with a bare {ast.unparse(last.value.func)}(...): assign its value")
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and ast.unparse(node.func) == "print"
+                    and any(ast.unparse(a).endswith(".status.text") for a in node.args)):
+                found.append(f"cell {i} prints a widget's status line ({ast.unparse(node)})")
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_no_cell_saves_a_stray_output(path):
+    assert stray_outputs(nbformat.read(path, as_version=4)) == []
+
+
 def test_unanswered_checks_reads_each_check_cells_result():
     def cell(source, shown):
         c = nbformat.v4.new_code_cell(source)
@@ -167,3 +196,49 @@ def test_lesson_runs_and_its_claims_hold(path, tmp_path_factory):
     assert not failures, (f"{path.name}: {len(failures)} claim(s) did not hold in this run ({seconds:.0f} s):\n  "
                           + "\n  ".join(failures) + "\nall results: "
                           + ", ".join(f"{k}={v:.3f}" for k, v in sorted(results.items())))
+
+
+# ---- RESULT lines: one compact output per cell, the text form still parseable ------------------------------------
+
+
+def test_result_group_keeps_every_line_in_text_and_is_compact_in_html():
+    from tl_lab.app.lesson import ResultGroup
+
+    few, many = ResultGroup(), ResultGroup()
+    for i in range(2):
+        few.add(f"RESULT a{i} = 0.{i}00")
+    for i in range(27):
+        many.add(f"RESULT m{i} = {i / 100:.3f}")
+    assert parse_results(few.bundle()["text/plain"]) == {"a0": 0.0, "a1": 0.1}
+    assert few.bundle()["text/html"].count("<div") == 1 and "<details" not in few.bundle()["text/html"]
+    text, page = many.bundle()["text/plain"], many.bundle()["text/html"]
+    assert parse_results(text) == {f"m{i}": i / 100 for i in range(27)} and text.count("\n") == 26
+    summary = re.search(r"<summary>(.*?)</summary>", page).group(1)
+    assert page.startswith("<details") and "27 numbers" in summary and "m0 = 0.000" in summary
+    assert "m3" not in summary and summary.count("=") == 3  # a one-line headline; the rest folded away
+    assert page.count("<code>m") == 27 and "<code>m26</code> = 0.260" in page
+
+
+@pytest.mark.slow  # starts a kernel (a few seconds)
+def test_results_of_one_cell_are_one_output_that_pages_and_the_parsers_read(tmp_path):
+    from nbclient import NotebookClient
+
+    from tl_lab.app.pages import export_page
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from tl_lab import lesson\none = lesson.result('one', 1)"),
+        nbformat.v4.new_code_cell("for i in range(30):\n    lesson.result(f'r{i}', i / 10)\n    if i == 3:\n"
+                                  "        print('a table between')\nx = lesson.result('r0', 9)"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    first, second = (c.outputs for c in nb.cells)
+    assert [o.output_type for o in first] == ["display_data"]
+    assert first[0].data["text/plain"] == "RESULT one = 1.000"
+    assert [o.output_type for o in second] == ["display_data", "stream"]  # the group sits where it started
+    assert second[0].data["text/plain"].count("RESULT ") == 31 and "<details" in second[0].data["text/html"]
+    results = parse_results(_output_text(nb))
+    assert len(results) == 31 and results["r29"] == 2.9 and results["r0"] == 9.0  # the last one of a name wins
+    page = export_page(nb)
+    assert "31 numbers measured" in page and "RESULT one = 1.000" not in page  # the page shows the compact form
+    assert "<code>r29</code> = 2.900" in page

@@ -402,3 +402,115 @@ def test_adding_the_terms_panel_inside_a_batch_sends_no_axis_together_with_its_c
     clashes = [(a, b) for a in keys for b in keys if b.startswith(a + ".")]
     assert clashes == [], clashes
     assert widget.layout.yaxis3.title.text == "added loss terms" and list(widget.layout.yaxis3.domain) == [0.385, 0.645]
+
+
+# ---- figures that fit JupyterLab's output, labels that do not overlap, text that matches the colours --------------
+
+OUTPUT_AREA_PX = 848  # JupyterLab's output width: a wider figure is cut at its right edge
+
+
+def _label_boxes(fig, xaxis="xaxis", yaxis="yaxis"):
+    """Each text label's pixel box, from the laid-out figure: its point's pixel position and its textposition
+    (an estimate independent of the builders': characters 0.55 font sizes wide, the text beside the marker)."""
+    lay = fig.layout
+    xa, ya = getattr(lay, xaxis), getattr(lay, yaxis)
+    (dx0, dx1), (dy0, dy1) = xa.domain or (0, 1), ya.domain or (0, 1)
+    pw, ph = lay.width - lay.margin.l - lay.margin.r, lay.height - lay.margin.t - lay.margin.b
+    boxes = []
+    for t in fig.data:
+        if not t.mode or "text" not in t.mode or (t.xaxis or "x") != xaxis.replace("axis", ""):
+            continue
+        texts = [t.text] * len(t.x) if isinstance(t.text, str) else list(t.text)
+        positions = [t.textposition] * len(t.x) if isinstance(t.textposition, (str, type(None))) else list(t.textposition)
+        for x, y, text, pos in zip(t.x, t.y, texts, positions):
+            if not text:
+                continue
+            u = (np.log10(x) if xa.type == "log" else x)
+            px = lay.margin.l + pw * (dx0 + (dx1 - dx0) * (u - xa.range[0]) / (xa.range[1] - xa.range[0]))
+            py = lay.margin.t + ph * (1 - dy0 - (dy1 - dy0) * (y - ya.range[0]) / (ya.range[1] - ya.range[0]))
+            w, h = len(text) * 11 * 0.55, 11
+            vertical, horizontal = (pos or "top center").split()
+            left = {"center": px - w / 2, "right": px + 4, "left": px - w - 4}[horizontal]
+            top = {"top": py - 8 - h, "bottom": py + 8, "middle": py - h / 2}[vertical]
+            boxes.append((text, (left, top, left + w, top + h)))
+    return boxes
+
+
+def _overlapping(boxes):
+    return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:]
+            if min(ba[2], bb[2]) > max(ba[0], bb[0]) and min(ba[3], bb[3]) > max(ba[1], bb[1])]
+
+
+def test_adaptation_bars_fit_the_output_area_and_wrap_their_subtitle():
+    from tl_lab.plots.adaptation import ADAPTATION_METHODS, adaptation_bars
+
+    recs = [{"strategy": st, "shift": sh, "training": tr, "test_acc": 0.5}
+            for sh in ("inverted", "blended") for st, tr, _ in ADAPTATION_METHODS.values()]
+    sub = ("digits at 32 px, 10 labelled source images per class, 200 unlabelled target images; only the oracle and "
+           "the bars marked '(target labels)' use them")
+    fig = adaptation_bars(recs, subtitle=sub)
+    assert len(fig.data) == 10 and fig.layout.width <= OUTPUT_AREA_PX  # was 1100: its right third was cut
+    lines = subtitle_of(fig).split("<br>")
+    assert len(lines) >= 2 and " ".join(lines) == sub
+    assert all(len(line) * 13 * 0.5 <= fig.layout.width - 20 for line in lines)  # every line fits the figure
+
+
+def test_domain_embedding_clips_one_outlier_and_names_the_colours_it_draws():
+    from tl_lab.plots.adaptation import DOMAIN_COLORS, domain_embedding
+    from tl_lab.plots.style import COLOR_WORDS
+
+    rng = np.random.default_rng(0)
+    xy = rng.normal(size=(200, 2))
+    far = xy.copy()
+    far[7] = (400.0, -300.0)  # one point far away, as the lesson's embeddings had in each panel
+    fig = domain_embedding({"before": far, "after": far * 2}, [0] * 100 + [1] * 100)
+    for col, scale in ((1, 1), (2, 2)):
+        suffix = "" if col == 1 else str(col)
+        for axis, k in (("xaxis", 0), ("yaxis", 1)):
+            lo, hi = getattr(fig.layout, axis + suffix).range
+            p1, p99 = np.percentile(far[:, k] * scale, [1, 99])
+            assert lo <= p1 and hi >= p99 and not lo <= far[7, k] * scale <= hi, (axis + suffix, lo, hi)
+    titles = [a.text for a in fig.layout.annotations]
+    assert all("1 outlying point beyond the axes" in t for t in titles[:2])
+    sub = subtitle_of(fig).replace("<br>", " ")
+    assert "far beyond each component's 1st-99th percentile" in sub
+    for domain in ("source", "target"):  # the words name the colours the points are drawn in
+        assert f"{COLOR_WORDS[DOMAIN_COLORS[domain]]}: {domain}" in sub
+    assert "red" not in sub
+    assert fig.layout.width <= OUTPUT_AREA_PX
+    plain = domain_embedding({"before": xy}, [0] * 100 + [1] * 100)  # nothing far: no note, every point shown
+    assert "percentile" not in subtitle_of(plain) and "outlying" not in plain.layout.annotations[0].text
+
+
+def test_score_vs_accuracy_labels_of_close_points_do_not_overlap():
+    recs = [{"backbone": f"efficientnet_lite{i}", "logme": s, "leep": e, "test_acc": a}
+            for i, s, e, a in ((0, -0.0583, -1.543, 0.770), (1, -0.0570, -1.617, 0.712), (2, -0.0725, -1.550, 0.761),
+                               (3, -0.0580, -1.548, 0.765))]
+    fig = plots.score_vs_accuracy(recs, tau={"logme": 0.3, "leep": 0.9}, baseline=0.83)
+    for x, y in (("xaxis", "yaxis"), ("xaxis2", "yaxis")):
+        boxes = _label_boxes(fig, x, y)
+        assert len(boxes) == 4 and _overlapping(boxes) == [], (x, _overlapping(boxes))
+    assert fig.layout.width <= OUTPUT_AREA_PX
+
+
+def test_lesson12_figures_label_points_with_readable_names_that_do_not_overlap():
+    from tl_lab.plots import efficiency_scatter, forgetting_tradeoff
+
+    runs = [{"plan": p, "remedy": r, "images": "digits test", "top1_agreement": a, "task_b_test_acc": b}
+            for p, r, a, b in (("frozen_head", "none", 1.0, 0.445), ("fine_tune", "none", 0.176, 0.271),
+                               ("fine_tune", "lwf 1", 0.187, 0.304), ("fine_tune", "ewc 10000", 0.625, 0.273),
+                               ("fine_tune", "l2sp 10", 0.319, 0.237))]  # our fast run: LwF sat on fine-tuning
+    fig = forgetting_tradeoff(runs)
+    boxes = _label_boxes(fig)
+    assert sorted(t for t, _ in boxes) == ["EWC 10000", "L2-SP 10", "LwF 1", "fine-tune all", "frozen body"]
+    assert _overlapping(boxes) == []
+    eff = [{"dataset": "digits", "method": m, "trainable": n, "test_acc": a} for m, n, a in (
+        ("raw pixels", 30730, 0.742), ("linear probe", 12810, 0.445), ("norm only", 54826, 0.241),
+        ("bias_only", 33818, 0.210), ("lora_r2", 58378, 0.189), ("lora_r8", 195082, 0.258),
+        ("full fine-tune", 3383818, 0.271), ("scratch", 3383818, 0.096))]
+    fig = efficiency_scatter(eff)
+    boxes = _label_boxes(fig)
+    assert [t for t, _ in boxes] == ["linear probe", "norm only", "bias only", "LoRA r=2", "LoRA r=8",
+                                     "full fine-tune", "scratch"]
+    assert not any("_" in t.name for t in fig.data) and _overlapping(boxes) == []
+    assert fig.layout.width <= OUTPUT_AREA_PX

@@ -201,8 +201,8 @@ def test_forgetting_tradeoff_has_one_trace_per_remedy_and_checks_the_image_set()
                                ("fine_tune", "lwf 1", 0.36, 0.57))]
     fig = forgetting_tradeoff(recs, images="test")
     assert [t.name for t in fig.data] == ["no remedy", "EWC", "LwF"]
-    assert fig.data[1].x == (0.31, 0.88) and fig.data[1].text == ("ewc 100", "ewc 10000")  # ordered by agreement
-    assert fig.data[0].text == ("fine_tune", "frozen_head")
+    assert fig.data[1].x == (0.31, 0.88) and fig.data[1].text == ("EWC 100", "EWC 10000")  # ordered by agreement
+    assert fig.data[0].text == ("fine-tune all", "frozen body")  # readable names, not the code's keys
     with pytest.raises(ValueError, match="no records for images='train'; choose one of: photos, test"):
         forgetting_tradeoff(recs, images="train")
 

@@ -26,13 +26,16 @@ from plotly.subplots import make_subplots
 
 from tl_lab.plots.style import (
     GREY,
+    MAX_WIDTH,
     OKABE_ITO,
     as_array,
     base_layout,
     check_accuracy,
     check_records,
+    color_word,
     legend_below,
     ordered_unique,
+    robust_range,
 )
 
 __all__ = ["ADAPTATION_METHODS", "adaptation_bars", "domain_accuracy_curves", "domain_embedding", "DOMAIN_COLORS"]
@@ -97,7 +100,7 @@ def adaptation_bars(
         raise ValueError(f"no records match these methods; found (strategy, training): "
                          f"{sorted({(r['strategy'], r['training']) for r in rows})}")
     base_layout(fig, title=title, subtitle=subtitle or "test accuracy on the shifted test images; only the oracle "
-                "and the bars marked '(target labels)' use target labels", width=max(760, 110 * len(groups) * max(1, len(fig.data)) // 2),
+                "and the bars marked '(target labels)' use target labels", width=min(MAX_WIDTH, max(760, 110 * len(groups) * max(1, len(fig.data)) // 2)),
                 height=520, barmode="group")
     legend_below(fig)
     fig.update_xaxes(title="shift (target domain)")
@@ -161,20 +164,34 @@ def domain_embedding(
             raise ValueError(f"domains must be 0/1 or 'source'/'target'; got {bad[:3]}")
         d = (d == "target").astype(int)
     d = d.astype(int)
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels), horizontal_spacing=0.06)
-    for col, (name, points) in enumerate(panels.items(), start=1):
+    arrays = {}
+    for name, points in panels.items():
         p = as_array(points, ndim=2, what=f"points of {name!r}", shape_hint="(N, 2)")
         if p.shape != (len(d), 2):
             raise ValueError(f"points of {name!r} have shape {p.shape}; expected ({len(d)}, 2) to match domains")
+        arrays[name] = p
+    # each panel's axes leave out points far beyond its 1st-99th percentiles (robust_range): one far point no longer
+    # squeezes the rest into a corner; how many lie outside is said in the panel's title
+    ranges = {name: (robust_range(p[:, 0]), robust_range(p[:, 1])) for name, p in arrays.items()}
+    outside = {name: int(((p[:, 0] < rx[0][0]) | (p[:, 0] > rx[0][1]) | (p[:, 1] < ry[0][0]) | (p[:, 1] > ry[0][1])).sum())
+               for (name, p), (rx, ry) in zip(arrays.items(), ranges.values())}
+    titles = [name + (f"<br><span style='font-size:12px;color:#555555'>{n} outlying point{'s' * (n != 1)} beyond "
+                      "the axes</span>" if n else "") for name, n in outside.items()]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, horizontal_spacing=0.06)
+    for col, (name, p) in enumerate(arrays.items(), start=1):
         for k, domain in enumerate(("source", "target")):
             sel = d == k
             fig.add_scatter(x=p[sel, 0], y=p[sel, 1], mode="markers", name=domain, legendgroup=domain,
                             showlegend=col == 1, marker=dict(color=DOMAIN_COLORS[domain], size=6, opacity=0.7),
                             hovertemplate=f"{domain}<extra>{name}</extra>", row=1, col=col)
-        fig.update_xaxes(title="component 1", showticklabels=False, row=1, col=col)
-        fig.update_yaxes(title="component 2" if col == 1 else None, showticklabels=False, row=1, col=col)
+        (x_range, _), (y_range, _) = ranges[name]
+        fig.update_xaxes(title="component 1", showticklabels=False, range=x_range, row=1, col=col)
+        fig.update_yaxes(title="component 2" if col == 1 else None, showticklabels=False, range=y_range, row=1,
+                         col=col)
+    clipped = "; the axes leave out points far beyond each component's 1st-99th percentile" if any(outside.values()) else ""
     base_layout(fig, title=title, subtitle=subtitle or "pooled features of the last body stage, projected to 2-D; "
-                "blue: source (clean) images, red: target (shifted) images", width=380 * len(panels) + 120,
-                height=470, extra_top=20)
+                f"{color_word(DOMAIN_COLORS['source'])}: source (clean) images, "
+                f"{color_word(DOMAIN_COLORS['target'])}: target (shifted) images{clipped}",
+                width=min(MAX_WIDTH, 360 * len(panels) + 120), height=470, extra_top=38 if clipped else 20)
     legend_below(fig)
     return fig

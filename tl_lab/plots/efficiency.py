@@ -21,10 +21,23 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tl_lab.plots.style import GREY, OKABE_ITO, STRATEGY_COLORS, base_layout, check_records, ordered_unique
+import re
+
+from tl_lab.plots.style import (
+    GREY,
+    MAX_WIDTH,
+    OKABE_ITO,
+    STRATEGY_COLORS,
+    base_layout,
+    check_records,
+    ordered_unique,
+    place_trace_labels,
+    strategy_name,
+)
 from tl_lab.training.retention import REMEDY_NAMES
 
-__all__ = ["efficiency_scatter", "forgetting_tradeoff", "METHOD_COLORS", "REMEDY_COLORS"]
+__all__ = ["efficiency_scatter", "forgetting_tradeoff", "METHOD_COLORS", "REMEDY_COLORS", "method_name",
+           "run_name"]
 
 METHOD_COLORS: dict[str, str] = {
     "raw pixels": GREY,
@@ -36,6 +49,27 @@ METHOD_COLORS: dict[str, str] = {
     "full fine-tune": STRATEGY_COLORS["fine_tune"],
 }
 """One colour per method; LoRA ranks share reddish purple and differ by symbol (in order: hexagon, hexagram, ...)."""
+
+PLAN_NAMES = {"frozen_head": "frozen body", "fine_tune": "fine-tune all"}
+
+
+def method_name(method: str) -> str:
+    """A readable method name: ``"lora_r4"`` or ``"lora4"`` -> ``"LoRA r=4"``, ``"bias_only"`` -> ``"bias only"``;
+    names already readable are kept."""
+    m = re.fullmatch(r"lora_?r?=?(\d+)", str(method).strip().lower())
+    if m:
+        return f"LoRA r={m.group(1)}"
+    return str(method).replace("_", " ")
+
+
+def run_name(plan: str, remedy: str = "none") -> str:
+    """A forgetting run's readable name: ``("fine_tune", "ewc 10000")`` -> ``"EWC 10000"``, ``("frozen_head",
+    "none")`` -> ``"frozen body"``."""
+    if remedy == "none":
+        return PLAN_NAMES.get(plan, strategy_name(plan).replace("_", " "))
+    key, _, strength = str(remedy).partition(" ")
+    return f"{REMEDY_NAMES.get(key, key)} {strength}".strip()
+
 
 _LORA_SYMBOLS = ("hexagon", "hexagram", "hourglass", "bowtie")
 
@@ -54,6 +88,7 @@ def efficiency_scatter(records: Sequence[Mapping[str, Any]], *,
     symbol). Raw pixels are a dashed line per panel: the floor every method must beat.
     """
     rows = check_records(records, ("dataset", "method", "trainable", "test_acc"), what="efficiency_scatter records")
+    rows = [{**r, "method": method_name(r["method"])} for r in rows]
     datasets = ordered_unique(r["dataset"] for r in rows)
     fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=[str(d) for d in datasets], shared_yaxes=True,
                         horizontal_spacing=0.06)
@@ -71,7 +106,7 @@ def efficiency_scatter(records: Sequence[Mapping[str, Any]], *,
             color = METHOD_COLORS.get(method, OKABE_ITO["reddish_purple"])
             fig.add_trace(go.Scatter(
                 x=tuple(int(r["trainable"]) for r in pts), y=tuple(float(r["test_acc"]) for r in pts),
-                mode="markers",
+                mode="markers+text", text=[method] * len(pts), textfont=dict(size=11),
                 marker=dict(color=color, size=13, symbol=symbols[method],
                             line=dict(color="#333333", width=1)),
                 name=method, legendgroup=method, showlegend=method not in shown,
@@ -87,8 +122,13 @@ def efficiency_scatter(records: Sequence[Mapping[str, Any]], *,
         fig.update_xaxes(type="log", title_text="parameters trained (log)", row=1, col=col,
                          range=x_range if trained else None)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.05], row=1, col=1)
-    base_layout(fig, title=title, subtitle=subtitle, width=max(520, 460 * len(datasets)), height=520, extra_top=20)
+    base_layout(fig, title=title, subtitle=subtitle, width=min(MAX_WIDTH, max(560, 420 * len(datasets))), height=520,
+                extra_top=20)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
+    for col, dataset in enumerate(datasets, start=1):  # each point's name beside it, no two on top of each other
+        suffix = "" if col == 1 else str(col)
+        panel = [t for t in fig.data if t.xaxis == f"x{suffix}"]
+        place_trace_labels(fig, panel, xaxis=f"xaxis{suffix}", yaxis="yaxis", marker_size=13)
     return fig
 
 
@@ -123,11 +163,10 @@ def forgetting_tradeoff(records: Sequence[Mapping[str, Any]], *, images: str | N
         groups.setdefault(key, []).append(r)
     for key, pts in groups.items():
         pts = sorted(pts, key=lambda r: r["top1_agreement"])
-        labels = [r["plan"] if key == "none" else str(r["remedy"]) for r in pts]
+        labels = [run_name(str(r["plan"]), str(r.get("remedy", "none"))) for r in pts]
         fig.add_trace(go.Scatter(
             x=[r["top1_agreement"] for r in pts], y=[r["task_b_test_acc"] for r in pts],
             mode="markers+text" if key == "none" else "lines+markers+text", text=labels,
-            textposition=["top center" if i % 2 == 0 else "bottom center" for i in range(len(pts))],  # less overlap
             textfont=dict(size=11),
             marker=dict(size=12, color=REMEDY_COLORS.get(key, OKABE_ITO["reddish_purple"]),
                         line=dict(color="#333333", width=1)),
@@ -139,4 +178,5 @@ def forgetting_tradeoff(records: Sequence[Mapping[str, Any]], *, images: str | N
                 f"predictions on {images}; new task = test accuracy", width=820, height=540)
     fig.update_xaxes(title_text="old task kept: top-1 agreement with the original network", range=[-0.02, 1.08])
     fig.update_yaxes(title_text="new task: test accuracy", range=[0, 1.05])
+    place_trace_labels(fig, list(fig.data))  # the runs' names beside their points, none on top of another
     return fig

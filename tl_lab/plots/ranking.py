@@ -18,7 +18,7 @@ from typing import Any, Literal
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tl_lab.plots.style import INIT_COLORS, base_layout, check_records, legend_below
+from tl_lab.plots.style import INIT_COLORS, MAX_WIDTH, base_layout, check_records, legend_below, place_trace_labels
 
 __all__ = ["transferability_scores", "score_vs_accuracy", "cost_vs_accuracy", "METRIC_NAMES"]
 
@@ -120,7 +120,10 @@ def score_vs_accuracy(records: Sequence[Mapping[str, Any]], metrics: Sequence[st
             showlegend=False, customdata=[[str(r.get("label", r["backbone"]))] for r in records],
             hovertemplate="%{customdata[0]}<br>score %{x:.4f}<br>test accuracy %{y:.3f}<extra></extra>"),
             row=1, col=col)
-        fig.update_xaxes(title=f"{METRIC_NAMES.get(metric, metric)} score", row=1, col=col)
+        xs = [float(r[metric]) for r in records]
+        span = (max(xs) - min(xs)) or abs(max(xs)) or 1.0
+        fig.update_xaxes(title=f"{METRIC_NAMES.get(metric, metric)} score", row=1, col=col,
+                         range=[min(xs) - 0.12 * span, max(xs) + 0.12 * span])
         if baseline is not None:
             fig.add_hline(y=float(baseline), line=dict(color="#555555", dash="dot", width=1.5), row=1, col=col)
     if baseline is not None:
@@ -129,11 +132,15 @@ def score_vs_accuracy(records: Sequence[Mapping[str, Any]], metrics: Sequence[st
     _legend_keys(fig, records)
     recipe = records[0].get("recipe") or "training"
     base_layout(fig, title=title, subtitle=subtitle or f"x: predicted before training; y: measured test accuracy "
-                f"after {recipe}; τ = 1 means the same order", width=max(720, 380 * len(metrics)), height=480,
+                f"after {recipe}; τ = 1 means the same order", width=min(MAX_WIDTH, max(720, 380 * len(metrics))),
+                height=480,
                 extra_top=24)
     fig.update_yaxes(title="measured test accuracy", range=[0, 1.05], tickformat=".1f", row=1, col=1)
     legend_below(fig)
     fig.update_layout(margin_r=90 if baseline is not None else 30, margin_b=120)
+    for col in range(1, len(metrics) + 1):  # close points' names side by side, not on top of each other
+        suffix = "" if col == 1 else str(col)
+        place_trace_labels(fig, [t for t in fig.data if t.xaxis == f"x{suffix}"], xaxis=f"xaxis{suffix}")
     return fig
 
 

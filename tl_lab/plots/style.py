@@ -33,6 +33,13 @@ __all__ = [
     "color_for",
     "series_color",
     "strategy_name",
+    "MAX_WIDTH",
+    "COLOR_WORDS",
+    "color_word",
+    "place_labels",
+    "label_box",
+    "robust_range",
+    "place_trace_labels",
 ]
 
 OKABE_ITO: dict[str, str] = {
@@ -105,6 +112,27 @@ def color_for(name: str, index: int = 0) -> str:
 
 def series_color(index: int) -> str:
     return SERIES_COLORS[index % len(SERIES_COLORS)]
+
+
+MAX_WIDTH = 840
+"""The widest a figure may be: JupyterLab's output area is 848 px wide, and a wider figure is cut at its right edge
+(plotly does not shrink a figure with a fixed width)."""
+
+COLOR_WORDS: dict[str, str] = {
+    OKABE_ITO["black"]: "black", OKABE_ITO["orange"]: "orange", OKABE_ITO["sky_blue"]: "light blue",
+    OKABE_ITO["bluish_green"]: "green", OKABE_ITO["yellow"]: "yellow", OKABE_ITO["blue"]: "blue",
+    OKABE_ITO["vermillion"]: "dark orange", OKABE_ITO["reddish_purple"]: "pink", GREY: "grey",
+}
+"""What a reader calls each palette colour: a figure's text names a colour with :func:`color_word`, never by hand,
+so it cannot say red where the points are orange (Okabe-Ito's vermillion reads as dark orange)."""
+
+
+def color_word(color: str) -> str:
+    """The word for a palette colour (``"#D55E00"`` -> ``"dark orange"``)."""
+    try:
+        return COLOR_WORDS[color.upper()]
+    except KeyError:
+        raise ValueError(f"{color!r} is not a palette colour; name one of: {', '.join(COLOR_WORDS)}") from None
 
 
 TITLE_SIZE, SUBTITLE_SIZE, TITLE_MIDDLE = 19, 13, 26
@@ -183,6 +211,125 @@ def heatmap_frame(fig: go.Figure, *, xlabels: Sequence[str], ylabels: Sequence[s
                      constrain="domain", ticklabelstandoff=6)
     fig.update_xaxes(ticklabelstandoff=4)
     return fig
+
+
+# ---- labels beside points, placed so they do not overlap ------------------------------------------------------
+
+LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "top left",
+                   "bottom right", "bottom left")
+CHAR_PX = 0.62  # a character of plotly's sans-serif text is about 0.62 font sizes wide (measured in Chromium)
+
+
+def label_box(x: float, y: float, text: str, position: str, *, font_size: int = 11,
+              marker_size: int = 12) -> tuple[float, float, float, float]:
+    """The pixel box ``(left, top, right, bottom)`` (y down) that plotly gives ``text`` at ``position`` beside a
+    marker at pixel ``(x, y)``: the text sits just outside the marker, centred or aligned as named."""
+    w, h, gap = len(text) * font_size * CHAR_PX, font_size * 1.25, marker_size / 2 + 2
+    vertical, horizontal = position.split()
+    left = {"center": x - w / 2, "right": x + (gap if vertical == "middle" else 0),
+            "left": x - w - (gap if vertical == "middle" else 0)}[horizontal]
+    top = {"top": y - gap - h, "bottom": y + gap, "middle": y - h / 2}[vertical]
+    return left, top, left + w, top + h
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_labels(points: Sequence[tuple[float, float]], texts: Sequence[str], *, font_size: int = 11,
+                 marker_size: int = 12, area: tuple[float, float, float, float] | None = None) -> list[str]:
+    """A ``textposition`` per point (pixel coordinates, y down) so that labels cover neither each other nor a
+    marker, where the plot ``area`` (left, top, right, bottom) allows; greedy, in the order given. Empty texts get
+    "top center" and take no room. Plotly places every label "top center" unless told: close points then print
+    their names on top of each other."""
+    half = marker_size / 2
+    markers = [(x - half, y - half, x + half, y + half) for x, y in points]
+    placed: list[tuple[float, float, float, float]] = []
+    chosen = []
+    for (x, y), text in zip(points, texts):
+        if not text:
+            chosen.append("top center")
+            continue
+        best, best_cost = LABEL_POSITIONS[0], float("inf")
+        for position in LABEL_POSITIONS:
+            box = label_box(x, y, text, position, font_size=font_size, marker_size=marker_size)
+            cost = sum(_overlap(box, other) for other in placed) + sum(_overlap(box, m) for m in markers)
+            if area is not None:  # outside the plot area: as bad as covering that much of another label
+                inside = _overlap(box, area)
+                cost += (box[2] - box[0]) * (box[3] - box[1]) - inside
+            if cost < best_cost - 1e-9:
+                best, best_cost = position, cost
+            if cost == 0:
+                break
+        placed.append(label_box(x, y, text, best, font_size=font_size, marker_size=marker_size))
+        chosen.append(best)
+    return chosen
+
+
+def axis_pixels(fig: go.Figure, axis: str) -> tuple[float, float]:
+    """The pixel span ``(start, end)`` of a laid-out axis (``"xaxis"``, ``"yaxis2"``): from the figure's size,
+    margins and the axis' domain. y runs down the page, so a y axis' start is its bottom."""
+    layout = fig.layout
+    domain = getattr(layout, axis).domain or (0, 1)
+    if axis.startswith("x"):
+        plot = layout.width - layout.margin.l - layout.margin.r
+        return layout.margin.l + plot * domain[0], layout.margin.l + plot * domain[1]
+    plot = layout.height - layout.margin.t - layout.margin.b
+    return layout.margin.t + plot * (1 - domain[0]), layout.margin.t + plot * (1 - domain[1])
+
+
+def to_pixels(values: Sequence[float], axis_range: Sequence[float], span: tuple[float, float], *,
+              log: bool = False) -> list[float]:
+    """Data values on an axis with ``axis_range`` (log10 units for a log axis) as pixels along ``span``."""
+    lo, hi = axis_range
+    out = []
+    for v in values:
+        u = (np.log10(v) if log else v) - lo
+        out.append(span[0] + (span[1] - span[0]) * u / (hi - lo))
+    return out
+
+
+def place_trace_labels(fig: go.Figure, traces: Sequence[Any], *, xaxis: str = "xaxis", yaxis: str = "yaxis",
+                       font_size: int = 11, marker_size: int = 12) -> None:
+    """Give the text labels of ``traces`` (drawn on ``xaxis``/``yaxis``, whose ranges must be set) positions that do
+    not overlap (:func:`place_labels`), after :func:`base_layout` has fixed the figure's size and margins."""
+    traces = [t for t in traces if t.mode and "text" in t.mode]  # legend keys and bare markers carry no labels
+    xa, ya = getattr(fig.layout, xaxis), getattr(fig.layout, yaxis)
+    if xa.range is None or ya.range is None:
+        raise ValueError(f"place_trace_labels needs explicit ranges on {xaxis} and {yaxis}")
+    xspan, yspan = axis_pixels(fig, xaxis), axis_pixels(fig, yaxis)
+    points, texts, owners = [], [], []
+    for t in traces:
+        xs = to_pixels([float(v) for v in t.x], xa.range, xspan, log=xa.type == "log")
+        ys = to_pixels([float(v) for v in t.y], ya.range, yspan)
+        labels = list(t.text) if t.text is not None and not isinstance(t.text, str) else [t.text or ""] * len(xs)
+        points += list(zip(xs, ys))
+        texts += [str(v) for v in labels]
+        owners += [t] * len(xs)
+    area = (xspan[0], yspan[1], xspan[1], yspan[0])
+    positions = place_labels(points, texts, font_size=font_size, marker_size=marker_size, area=area)
+    for t in traces:
+        t.textposition = [p for p, o in zip(positions, owners) if o is t]
+
+
+def robust_range(values: Any, *, low: float = 1.0, high: float = 99.0, fence: float = 0.5,
+                 pad: float = 0.05) -> tuple[list[float], int]:
+    """An axis range that leaves out only far outliers, and how many values it leaves out.
+
+    Values more than ``fence`` times the ``low``-``high`` percentile span beyond those percentiles are outliers;
+    the range spans every other value, padded by ``pad`` of its extent. One far point no longer squeezes every
+    other point into a corner, while a cloud's ordinary tails stay on the axes.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [-1.0, 1.0], 0
+    lo, hi = np.percentile(v, [low, high])
+    span = hi - lo
+    kept = v[(v >= lo - fence * span) & (v <= hi + fence * span)]
+    start, end = float(kept.min()), float(kept.max())
+    extent = (end - start) or (abs(end) or 1.0)
+    return [start - pad * extent, end + pad * extent], int(v.size - kept.size)
 
 
 def legend_below(fig: go.Figure) -> None:
