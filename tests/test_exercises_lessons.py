@@ -16,7 +16,7 @@ from tl_lab import exercises
 from tl_lab.exercises.common import run_solution
 
 _CUDA = torch.cuda.is_available()
-LESSONS = ("01", "02", "04", "05", "06", "07", "08", "09", "10", "11", "12")
+LESSONS = ("01", "02", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13")
 
 
 # each lesson's run as its RESULT lines could report it (values of the kind the lessons print)
@@ -58,6 +58,9 @@ RUNS = {
            "agree_frozen_head": 1.0, "agree_fine_tune": 0.176, "agree_lwf": 0.187, "agree_ewc": 0.625,
            "agree_l2sp": 0.319, "agree_images": 539, "newtask_frozen_head": 0.445, "newtask_fine_tune": 0.35,
            "newtask_lwf": 0.304, "mt_shape_pretrained_single": 0.400, "mt_position_pretrained_single": 0.293},
+    # lesson 13: our fast run (TL_LAB_FAST=1, the demo folder's 48 test images)
+    "13": {"l13_raw_pixels": 0.375, "l13_scratch": 0.25, "l13_frozen_head": 0.646, "l13_test_images": 48,
+           "l13_test_mistakes": 17, "l13_cleaned_frozen_head": 0.625, "l13_swapped": 4, "l13_swapped_in_top8": 2},
 }
 
 
@@ -196,6 +199,8 @@ NUMBER_CASES = {
                            -0.417: "compares with plain fine-tuning", -0.297: "the source (clean) accuracy"}),
     ("12", "q2"): (0.824, {-0.824: "fine-tuning's agreement minus the frozen body's", 0.176: "what it kept",
                            0.095: "the new task's axis", 82.4: "That is a percentage"}),
+    ("13", "q2"): (17, {31: "how many it got right", 0.354: "the error rate", 0.646: "That is the accuracy",
+                        48: "the number of test images"}),
 }
 
 
@@ -318,6 +323,30 @@ def test_lesson08_lora_mistakes():
         assert r.correct is False and message in r.message, (message, r.message)
 
 
+def test_lesson13_image_losses_against_torch_and_each_mistake_named():
+    import torch
+    import torch.nn.functional as F
+
+    from tl_lab.exercises.lesson13 import _CASES, _check_losses, image_losses, loss_mistakes
+
+    for probabilities, labels in _CASES:  # the reference is PyTorch's cross-entropy on log-probabilities
+        expected = F.cross_entropy(torch.tensor(probabilities).log(), torch.tensor(labels), reduction="none")
+        assert np.allclose(image_losses(probabilities, labels), expected.numpy())
+    q4 = exercises.lesson("13").q4
+    assert q4.check(run_solution(q4.solution_text, {})).correct is True
+    probabilities, labels = _CASES[0]
+    wrong = {"the mean loss": lambda p, y: float(np.mean(image_losses(p, y))),
+             "the sum over the split": lambda p, y: float(np.sum(image_losses(p, y))),
+             "the predicted class": lambda p, y: [-np.log(max(row)) for row in p],
+             "The sign is wrong": lambda p, y: [-v for v in image_losses(p, y)],
+             "You used 1 - p(true class)": lambda p, y: [1 - row[k] for row, k in zip(p, y)],
+             "log base 2": lambda p, y: np.log2([row[k] for row, k in zip(p, y)]) * -1}
+    assert len(wrong) == len(loss_mistakes(probabilities, labels))
+    for message, fn in wrong.items():
+        assert message in _check_losses(fn), (message, _check_losses(fn))
+    assert "not int" in _check_losses(3) and "the losses are" in _check_losses(lambda p, y: [0.0] * len(y))
+
+
 def test_lesson09_kendall_tau_against_scipy():
     import itertools
 
@@ -355,7 +384,7 @@ MEASURED_IN = {("01", "q1"): "lesson.result(f\"filter_smoothness_", ("02", "q1")
                ("07", "q1"): 'lesson.result("folder_" + r[', ("08", "q1"): 'lesson.result("amp_speedup"',
                ("09", "q1"): 'lesson.result(f"{prefix}_best_pretrained"',
                ("10", "q1"): 'lesson.result(f"clipart_prototypes_{k}"', ("11", "q1"): 'lesson.result(f"{s}_{name}"',
-               ("12", "q1"): 'lesson.result(f"agree_{key}"'}
+               ("12", "q1"): 'lesson.result(f"agree_{key}"', ("13", "q1"): 'lesson.result("l13_cleaned_frozen_head"'}
 
 
 @pytest.mark.parametrize("lesson_id", LESSONS)

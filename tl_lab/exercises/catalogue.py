@@ -13,7 +13,7 @@ __all__ = ["LESSONS", "lesson", "catalogue", "LessonExercises", "totals"]
 
 # lesson id -> module defining TITLE and questions(); lessons without checked questions yet are absent
 LESSONS: dict[str, str] = {key: f"tl_lab.exercises.lesson{key}" for key in (
-    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12")}
+    "00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12", "13")}
 
 
 class LessonExercises:
