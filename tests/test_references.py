@@ -21,7 +21,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NOT_YET_RECORDED = {"00_start_here", "01_what_a_network_sees", "02_feature_extraction",
                     "03_fine_tuning_and_freezing", "04_why_features_transfer", "05_attributions",
                     "06_when_transfer_fails", "07_your_own_data", "08_going_further", "09_choosing_a_backbone",
-                    "10_zero_and_few_shot", "11_adapting_without_labels", "12_sharing_and_keeping_knowledge"}
+                    "10_zero_and_few_shot", "11_adapting_without_labels", "12_sharing_and_keeping_knowledge",
+                    "13_mistakes_camera_export"}
 
 
 def _md(*cells: str):
@@ -93,6 +94,15 @@ def test_fingerprint_maps_calls_to_their_functions_methods_and_modules():
                           "tl_lab.training.run:<module>", "tl_lab.training.run:Run.<class>",
                           "tl_lab.training.run:Run.evaluate"]
     assert all(refs.current_digest(k) == v for k, v in fp.items())
+
+
+def test_checked_questions_are_not_fingerprinted_they_only_read_results():
+    from tl_lab.exercises import lesson12
+
+    line = inspect.getsourcelines(lesson12.questions)[1]
+    assert fingerprint([(lesson12.__file__, line, "questions")]) == {}
+    nb = nbformat.v4.new_notebook()
+    assert stale({"notebook": notebook_digest(nb), "code": {"tl_lab.exercises.lesson12:questions": "0" * 16}}, nb) == []
 
 
 def test_stale_names_what_changed():

@@ -15,7 +15,7 @@ our run (a paper's figure, another lesson's result, a formula) says so: ``0.761<
 its notebook's code cells; the source of any tl_lab function or method the recorded run called (compared without
 docstrings and comments, so a reworded docstring leaves it current); or the module-level statements (constants such as
 a recipe's epochs) of a module holding one of those functions. A function the lesson never called may change
-freely. Calls are recorded with :mod:`cProfile` in the kernel's main thread, where lessons run their experiments.
+freely, and so may the checked questions (``tl_lab.exercises``), which read a lesson's results but never change them. Calls are recorded with :mod:`cProfile` in the kernel's main thread, where lessons run their experiments.
 A stale reference is re-recorded with the same command; :func:`stale` says what changed.
 """
 
@@ -36,6 +36,9 @@ from tl_lab.app.lessons import lessons_source
 PACKAGE = Path(tl_lab.__file__).resolve().parent
 REFERENCE_FILE = "references/lesson_results.json"  # beside the lessons
 VERSION = 1
+# Code that reads a lesson's results but never changes them: checked questions (their prompts and hints may be
+# reworded without re-recording a lesson).
+NOT_FINGERPRINTED = ("tl_lab.exercises",)
 RULE = ("A lesson's reference is stale when its code cells, the source (without docstrings) of a tl_lab function or "
         "method the recorded run called, or the module-level statements of a module holding one of them, differ "
         "from today's code. Re-record it with: tl-lab bench --only-lessons --references NN")
@@ -140,7 +143,7 @@ def fingerprint(calls: Iterable[Sequence[Any]]) -> dict[str, str]:
     wanted: dict[str, set[str]] = {}
     for file, line, _ in calls:
         module = _module_name(Path(file))
-        if module is None or not module.startswith("tl_lab"):
+        if module is None or not module.startswith("tl_lab") or module.startswith(NOT_FINGERPRINTED):
             continue
         wanted.setdefault(module, set()).add(str(line))
     out: dict[str, str] = {}
@@ -183,6 +186,8 @@ def stale(entry: Mapping[str, Any], nb: Any) -> list[str]:
     if entry.get("notebook") != notebook_digest(nb):
         changed.append("the lesson's code cells")
     for key, digest in sorted(entry.get("code", {}).items()):
+        if key.startswith(NOT_FINGERPRINTED):
+            continue
         now = current_digest(key)
         if now != digest:
             changed.append(f"{key} ({'removed' if now is None else 'changed'})")
