@@ -153,7 +153,10 @@ def questions() -> list[Question]:
             explanation="Cross-entropy is -log of the probability the model gives the label it was told. An image "
                         "whose label contradicts what the other images taught gets a low probability for that "
                         "label, so its loss stays high: that is why the cleaner shows the highest training losses "
-                        "first. A hard but correctly labelled image can rank high too, so a person decides.",
+                        "first. A model that trained on the image itself may have memorised its wrong label (a linear head on "
+                        "1280 features fits a few wrong labels easily), so judge with one that barely learned from "
+                        "it: class-mean prototypes, or a model trained without it. A hard but correctly labelled "
+                        "image can rank high too, so a person decides.",
             hints=("Write the loss of one image with p the model's probability for the label it was given.",),
             solution_text="answer = 0",
         ),
