@@ -173,8 +173,8 @@ def questions() -> list[Question]:
             measure=compare("inverted_adabn_naive", "inverted_frozen_head", DIGITS_TEST_IMAGES, _Q1),
             explanation="The head learned on features normalised with ImageNet's statistics; swapping in the "
                         "target's changes what every feature means to it, and accuracy collapses towards chance "
-                        "(our reference: 0.421 -> 0.141). AdaBN only helps a head trained under the source's own "
-                        "BatchNorm statistics (the sound protocol, section 4).",
+                        "(the recorded full-size run: 0.429 -> 0.137). AdaBN only helps a head trained under the "
+                        "source's own BatchNorm statistics (the sound protocol, section 4).",
             hints=("Under which BatchNorm statistics did the frozen head learn: the digits' or ImageNet's?",),
             solution_text="answer = 'AdaBN clearly hurts'   # the naive protocol",
         ),
