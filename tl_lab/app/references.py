@@ -5,8 +5,8 @@
 many threads it ran, and a fingerprint of the code it ran (:func:`fingerprint`).
 
 **Binding a number.** In a lesson's Markdown, a number quoted from our run names its result in an HTML comment right
-after it, which JupyterLab, nbconvert and MyST-NB render as nothing: ``0.433<!--r:mt_shape_pretrained_single-->``.
-The number must equal the recorded value rounded to the digits it is written with (``0.43`` binds 0.4333 too);
+after it, which JupyterLab, nbconvert and MyST-NB render as nothing: ``0.459<!--r:mt_shape_pretrained_single-->``.
+The number must equal the recorded value rounded to the digits it is written with (``0.46`` binds 0.459 too);
 ``<!--r:name %-->`` reads the value as a percentage (``43%<!--r:acc %-->``). A three-decimal number that is not from
 our run (a paper's figure, another lesson's result, a formula) says so: ``0.761<!--not ours: Kornblith et al.-->``.
 :func:`check_prose` lists every number that differs from the reference and every three-decimal number left unbound.
