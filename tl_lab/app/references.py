@@ -22,6 +22,7 @@ A stale reference is re-recorded with the same command; :func:`stale` says what 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import re
@@ -171,7 +172,13 @@ def current_digest(key: str) -> str | None:
     """The digest of ``module:piece`` in today's code (None: the module or the piece is gone)."""
     module, name = key.split(":", 1)
     path = _module_file(module)
-    return source_digests(path.read_text()).get(name) if path.exists() else None
+    return _file_digests(str(path), path.stat().st_mtime_ns).get(name) if path.exists() else None
+
+
+@functools.lru_cache(maxsize=512)
+def _file_digests(path: str, mtime_ns: int) -> dict[str, str]:
+    """A module file's digests, parsed once per version of the file (``mtime_ns`` is part of the key)."""
+    return source_digests(Path(path).read_text())
 
 
 def notebook_digest(nb: Any) -> str:
