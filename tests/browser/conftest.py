@@ -88,13 +88,13 @@ HARMLESS_REQUESTS: list[tuple[str, str]] = [
 # collection: every test under tests/browser/ carries the ``browser`` marker
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if BROWSER_DIR in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.browser)
-            # pytest-xdist (--dist loadgroup): one worker runs every browser test, so one JupyterLab and one
-            # Chromium start, while the other workers run the rest of the suite
-            item.add_marker(pytest.mark.xdist_group("browser"))
+def pytest_itemcollected(item):
+    """Marks each test as it is collected (before any collection_modifyitems hook, where pytest-xdist reads the
+    group): ``browser``, and the xdist group ``browser``, so that with ``--dist loadgroup`` one worker runs every
+    browser test (one JupyterLab, one Chromium) while the other workers run the rest of the suite."""
+    if BROWSER_DIR in Path(str(item.fspath)).resolve().parents:
+        item.add_marker(pytest.mark.browser)
+        item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.hookimpl(hookwrapper=True)
