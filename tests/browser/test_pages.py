@@ -176,6 +176,23 @@ def test_jupyterlab_shows_each_figure_and_widget_once(lab):
     lab.assert_clean_console()
 
 
+def test_a_chart_closed_before_the_kernel_answered_does_not_leave_the_next_one_waiting(lab):
+    """The first chart of a page fetches plotly's bundle from the kernel through its own widget. When that widget is
+    closed while the kernel is busy (a chart replaced by a newer one, as BackboneChooser does on a second score), its
+    question is never answered; the next chart asks again through its own widget instead of waiting for ever."""
+    lab.run_new_notebook("closed_first.ipynb", [
+        "import time\nimport plotly.graph_objects as go\nfrom IPython.display import display\n"
+        "from tl_lab.widgets.light_figure import LightFigureWidget\n"
+        "first = LightFigureWidget(go.Figure(go.Bar(y=[1, 2])))\ndisplay(first)\n"
+        "time.sleep(2)  # the page asks through `first` while the kernel is busy here\nfirst.close()",
+        "from ipywidgets import Box\nsecond = LightFigureWidget(go.Figure(go.Scatter(y=[3, 1, 2])))\n"
+        "box = Box([second])\nbox.add_class('closed-first-second')\nbox",
+    ], timeout=120)  # fmt: skip
+    lab.wait_for_plot(".closed-first-second .js-plotly-plot", timeout=30)
+    assert lab.js("() => document.querySelector('.closed-first-second .js-plotly-plot').data[0].y.length") == 3
+    assert lab.error_outputs() == []
+
+
 def test_jupyterlab_shows_the_snapshot_of_an_untrusted_executed_notebook_not_the_repr(lab):
     """A notebook executed headless is not trusted when opened: JupyterLab renders no widget view and no script,
     and picks the first safe form. That is the (sanitised) snapshot with its figures' text descriptions, not the

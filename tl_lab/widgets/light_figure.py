@@ -32,26 +32,39 @@ __all__ = ["LightFigureWidget", "LOADER_ESM", "REQUEST", "REPLY", "plotly_widget
 REQUEST = "tl-lab-plotly-esm?"
 REPLY = "tl-lab-plotly-esm"
 
+ASK_AGAIN_MS = 4000  # a chart still waiting asks the kernel again after this long
+
 LOADER_ESM = """
 // tl_lab: fetch plotly's widget bundle from the kernel once per page (it is not kept in the widget's state).
+// Every chart of the page waits on one shared promise. A chart asks the kernel through its own widget when nobody
+// has asked for %(again_s)s s: a widget closed before its kernel answered (a chart replaced while the kernel was busy)
+// must not leave the page's other charts waiting for ever.
 const KEY = "__tl_lab_plotly_widget__";
-function load(model) {
-  let p = globalThis[KEY];
-  if (!p) {
-    p = new Promise((resolve, reject) => {
-      function onMsg(msg) {
-        if (!msg || msg.type !== "%(reply)s") return;
-        model.off("msg:custom", onMsg);
-        const url = URL.createObjectURL(new Blob([msg.code], { type: "text/javascript" }));
-        import(url).then((mod) => resolve(mod.default), reject).finally(() => URL.revokeObjectURL(url));
-      }
-      model.on("msg:custom", onMsg);
-      model.send({ type: "%(request)s" });
-    });
-    p.catch(() => { if (globalThis[KEY] === p) delete globalThis[KEY]; });
-    globalThis[KEY] = p;
+function shared() {
+  let s = globalThis[KEY];
+  if (!s) {
+    s = { done: false, asked: 0 };
+    s.promise = new Promise((resolve, reject) => { s.resolve = resolve; s.reject = reject; });
+    s.promise.catch(() => { if (globalThis[KEY] === s) delete globalThis[KEY]; });
+    globalThis[KEY] = s;
   }
-  return p;
+  return s;
+}
+function load(model) {
+  const s = shared();
+  if (s.done || Date.now() - s.asked < %(again_ms)d) return s.promise;
+  s.asked = Date.now();
+  function onMsg(msg) {
+    if (!msg || msg.type !== "%(reply)s") return;
+    model.off("msg:custom", onMsg);
+    if (s.done) return;
+    s.done = true;
+    const url = URL.createObjectURL(new Blob([msg.code], { type: "text/javascript" }));
+    import(url).then((mod) => s.resolve(mod.default), s.reject).finally(() => URL.revokeObjectURL(url));
+  }
+  model.on("msg:custom", onMsg);
+  model.send({ type: "%(request)s" });
+  return s.promise;
 }
 export default () => {
   let real = null;
@@ -70,18 +83,21 @@ export default () => {
       note.style.cssText = "color:#777;padding:8px 4px";
       note.textContent = "drawing the chart (waiting for the kernel)…";
       el.appendChild(note);
+      const again = setInterval(() => load(model), %(again_ms)d);  // ask again while no answer has come
       try {
         await ready;
       } catch (e) {
         note.textContent = "This chart needs its kernel: run the cell again.";
         return;
+      } finally {
+        clearInterval(again);
       }
       note.remove();
       return real.render ? real.render({ model, el, experimental }) : undefined;
     },
   };
 };
-""" % {"reply": REPLY, "request": REQUEST}
+""" % {"reply": REPLY, "request": REQUEST, "again_ms": ASK_AGAIN_MS, "again_s": ASK_AGAIN_MS // 1000}
 
 
 @lru_cache(maxsize=1)
