@@ -95,8 +95,14 @@ def test_fingerprint_maps_calls_to_their_functions_methods_and_modules():
 def test_checked_questions_are_not_fingerprinted_they_only_read_results():
     from tl_lab.exercises import lesson12
 
+    from tl_lab.plots import style
+    from tl_lab.widgets import light_figure
+
     line = inspect.getsourcelines(lesson12.questions)[1]
     assert fingerprint([(lesson12.__file__, line, "questions")]) == {}
+    # nor are the display layers: a widget's loader script or a figure's label placement computes no result
+    assert fingerprint([(light_figure.__file__, inspect.getsourcelines(light_figure.plotly_widget_bundle)[1], "f"),
+                        (style.__file__, inspect.getsourcelines(style.place_labels)[1], "place_labels")]) == {}
     nb = nbformat.v4.new_notebook()
     assert stale({"notebook": notebook_digest(nb), "code": {"tl_lab.exercises.lesson12:questions": "0" * 16}}, nb) == []
 

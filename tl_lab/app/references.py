@@ -15,7 +15,9 @@ our run (a paper's figure, another lesson's result, a formula) says so: ``0.761<
 its notebook's code cells; the source of any tl_lab function or method the recorded run called (compared without
 docstrings and comments, so a reworded docstring leaves it current); or the module-level statements (constants such as
 a recipe's epochs) of a module holding one of those functions. A function the lesson never called may change
-freely, and so may the checked questions (``tl_lab.exercises``), which read a lesson's results but never change them. Calls are recorded with :mod:`cProfile` in the kernel's main thread, where lessons run their experiments.
+freely, and so may the display layers and the checked questions (``tl_lab.widgets``, ``tl_lab.plots``,
+``tl_lab.exercises``): they show or read a lesson's numbers but compute none (the layer rule keeps the maths below
+them, and the library functions they call are fingerprinted). Calls are recorded with :mod:`cProfile` in the kernel's main thread, where lessons run their experiments.
 A stale reference is re-recorded with the same command; :func:`stale` says what changed.
 """
 
@@ -37,12 +39,13 @@ from tl_lab.app.lessons import lessons_source
 PACKAGE = Path(tl_lab.__file__).resolve().parent
 REFERENCE_FILE = "references/lesson_results.json"  # beside the lessons
 VERSION = 1
-# Code that reads a lesson's results but never changes them: checked questions (their prompts and hints may be
-# reworded without re-recording a lesson).
-NOT_FINGERPRINTED = ("tl_lab.exercises",)
+# Code that shows or reads a lesson's results but never computes one: the display layers (widgets and plots hold no
+# maths by the layer rule; the library functions they call are fingerprinted) and the checked questions.
+NOT_FINGERPRINTED = ("tl_lab.exercises", "tl_lab.widgets", "tl_lab.plots")
 RULE = ("A lesson's reference is stale when its code cells, the source (without docstrings) of a tl_lab function or "
         "method the recorded run called, or the module-level statements of a module holding one of them, differ "
-        "from today's code. Re-record it with: tl-lab bench --only-lessons --references NN")
+        "from today's code; the display layers and checked questions (tl_lab.widgets, tl_lab.plots, "
+        "tl_lab.exercises) compute no number and are left out. Re-record it with: tl-lab bench --only-lessons --references NN")
 
 # Code the lesson kernel runs before its first cell and after its last (bench_notebook(trace=True)).
 TRACE_START = "import cProfile as _tl_cprofile\n_tl_profile = _tl_cprofile.Profile()\n_tl_profile.enable()"
