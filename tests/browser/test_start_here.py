@@ -83,7 +83,7 @@ def test_start_here_runs_and_renders(lab, ui):
 # The dashboard's tabs, and the class of the widget each one shows (the contract's DOM classes).
 TABS = {"Backbone": ".tl-backbone-picker", "Freeze": ".tl-stage-freezer", "Train": ".tl-train-panel",
         "Inside": ".tl-feature-explorer", "Attributions": ".tl-attribution-explorer", "Compare": ".tl-compare-runs",
-        "Few-shot": ".tl-few-shot", "Shift": ".tl-shift-lab"}
+        "Few-shot": ".tl-few-shot", "Shift": ".tl-shift-lab", "Mistakes": ".tl-mistakes"}
 
 
 def _visit_tabs(lab, dashboard) -> None:
