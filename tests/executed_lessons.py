@@ -44,24 +44,30 @@ def failing_cell(nb) -> tuple[int, str, str]:
     return -1, "", ""
 
 
-def _shared_root(tmp_path_factory) -> Path:
+def once_per_session(tmp_path_factory, name: str, make) -> tuple[Path, dict]:
+    """Run ``make(folder) -> dict`` once per test session for ``name`` and return ``(folder, what it returned)``.
+
+    Under pytest-xdist the workers share the folder (the parent of their base temporary folders): a file lock makes
+    a second worker wait for the first one's work and read its record instead of repeating it."""
     base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "executed_lessons"
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "once_per_session"
     root.mkdir(parents=True, exist_ok=True)
-    return root
+    folder, done = root / name, root / f"{name}.json"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            done.write_text(json.dumps(make(folder)))
+        return folder, json.loads(done.read_text())
 
 
 def executed_lesson(name: str, tmp_path_factory) -> ExecutedLesson:
     """Lesson ``name`` (e.g. ``"00_start_here"``) executed in fast mode with its solutions, once per session."""
-    root = _shared_root(tmp_path_factory)
-    folder = root / name
-    done = root / f"{name}.json"
-    with open(root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            seconds, error = _execute(name, folder)
-            done.write_text(json.dumps({"seconds": seconds, "error": error}))
-        info = json.loads(done.read_text())
+
+    def run(folder: Path) -> dict:
+        seconds, error = _execute(name, folder)
+        return {"seconds": seconds, "error": error}
+
+    folder, info = once_per_session(tmp_path_factory, name, run)
     nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
     return ExecutedLesson(name, nb, folder, info["seconds"], info["error"])
 

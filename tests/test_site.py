@@ -8,7 +8,6 @@ on a tiny lesson that records a run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -311,18 +310,16 @@ def plotly_outputs(executed: Path) -> int:
 
 def shared_real_site(tmp_path_factory) -> Path:
     """The real site (lesson 00 and the recording lesson) built once per session by :func:`build_real_site`, which
-    must execute both; tests/browser/test_site.py opens the same site. Under pytest-xdist the workers share it
-    through a file lock."""
-    import fcntl
+    must execute both; tests/browser/test_site.py opens the same site (tests/executed_lessons.py shares it between
+    pytest-xdist workers)."""
+    from executed_lessons import once_per_session
 
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "real_site"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "built").exists():
-            assert build_real_site(root / "site", root / "src") == 2
-            (root / "built").write_text("ok")
+    def build(root: Path) -> dict:
+        root.mkdir(parents=True, exist_ok=True)
+        return {"executed": build_real_site(root / "site", root / "src")}
+
+    root, built = once_per_session(tmp_path_factory, "real_site", build)
+    assert built["executed"] == 2
     return root
 
 
