@@ -161,7 +161,8 @@ def test_cache_bench_case_compares_the_same_training(tmp_path):
     assert 0 < cached["epochs_s"] < cached["seconds"]
     assert result["speedup"] == pytest.approx(naive["seconds"] / cached["seconds"], abs=0.06)
     assert result["upper_bound"] == pytest.approx(naive["seconds"] / cached["cache_build_s"], abs=0.06)
-    assert result["upper_bound"] > result["speedup"]  # the cached run costs more than its cache build alone
+    # the cached run costs more than its cache build alone (both ratios are rounded to 0.1, so they may tie)
+    assert cached["cache_build_s"] < cached["seconds"] and result["upper_bound"] >= result["speedup"]
 
 
 def test_train_with_a_missing_or_broken_config_prints_one_line_and_exits_2(tmp_path, capsys, monkeypatch):

@@ -162,6 +162,25 @@ def test_catalogue_lists_every_question_with_its_kind():
         exercises.lesson("03").q9
 
 
+def test_every_answer_cell_repeats_its_question_as_the_checker_asks_it():
+    # An answer cell opens with "# qN: <prompt>": when a re-measured run changes a prompt's numbers, the cell's copy
+    # must change with it, or the learner reads two versions of one question.
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    seen = 0
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        questions = {q.id: q for q in exercises.lesson(path.name[:2])}
+        for cell in nbformat.read(path, as_version=4).cells:
+            match = re.match(r"# (q\d+): (.*)", cell.source)
+            if cell.cell_type == "code" and match:
+                assert match.group(2).strip() == questions[match.group(1)].prompt.strip(), (path.name, match.group(1))
+                seen += 1
+    assert seen >= 30  # most questions have an answer cell (predictions have buttons instead)
+
+
 def test_progress_counts_passes_and_checked_predictions_and_keeps_a_pass(tmp_path):
     import tl_lab
 

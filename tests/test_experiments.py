@@ -181,15 +181,6 @@ def test_data_efficiency_on_digits_is_complete_and_sensible():
 
 
 @pytest.mark.slow
-def test_pretrained_frozen_head_beats_scratch_on_clipart():
-    result = data_efficiency("efficientnet_lite0", "clipart", shots=(10,), strategies=("frozen_head", "scratch"),
-                             image_size=64)
-    acc = {r["strategy"]: r["test_acc"] for r in result.to_records()}
-    assert acc["frozen_head"] > acc["scratch"] + 0.15, acc  # the core claim, with the fair scratch recipe
-    assert acc["frozen_head"] > acc["raw_pixels"] + 0.15, acc
-
-
-@pytest.mark.slow
 def test_freeze_sweep_freezes_more_and_trains_fewer_parameters():
     result = freeze_sweep("efficientnet_lite0", "digits", shots=2, stages=("head", None, "stage6"), image_size=32,
                           epochs=2, val_per_class=2)

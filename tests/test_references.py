@@ -153,7 +153,9 @@ def test_a_traced_bench_run_records_the_calls_and_its_reference_goes_stale_when_
     nb.cells[0].source = nb.cells[0].source.replace("0.250", "0.300")
     assert check_prose(nb, entry["results"]) == ["cell 0: the text says 0.300 for quarter; the recorded run "
                                                  "measured 0.250"]
-    nb.cells[1].source += "\n"
+    nb.cells[1].source += "\n# a comment changes no number"
+    assert stale(entry, nb) == []
+    nb.cells[1].source += "\nx = 1"
     assert stale(entry, nb) == ["the lesson's code cells"]
 
 

@@ -12,9 +12,9 @@ our run (a paper's figure, another lesson's result, a formula) says so: ``0.761<
 :func:`check_prose` lists every number that differs from the reference and every three-decimal number left unbound.
 
 **The rule for "older".** A lesson's reference is *stale* when the code it ran has changed since it was recorded:
-its notebook's code cells; the source of any tl_lab function or method the recorded run called (compared without
-docstrings and comments, so a reworded docstring leaves it current); or the module-level statements (constants such as
-a recipe's epochs) of a module holding one of those functions. A function the lesson never called may change
+its notebook's code cells (compared as code, so a reworded comment leaves it current); the source of any tl_lab
+function or method the recorded run called (compared without docstrings and comments); or the module-level
+statements (constants such as a recipe's epochs) of a module holding one of those functions. A function the lesson never called may change
 freely, and so may the display layers and the checked questions (``tl_lab.widgets``, ``tl_lab.plots``,
 ``tl_lab.exercises``): they show or read a lesson's numbers but compute none (the layer rule keeps the maths below
 them, and the library functions they call are fingerprinted). Calls are recorded with :mod:`cProfile` in the kernel's main thread, where lessons run their experiments.
@@ -42,7 +42,7 @@ VERSION = 1
 # Code that shows or reads a lesson's results but never computes one: the display layers (widgets and plots hold no
 # maths by the layer rule; the library functions they call are fingerprinted) and the checked questions.
 NOT_FINGERPRINTED = ("tl_lab.exercises", "tl_lab.widgets", "tl_lab.plots")
-RULE = ("A lesson's reference is stale when its code cells, the source (without docstrings) of a tl_lab function or "
+RULE = ("A lesson's reference is stale when its code cells (as code, comments left out), the source (without docstrings) of a tl_lab function or "
         "method the recorded run called, or the module-level statements of a module holding one of them, differ "
         "from today's code; the display layers and checked questions (tl_lab.widgets, tl_lab.plots, "
         "tl_lab.exercises) compute no number and are left out. Re-record it with: tl-lab bench --only-lessons --references NN")
@@ -184,9 +184,27 @@ def _file_digests(path: str, mtime_ns: int) -> dict[str, str]:
     return source_digests(Path(path).read_text())
 
 
+def _cell_code(source: str) -> str:
+    """A code cell as Python sees it (its syntax tree: comments and layout left out); its text if it does not parse
+    (an IPython magic)."""
+    try:
+        return ast.dump(ast.parse(source), include_attributes=False)
+    except SyntaxError:
+        return source
+
+
 def notebook_digest(nb: Any) -> str:
-    """The lesson's code cells (sources only, in order): a changed cell makes its reference stale."""
-    text = "\n\x00\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    """The lesson's code cells, in order, compared as code: a changed statement, name or string makes the reference
+    stale; a reworded comment (an answer cell repeating its question, say) does not.
+
+    >>> from nbformat.v4 import new_code_cell, new_notebook
+    >>> a = new_notebook(cells=[new_code_cell("x = 1  # one")])
+    >>> b = new_notebook(cells=[new_code_cell("# the same\\nx = 1")])
+    >>> c = new_notebook(cells=[new_code_cell("x = 2  # one")])
+    >>> notebook_digest(a) == notebook_digest(b), notebook_digest(a) == notebook_digest(c)
+    (True, False)
+    """
+    text = "\n\x00\n".join(_cell_code(c.source) for c in nb.cells if c.cell_type == "code")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -95,7 +95,7 @@ def questions() -> list[Question]:
         ),
         Number(
             "q2", "From section 2 (Mean or sum?): on the plant drawings, by how much did scoring by the mean beat "
-                  "scoring by the sum? (per-class accuracy, mean minus sum, e.g. 0.45)",
+                  "scoring by the sum? (per-class accuracy, mean minus sum: a decimal such as 0.07)",
             read=lambda r: r["zero_shot_plant_mean"] - r["zero_shot_plant_sum"],
             tolerance=0.011,  # the table prints two decimals
             mistakes={
