@@ -94,7 +94,6 @@ def test_fingerprint_maps_calls_to_their_functions_methods_and_modules():
 
 def test_checked_questions_are_not_fingerprinted_they_only_read_results():
     from tl_lab.exercises import lesson12
-
     from tl_lab.plots import style
     from tl_lab.widgets import light_figure
 

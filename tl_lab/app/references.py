@@ -14,10 +14,11 @@ our run (a paper's figure, another lesson's result, a formula) says so: ``0.761<
 **The rule for "older".** A lesson's reference is *stale* when the code it ran has changed since it was recorded:
 its notebook's code cells (compared as code, so a reworded comment leaves it current); the source of any tl_lab
 function or method the recorded run called (compared without docstrings and comments); or the module-level
-statements (constants such as a recipe's epochs) of a module holding one of those functions. A function the lesson never called may change
-freely, and so may the display layers and the checked questions (``tl_lab.widgets``, ``tl_lab.plots``,
-``tl_lab.exercises``): they show or read a lesson's numbers but compute none (the layer rule keeps the maths below
-them, and the library functions they call are fingerprinted). Calls are recorded with :mod:`cProfile` in the kernel's main thread, where lessons run their experiments.
+statements (constants such as a recipe's epochs) of a module holding one of those functions. A function the lesson
+never called may change freely, and so may the display layers and the checked questions (``tl_lab.widgets``,
+``tl_lab.plots``, ``tl_lab.exercises``): they show or read a lesson's numbers but compute none (the layer rule keeps
+the maths below them, and the library functions they call are fingerprinted). Calls are recorded with
+:mod:`cProfile` in the kernel's main thread, where lessons run their experiments.
 A stale reference is re-recorded with the same command; :func:`stale` says what changed.
 """
 
@@ -42,10 +43,11 @@ VERSION = 1
 # Code that shows or reads a lesson's results but never computes one: the display layers (widgets and plots hold no
 # maths by the layer rule; the library functions they call are fingerprinted) and the checked questions.
 NOT_FINGERPRINTED = ("tl_lab.exercises", "tl_lab.widgets", "tl_lab.plots")
-RULE = ("A lesson's reference is stale when its code cells (as code, comments left out), the source (without docstrings) of a tl_lab function or "
-        "method the recorded run called, or the module-level statements of a module holding one of them, differ "
-        "from today's code; the display layers and checked questions (tl_lab.widgets, tl_lab.plots, "
-        "tl_lab.exercises) compute no number and are left out. Re-record it with: tl-lab bench --only-lessons --references NN")
+RULE = ("A lesson's reference is stale when its code cells (as code, comments left out), the source (without "
+        "docstrings) of a tl_lab function or method the recorded run called, or the module-level statements of a "
+        "module holding one of them, differ from today's code; the display layers and checked questions "
+        "(tl_lab.widgets, tl_lab.plots, tl_lab.exercises) compute no number and are left out. Re-record it with: "
+        "tl-lab bench --only-lessons --references NN")
 
 # Code the lesson kernel runs before its first cell and after its last (bench_notebook(trace=True)).
 TRACE_START = "import cProfile as _tl_cprofile\n_tl_profile = _tl_cprofile.Profile()\n_tl_profile.enable()"
